@@ -1,0 +1,55 @@
+//! `failover-notify`: the command-line entry point. Each command lives in its own file
+//! under `cmd/`; this file only parses arguments and prints errors.
+
+mod cmd;
+mod load;
+mod time_arg;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tells operations teams whether a cluster failover was planned or needs a look now.
+#[derive(Debug, Parser)]
+#[command(name = "failover-notify", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check inventory files; print `ok` or every problem with its line and column.
+    Validate(cmd::validate::Args),
+    /// Dry run: classify a failover of HOST at an instant and say why.
+    Check(cmd::check::Args),
+    /// List maintenance window occurrences (table, JSON or iCalendar).
+    Windows(cmd::windows::Args),
+    /// Turn the original Python Lambda handler's settings into an inventory.
+    ImportLambda(cmd::import_lambda::Args),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(cmd::keys::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(&args),
+        Command::Check(args) => cmd::check::run(&args),
+        Command::Windows(args) => cmd::windows::run(&args),
+        Command::ImportLambda(args) => cmd::import_lambda::run(&args),
+        Command::Keys(command) => cmd::keys::run(&command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            match err.downcast_ref::<load::InvalidConfig>() {
+                // Already rendered with file, line, column and snippet.
+                Some(invalid) => eprint!("{invalid}"),
+                None => eprintln!("error: {err:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The inventory file as written: serde types that keep every value's position.
+//!
+//! Nothing here is checked beyond TOML syntax and field names; `validate.rs` turns these
+//! types into an [`Inventory`](crate::inventory::Inventory) and reports every problem with
+//! the span of the value that caused it.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+/// A value together with its byte range in the source file.
+pub type S<T> = Spanned<T>;
+
+/// The whole inventory file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub events: Option<S<EventsSection>>,
+    #[serde(default)]
+    pub templates: Option<S<TemplateSet>>,
+    #[serde(default)]
+    pub customers: Vec<S<CustomerSection>>,
+    #[serde(default)]
+    pub clusters: Vec<S<ClusterSection>>,
+    #[serde(default)]
+    pub windows: Vec<S<WindowSection>>,
+    #[serde(default)]
+    pub channels: Vec<S<ChannelSection>>,
+    #[serde(default)]
+    pub routes: Vec<S<RouteSection>>,
+    #[serde(default)]
+    pub keys: Vec<S<KeySection>>,
+}
+
+/// `[defaults]`: values every customer, cluster and window inherits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub time_zone: Option<S<String>>,
+    pub grace: Option<S<GraceSection>>,
+}
+
+/// `grace = { before = "15m", after = "1h" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraceSection {
+    pub before: Option<S<String>>,
+    pub after: Option<S<String>>,
+}
+
+/// `[events]`: merging, flapping and failback detection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    pub merge_within: Option<S<String>>,
+    pub flapping_count: Option<S<i64>>,
+    pub flapping_within: Option<S<String>>,
+    pub failback_within: Option<S<String>>,
+}
+
+/// `subject`/`body` for one verdict.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatePair {
+    pub subject: Option<S<String>>,
+    pub body: Option<S<String>>,
+}
+
+/// `[templates]` (global) or `templates` inside a customer or cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSet {
+    pub planned: Option<TemplatePair>,
+    pub unplanned: Option<TemplatePair>,
+    #[serde(rename = "unknown-host")]
+    pub unknown_host: Option<TemplatePair>,
+}
+
+/// `[[customers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSection {
+    pub name: S<String>,
+    pub time_zone: Option<S<String>>,
+    pub grace: Option<S<GraceSection>>,
+    pub templates: Option<S<TemplateSet>>,
+}
+
+/// `[[clusters]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub name: S<String>,
+    pub customer: Option<S<String>>,
+    pub nodes: S<Vec<S<NodeEntry>>>,
+    pub time_zone: Option<S<String>>,
+    pub grace: Option<S<GraceSection>>,
+    pub templates: Option<S<TemplateSet>>,
+}
+
+/// A node: `"host"` or `{ name = "host", aliases = ["old-name"] }`.
+#[derive(Debug)]
+pub struct NodeEntry {
+    pub name: String,
+    pub aliases: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for NodeEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NodeVisitor;
+        impl<'de> Visitor<'de> for NodeVisitor {
+            type Value = NodeEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a host name or a table `{ name = \"...\", aliases = [...] }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeEntry, E> {
+                Ok(NodeEntry { name: v.to_owned(), aliases: Vec::new() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeEntry, A::Error> {
+                let mut name = None;
+                let mut aliases = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => name = Some(map.next_value::<String>()?),
+                        "aliases" => aliases = map.next_value::<Vec<String>>()?,
+                        other => return Err(de::Error::unknown_field(other, &["name", "aliases"])),
+                    }
+                }
+                let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+                Ok(NodeEntry { name, aliases })
+            }
+        }
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+/// A weekday as written: a name (`"wednesday"`, `"wed"`) or the original's number, Monday = 0.
+#[derive(Debug, Clone)]
+pub enum DayEntry {
+    /// `"wednesday"`, `"Wed"`.
+    Name(String),
+    /// `2` (Monday = 0, as in the original handler).
+    Number(i64),
+}
+
+impl<'de> Deserialize<'de> for DayEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DayVisitor;
+        impl Visitor<'_> for DayVisitor {
+            type Value = DayEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a weekday name such as \"wednesday\" or a number 0-6 (Monday = 0)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DayEntry, E> {
+                Ok(DayEntry::Name(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DayEntry, E> {
+                Ok(DayEntry::Number(v))
+            }
+        }
+        deserializer.deserialize_any(DayVisitor)
+    }
+}
+
+/// `[[windows]]`: one recurring or one-off maintenance window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSection {
+    pub name: S<String>,
+    /// Owner: exactly one of `node`, `cluster`, `customer`.
+    pub node: Option<S<String>>,
+    pub cluster: Option<S<String>>,
+    pub customer: Option<S<String>>,
+
+    /// N-th weekday of the month (1..=5, or -1 for the last).
+    pub week: Option<S<i64>>,
+    /// Weekday for `week`.
+    pub day: Option<S<DayEntry>>,
+    /// `"nth-weekday"` (default) or `"monday-weeks"` (the original handler's arithmetic).
+    pub calendar: Option<S<String>>,
+    /// Weekly on these weekdays.
+    pub days: Option<S<Vec<S<DayEntry>>>>,
+    /// Monthly on this day of the month (negative counts from the end).
+    pub day_of_month: Option<S<i64>>,
+    /// AWS `cron(...)` or a 5-field cron expression.
+    pub cron: Option<S<String>>,
+    /// A one-off window on this date (`"2026-12-01"`).
+    pub date: Option<S<String>>,
+
+    /// Move each anchor by this many days (Patch Tuesday + 4 days, SSM's ScheduleOffset).
+    pub offset_days: Option<S<i64>>,
+    /// The first such weekday after the anchor ("the Saturday after the second Tuesday").
+    pub then: Option<S<DayEntry>>,
+
+    /// Local start time `"22:00"`; absent for whole-day windows.
+    pub start: Option<S<String>>,
+    /// How long: `"4h"`, `"90m"`, `"2d"`.
+    pub duration: Option<S<String>>,
+    /// For one-off windows: local end `"2026-12-02 06:00"` instead of a duration.
+    pub end: Option<S<String>>,
+    pub time_zone: Option<S<String>>,
+    pub grace: Option<S<GraceSection>>,
+}
+
+/// `[[channels]]`: one destination; the fields that apply depend on `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSection {
+    pub name: S<String>,
+    pub kind: S<String>,
+    // sns
+    pub topic_arn: Option<S<String>>,
+    pub region: Option<S<String>>,
+    pub endpoint_url: Option<S<String>>,
+    // email
+    pub to: Option<S<Vec<S<String>>>>,
+    pub from: Option<S<String>>,
+    pub smtp_host: Option<S<String>>,
+    pub smtp_port: Option<S<i64>>,
+    pub tls: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password_env: Option<S<String>>,
+    // webhook
+    pub url: Option<S<String>>,
+    pub format: Option<S<String>>,
+    pub headers: Option<S<toml::Table>>,
+    // log
+    pub path: Option<S<String>>,
+}
+
+/// `[[routes]]`: where a customer's or cluster's events go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub customer: Option<S<String>>,
+    pub cluster: Option<S<String>>,
+    pub verdicts: Option<S<Vec<S<String>>>>,
+    pub channels: S<Vec<S<String>>>,
+}
+
+/// `[[keys]]`: an API key, stored as its hash.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    pub name: S<String>,
+    pub hash: S<String>,
+    pub customer: Option<S<String>>,
+    pub admin: Option<S<bool>>,
+}

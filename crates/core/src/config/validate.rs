@@ -1,0 +1,381 @@
+//! Phase 2: meaning. Turns the schema into an [`Inventory`], collecting every problem.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Span, SpanRelativeTo};
+
+use super::schema::{self, S};
+use super::{ConfigError, ConfigErrorKind as K, ConfigErrors};
+use crate::inventory::{
+    ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, Inventory, Node, NodeId, Route,
+    Verdict, WindowId, short_name,
+};
+use crate::keys::KeyHash;
+use crate::template::{Part, Scope, Templates};
+use crate::window::{Grace, Owner};
+
+/// Default grace: a reboot a few minutes early still counts, and so do late reboots and
+/// failbacks in the half hour after a window closes.
+pub(super) const DEFAULT_GRACE: Grace =
+    Grace { before: SignedDuration::from_mins(5), after: SignedDuration::from_mins(30) };
+
+/// Collects problems while building.
+pub(super) struct Ctx {
+    pub errs: Vec<ConfigError>,
+}
+
+impl Ctx {
+    pub fn err(&mut self, span: Range<usize>, kind: K) {
+        self.errs.push(ConfigError { span, kind });
+    }
+
+    pub fn time_zone(&mut self, s: &S<String>) -> Option<TimeZone> {
+        match TimeZone::get(s.get_ref()) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.err(s.span(), K::UnknownTimeZone { name: s.get_ref().clone() });
+                None
+            }
+        }
+    }
+
+    /// A non-negative duration; days are 24 hours.
+    pub fn duration(&mut self, s: &S<String>) -> Option<SignedDuration> {
+        let value = s.get_ref();
+        let parsed = value.parse::<Span>().and_then(|sp| {
+            sp.to_duration(SpanRelativeTo::days_are_24_hours())
+        });
+        match parsed {
+            Ok(d) if d.is_negative() => {
+                self.err(s.span(), K::NegativeDuration { value: value.clone() });
+                None
+            }
+            Ok(d) => Some(d),
+            Err(source) => {
+                self.err(s.span(), K::Duration { value: value.clone(), source });
+                None
+            }
+        }
+    }
+
+    /// A duration that must be longer than zero.
+    pub fn positive_duration(&mut self, s: &S<String>) -> Option<SignedDuration> {
+        let d = self.duration(s)?;
+        if d.is_zero() {
+            self.err(s.span(), K::ZeroDuration { value: s.get_ref().clone() });
+            return None;
+        }
+        Some(d)
+    }
+
+    pub fn grace(&mut self, s: Option<&S<schema::GraceSection>>, inherited: Grace) -> Grace {
+        let Some(g) = s else { return inherited };
+        let g = g.get_ref();
+        Grace {
+            before: g.before.as_ref().and_then(|b| self.duration(b)).unwrap_or(inherited.before),
+            after: g.after.as_ref().and_then(|a| self.duration(a)).unwrap_or(inherited.after),
+        }
+    }
+
+    fn name(&mut self, s: &S<String>) {
+        if s.get_ref().trim().is_empty() {
+            self.err(s.span(), K::EmptyName);
+        }
+    }
+}
+
+/// Records names and reports the second definition of any.
+pub(super) struct Names<'a> {
+    what: &'static str,
+    src_lines: &'a [usize],
+    seen: HashMap<String, (usize, u32)>,
+}
+
+impl<'a> Names<'a> {
+    pub fn new(what: &'static str, src_lines: &'a [usize]) -> Self {
+        Names { what, src_lines, seen: HashMap::new() }
+    }
+
+    /// Registers `name` with index `idx`; false (and an error) when it was already taken.
+    pub fn add(&mut self, ctx: &mut Ctx, name: &S<String>, idx: u32) -> bool {
+        ctx.name(name);
+        let key = name.get_ref().to_ascii_lowercase();
+        if let Some(&(first, _)) = self.seen.get(&key) {
+            let first_line = self.src_lines.partition_point(|&nl| nl < first) + 1;
+            ctx.err(
+                name.span(),
+                K::Duplicate { what: self.what, name: name.get_ref().clone(), first_line },
+            );
+            return false;
+        }
+        self.seen.insert(key, (name.span().start, idx));
+        true
+    }
+
+    /// The index registered under `name`, or an "unknown" error.
+    pub fn resolve(&self, ctx: &mut Ctx, name: &S<String>) -> Option<u32> {
+        let found = self.seen.get(&name.get_ref().to_ascii_lowercase()).map(|&(_, i)| i);
+        if found.is_none() {
+            ctx.err(name.span(), K::Unknown { what: self.what, name: name.get_ref().clone() });
+        }
+        found
+    }
+}
+
+/// Whether `host` is a plausible host name.
+pub fn valid_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .trim_end_matches('.')
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigErrors> {
+    let mut ctx = Ctx { errs: Vec::new() };
+    // Byte offsets of the newlines, to name the line of a first definition.
+    let lines: Vec<usize> = src.match_indices('\n').map(|(i, _)| i).collect();
+    let default_tz = file
+        .defaults
+        .time_zone
+        .as_ref()
+        .and_then(|s| ctx.time_zone(s))
+        .unwrap_or(TimeZone::UTC);
+    let default_grace = ctx.grace(file.defaults.grace.as_ref(), DEFAULT_GRACE);
+
+    let mut customer_names = Names::new("customer", &lines);
+    let mut customers = Vec::new();
+    let mut customer_grace = Vec::new();
+    for c in &file.customers {
+        let c = c.get_ref();
+        customer_names.add(&mut ctx, &c.name, customers.len() as u32);
+        let time_zone = c.time_zone.as_ref().and_then(|s| ctx.time_zone(s)).unwrap_or(default_tz.clone());
+        customer_grace.push(ctx.grace(c.grace.as_ref(), default_grace));
+        customers.push(Customer { name: c.name.get_ref().clone(), time_zone });
+    }
+
+    let mut cluster_names = Names::new("cluster", &lines);
+    let mut node_names = Names::new("node", &lines);
+    let mut clusters = Vec::new();
+    let mut cluster_grace = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut by_name: HashMap<Box<str>, Vec<NodeId>> = HashMap::new();
+    let mut by_short: HashMap<Box<str>, Vec<NodeId>> = HashMap::new();
+    for (ci, c) in file.clusters.iter().enumerate() {
+        let c = c.get_ref();
+        let cid = ClusterId(ci as u32);
+        cluster_names.add(&mut ctx, &c.name, cid.0);
+        let customer = c.customer.as_ref().and_then(|s| customer_names.resolve(&mut ctx, s)).map(CustomerId);
+        let inherited_tz = customer.map_or(&default_tz, |cu| &customers[cu.index()].time_zone);
+        let time_zone = c.time_zone.as_ref().and_then(|s| ctx.time_zone(s)).unwrap_or(inherited_tz.clone());
+        let inherited_grace = customer.map_or(default_grace, |cu| customer_grace[cu.index()]);
+        cluster_grace.push(ctx.grace(c.grace.as_ref(), inherited_grace));
+        let entries = c.nodes.get_ref();
+        if entries.len() < 2 {
+            ctx.err(c.nodes.span(), K::TooFewNodes { cluster: c.name.get_ref().clone(), found: entries.len() });
+        }
+        let mut members = Vec::new();
+        for entry in entries {
+            let span = entry.span();
+            let e = entry.get_ref();
+            let nid = NodeId(nodes.len() as u32);
+            for name in std::iter::once(&e.name).chain(&e.aliases) {
+                if !valid_host_name(name) {
+                    ctx.err(span.clone(), K::HostName { value: name.clone() });
+                    continue;
+                }
+                let spanned = S::new(span.clone(), name.clone());
+                if let Some(prev) = by_name.get(name.to_ascii_lowercase().as_str()) {
+                    let other = &clusters_name(&clusters, &nodes, prev[0], &c.name);
+                    ctx.err(span.clone(), K::NodeInTwoClusters { node: name.clone(), cluster: other.clone() });
+                    continue;
+                }
+                // Registered for `window.node = "..."` references (aliases too).
+                node_names.add(&mut ctx, &spanned, nid.0);
+                by_name.entry(name.to_ascii_lowercase().into()).or_default().push(nid);
+                by_short.entry(short_name(&name.to_ascii_lowercase()).into()).or_default().push(nid);
+            }
+            nodes.push(Node { name: e.name.clone(), aliases: e.aliases.clone(), cluster: cid });
+            members.push(nid);
+        }
+        clusters.push(Cluster { name: c.name.get_ref().clone(), customer, nodes: members, time_zone, windows: Vec::new() });
+    }
+    for ids in by_short.values_mut() {
+        ids.dedup();
+    }
+
+    let owners = super::windows::Owners {
+        customers: &customer_names,
+        clusters: &cluster_names,
+        nodes: &node_names,
+        customer_tz: customers.iter().map(|c| c.time_zone.clone()).collect(),
+        cluster_tz: clusters.iter().map(|c| c.time_zone.clone()).collect(),
+        node_cluster: nodes.iter().map(|n| n.cluster).collect(),
+        customer_grace: &customer_grace,
+        cluster_grace: &cluster_grace,
+        default_tz: &default_tz,
+        default_grace,
+        lines: &lines,
+    };
+    let windows = super::windows::build(&mut ctx, &file.windows, &owners);
+    for (wi, w) in windows.iter().enumerate() {
+        let id = WindowId(wi as u32);
+        match w.owner {
+            Owner::Node(n) => clusters[nodes[n.index()].cluster.index()].windows.push(id),
+            Owner::Cluster(c) => clusters[c.index()].windows.push(id),
+            Owner::Customer(cu) => clusters
+                .iter_mut()
+                .filter(|c| c.customer == Some(cu))
+                .for_each(|c| c.windows.push(id)),
+        }
+    }
+
+    let (channels, channel_names) = super::channels::build(&mut ctx, &file.channels, &lines);
+    let routes = file
+        .routes
+        .iter()
+        .map(|r| route(&mut ctx, r, &customer_names, &cluster_names, &channel_names, &clusters, &customers))
+        .collect();
+
+    let mut key_names = Names::new("key", &lines);
+    let mut keys = Vec::new();
+    for k in &file.keys {
+        let k = k.get_ref();
+        key_names.add(&mut ctx, &k.name, keys.len() as u32);
+        let hash = KeyHash::parse(k.hash.get_ref()).map_err(|e| ctx.err(k.hash.span(), e.into())).ok();
+        let admin = k.admin.as_ref().is_some_and(|a| *a.get_ref());
+        let customer = k.customer.as_ref().and_then(|s| customer_names.resolve(&mut ctx, s)).map(CustomerId);
+        if admin == k.customer.is_some() {
+            ctx.err(k.name.span(), K::KeyOwner { name: k.name.get_ref().clone() });
+        }
+        if let Some(hash) = hash {
+            keys.push(ApiKey { name: k.name.get_ref().clone(), hash, customer });
+        }
+    }
+
+    let mut templates = Templates::default();
+    add_templates(&mut ctx, &mut templates, Scope::Global, file.templates.as_ref());
+    for (i, c) in file.customers.iter().enumerate() {
+        add_templates(&mut ctx, &mut templates, Scope::Customer(CustomerId(i as u32)), c.get_ref().templates.as_ref());
+    }
+    for (i, c) in file.clusters.iter().enumerate() {
+        add_templates(&mut ctx, &mut templates, Scope::Cluster(ClusterId(i as u32)), c.get_ref().templates.as_ref());
+    }
+
+    let events = file.events.as_ref().map_or_else(EventPolicy::default, |e| event_policy(&mut ctx, e.get_ref()));
+
+    if !ctx.errs.is_empty() {
+        return Err(ConfigErrors(ctx.errs));
+    }
+    Ok(Inventory {
+        default_time_zone: default_tz,
+        customers,
+        clusters,
+        nodes,
+        windows,
+        channels,
+        routes,
+        keys,
+        events,
+        templates,
+        by_name,
+        by_short,
+    })
+}
+
+fn clusters_name(clusters: &[Cluster], nodes: &[Node], id: NodeId, current: &S<String>) -> String {
+    nodes
+        .get(id.index())
+        .and_then(|n| clusters.get(n.cluster.index()))
+        .map_or_else(|| current.get_ref().clone(), |c| c.name.clone())
+}
+
+fn route(
+    ctx: &mut Ctx,
+    r: &S<schema::RouteSection>,
+    customer_names: &Names,
+    cluster_names: &Names,
+    channel_names: &Names,
+    clusters: &[Cluster],
+    customers: &[Customer],
+) -> Route {
+    let r = r.get_ref();
+    let customer = r.customer.as_ref().and_then(|s| customer_names.resolve(ctx, s)).map(CustomerId);
+    let cluster = r.cluster.as_ref().and_then(|s| cluster_names.resolve(ctx, s)).map(ClusterId);
+    if let (Some(cu), Some(cl), Some(cl_span)) = (customer, cluster, r.cluster.as_ref()) {
+        let owner = clusters[cl.index()].customer;
+        if owner != Some(cu) {
+            ctx.err(
+                cl_span.span(),
+                K::RouteMismatch {
+                    cluster: clusters[cl.index()].name.clone(),
+                    owner: owner.map_or_else(|| "(none)".to_owned(), |o| customers[o.index()].name.clone()),
+                    customer: customers[cu.index()].name.clone(),
+                },
+            );
+        }
+    }
+    let verdicts = match &r.verdicts {
+        None => Verdict::ALL.to_vec(),
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .filter_map(|v| {
+                let found = Verdict::ALL.into_iter().find(|x| x.as_str() == v.get_ref());
+                if found.is_none() {
+                    ctx.err(v.span(), K::Verdict { value: v.get_ref().clone() });
+                }
+                found
+            })
+            .collect(),
+    };
+    if r.channels.get_ref().is_empty() {
+        ctx.err(r.channels.span(), K::NoChannels);
+    }
+    let channels = r
+        .channels
+        .get_ref()
+        .iter()
+        .filter_map(|c| channel_names.resolve(ctx, c).map(|i| i as usize))
+        .collect();
+    Route { customer, cluster, verdicts, channels }
+}
+
+fn add_templates(ctx: &mut Ctx, templates: &mut Templates, scope: Scope, set: Option<&S<schema::TemplateSet>>) {
+    let Some(set) = set else { return };
+    let set = set.get_ref();
+    for (verdict, pair) in [
+        (Verdict::Planned, &set.planned),
+        (Verdict::Unplanned, &set.unplanned),
+        (Verdict::UnknownHost, &set.unknown_host),
+    ] {
+        let Some(pair) = pair else { continue };
+        for (part, src) in [(Part::Subject, &pair.subject), (Part::Body, &pair.body)] {
+            if let Some(src) = src
+                && let Err(e) = templates.add(scope, verdict, part, src.get_ref().clone())
+            {
+                ctx.err(src.span(), e.into());
+            }
+        }
+    }
+}
+
+fn event_policy(ctx: &mut Ctx, e: &schema::EventsSection) -> EventPolicy {
+    let d = EventPolicy::default();
+    let mut dur = |s: &Option<S<String>>, default| s.as_ref().and_then(|s| ctx.positive_duration(s)).unwrap_or(default);
+    let merge_within = dur(&e.merge_within, d.merge_within);
+    let flapping_within = dur(&e.flapping_within, d.flapping_within);
+    let failback_within = dur(&e.failback_within, d.failback_within);
+    let flapping_count = match &e.flapping_count {
+        Some(c) if *c.get_ref() < 1 || *c.get_ref() > i64::from(u32::MAX) => {
+            ctx.err(c.span(), K::Count { field: "flapping_count", value: *c.get_ref() });
+            d.flapping_count
+        }
+        Some(c) => *c.get_ref() as u32,
+        None => d.flapping_count,
+    };
+    EventPolicy { merge_within, flapping_count, flapping_within, failback_within }
+}

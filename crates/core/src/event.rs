@@ -1,0 +1,157 @@
+//! Events: how a new report relates to a cluster's recent history.
+//!
+//! Several reports (both nodes, client retries) can be one failover; many failovers in a
+//! short time are flapping; a failover back to the node that was active before the previous
+//! one is a failback. [`assess`] decides all three from the history it is given (the store
+//! supplies it in the service; tests pass a slice).
+
+use jiff::Timestamp;
+
+use crate::inventory::{ClusterId, EventPolicy, NodeId};
+
+/// A failover already recorded for a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastEvent {
+    /// Event id, as the store knows it.
+    pub id: String,
+    /// Its cluster.
+    pub cluster: ClusterId,
+    /// The node that became active.
+    pub active: NodeId,
+    /// The node that was active before, when known.
+    pub previous: Option<NodeId>,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Client ids of the reports merged into it.
+    pub report_ids: Vec<String>,
+    /// Whether it was flagged as flapping.
+    pub flapping: bool,
+}
+
+/// What a new report is, relative to the history.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Assessment {
+    /// A retry of a report already recorded in this event: answer as before, send nothing.
+    pub duplicate_of: Option<String>,
+    /// Another report of this recorded failover: attach to it, send nothing new.
+    pub merge_into: Option<String>,
+    /// More than the allowed number of failovers within the flapping interval.
+    pub flapping: bool,
+    /// This report is the one that starts the flapping (say it once).
+    pub flapping_started: bool,
+    /// The failover this one undoes.
+    pub failback_of: Option<String>,
+}
+
+/// Relates a report (`cluster` now active on `active`, at `at`, client id `report_id`) to
+/// the cluster's earlier events. `history` may hold other clusters' events and be unsorted.
+pub fn assess(
+    policy: &EventPolicy,
+    history: &[PastEvent],
+    cluster: ClusterId,
+    active: NodeId,
+    at: Timestamp,
+    report_id: Option<&str>,
+) -> Assessment {
+    let mine: Vec<&PastEvent> = history.iter().filter(|e| e.cluster == cluster).collect();
+    if let Some(id) = report_id
+        && let Some(e) = mine.iter().find(|e| e.report_ids.iter().any(|r| r == id))
+    {
+        return Assessment { duplicate_of: Some(e.id.clone()), ..Assessment::default() };
+    }
+    let merge = mine
+        .iter()
+        .filter(|e| e.active == active && at.duration_since(e.at).abs() <= policy.merge_within)
+        .max_by_key(|e| e.at);
+    if let Some(e) = merge {
+        return Assessment { merge_into: Some(e.id.clone()), ..Assessment::default() };
+    }
+
+    let earlier: Vec<&&PastEvent> = mine.iter().filter(|e| e.at <= at).collect();
+    let recent = earlier
+        .iter()
+        .filter(|e| at.duration_since(e.at) <= policy.flapping_within)
+        .count();
+    // This event plus the recent ones.
+    let flapping = recent + 1 > policy.flapping_count as usize;
+    let last = earlier.iter().max_by_key(|e| e.at);
+    let already_flapping = last.is_some_and(|e| e.flapping);
+    let failback_of = last
+        .filter(|e| e.previous == Some(active) && at.duration_since(e.at) <= policy.failback_within)
+        .map(|e| e.id.clone());
+    Assessment {
+        duplicate_of: None,
+        merge_into: None,
+        flapping,
+        flapping_started: flapping && !already_flapping,
+        failback_of,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+
+    use super::*;
+
+    fn ev(id: &str, active: u32, previous: u32, at: &str) -> PastEvent {
+        PastEvent {
+            id: id.into(),
+            cluster: ClusterId(0),
+            active: NodeId(active),
+            previous: Some(NodeId(previous)),
+            at: at.parse().expect("test instant"),
+            report_ids: vec![format!("r-{id}")],
+            flapping: false,
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("test instant")
+    }
+
+    #[test]
+    fn retry_with_same_id_is_the_same_report() {
+        let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
+        let a = assess(&EventPolicy::default(), &h, ClusterId(0), NodeId(1), t("2026-12-09T23:00:00Z"), Some("r-e1"));
+        assert_eq!(a.duplicate_of.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn second_node_reporting_the_same_failover_merges() {
+        let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
+        let p = EventPolicy::default();
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:01:30Z"), Some("other"));
+        assert_eq!(a.merge_into.as_deref(), Some("e1"));
+        // Outside the merge interval it is a new event.
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:02:01Z"), Some("other"));
+        assert_eq!(a.merge_into, None);
+        // Another cluster never merges.
+        let a = assess(&p, &h, ClusterId(1), NodeId(1), t("2026-12-09T21:00:10Z"), None);
+        assert_eq!(a, Assessment::default());
+    }
+
+    #[test]
+    fn failback_names_the_failover_it_undoes() {
+        let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
+        let p = EventPolicy::default();
+        let a = assess(&p, &h, ClusterId(0), NodeId(0), t("2026-12-09T21:30:00Z"), None);
+        assert_eq!(a.failback_of.as_deref(), Some("e1"));
+        let late = t("2026-12-10T21:00:01Z");
+        assert_eq!(assess(&p, &h, ClusterId(0), NodeId(0), late, None).failback_of, None);
+    }
+
+    #[test]
+    fn flapping_is_said_once() {
+        let p = EventPolicy { flapping_count: 2, flapping_within: SignedDuration::from_mins(10), ..EventPolicy::default() };
+        let mut h = vec![ev("e1", 1, 0, "2026-12-09T21:00:00Z"), ev("e2", 0, 1, "2026-12-09T21:03:00Z")];
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:06:00Z"), None);
+        assert!(a.flapping && a.flapping_started);
+        h.push(PastEvent { flapping: true, ..ev("e3", 1, 0, "2026-12-09T21:06:00Z") });
+        let a = assess(&p, &h, ClusterId(0), NodeId(0), t("2026-12-09T21:09:00Z"), None);
+        assert!(a.flapping && !a.flapping_started);
+        // Quiet for longer than the interval: no longer flapping.
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T22:00:00Z"), None);
+        assert!(!a.flapping);
+    }
+}

@@ -1,0 +1,329 @@
+//! The validated inventory: customers, clusters, nodes, windows, channels, routes and keys.
+//!
+//! Built only by [`crate::config::parse`]; every reference is resolved to an index, so
+//! lookups never fail on a name that does not exist.
+
+use std::collections::HashMap;
+
+use jiff::SignedDuration;
+use jiff::tz::TimeZone;
+
+use crate::keys::KeyHash;
+use crate::template::Templates;
+use crate::window::{MaintenanceWindow, Owner};
+
+macro_rules! id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            /// Position in the inventory's list.
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+id!(
+    /// Index of a customer.
+    CustomerId
+);
+id!(
+    /// Index of a cluster.
+    ClusterId
+);
+id!(
+    /// Index of a node.
+    NodeId
+);
+
+/// A tenant: owns clusters, keys and routes.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// Unique name.
+    pub name: String,
+    /// Default zone of its clusters and windows.
+    pub time_zone: TimeZone,
+}
+
+/// A group of nodes that fail over to each other.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Unique name.
+    pub name: String,
+    /// Owning customer, if any.
+    pub customer: Option<CustomerId>,
+    /// Members, in the order written.
+    pub nodes: Vec<NodeId>,
+    /// Zone for messages and for windows that name none.
+    pub time_zone: TimeZone,
+    /// Every window that can make this cluster's failover planned: the cluster's, its
+    /// nodes' and its customer's.
+    pub windows: Vec<WindowId>,
+}
+
+/// One host of a cluster.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Host name as written in the inventory.
+    pub name: String,
+    /// Other names the host reports under.
+    pub aliases: Vec<String>,
+    /// The cluster it belongs to.
+    pub cluster: ClusterId,
+}
+
+id!(
+    /// Index of a window.
+    WindowId
+);
+
+/// Which verdicts a route carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// A window explains the failover.
+    Planned,
+    /// No window explains it: someone should look now.
+    Unplanned,
+    /// The reporting host is not in the inventory.
+    UnknownHost,
+}
+
+impl Verdict {
+    /// All verdicts.
+    pub const ALL: [Verdict; 3] = [Verdict::Planned, Verdict::Unplanned, Verdict::UnknownHost];
+
+    /// The spelling used in config, JSON and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Planned => "planned",
+            Verdict::Unplanned => "unplanned",
+            Verdict::UnknownHost => "unknown-host",
+        }
+    }
+}
+
+/// How a webhook body is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Slack incoming webhook `{"text": ...}`.
+    Slack,
+    /// Microsoft Teams message card.
+    Teams,
+    /// The event as JSON.
+    Generic,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Upgrade with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS (a local relay).
+    None,
+}
+
+/// Where a channel delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// An AWS SNS topic.
+    Sns {
+        /// Topic ARN.
+        topic_arn: String,
+        /// Region; default from the ARN.
+        region: Option<String>,
+        /// Endpoint override (tests, VPC endpoints).
+        endpoint_url: Option<String>,
+    },
+    /// E-mail over SMTP.
+    Email {
+        /// Recipients.
+        to: Vec<String>,
+        /// Sender.
+        from: String,
+        /// Server.
+        smtp_host: String,
+        /// Port.
+        smtp_port: u16,
+        /// Transport security.
+        tls: SmtpTls,
+        /// User for SMTP AUTH.
+        username: Option<String>,
+        /// Environment variable that holds the password (never the password itself).
+        password_env: Option<String>,
+    },
+    /// An HTTP POST.
+    Webhook {
+        /// Target URL.
+        url: String,
+        /// Body shape.
+        format: WebhookFormat,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
+    /// A line of JSON to stdout or to a file.
+    Log {
+        /// File to append to; `None` = stdout.
+        path: Option<String>,
+    },
+}
+
+/// One destination.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// Unique name.
+    pub name: String,
+    /// Where and how.
+    pub kind: ChannelKind,
+}
+
+/// Which events go to which channels.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Only this customer's events; `None` with no cluster = every event.
+    pub customer: Option<CustomerId>,
+    /// Only this cluster's events.
+    pub cluster: Option<ClusterId>,
+    /// Verdicts carried.
+    pub verdicts: Vec<Verdict>,
+    /// Destinations, as indexes into [`Inventory::channels`].
+    pub channels: Vec<usize>,
+}
+
+/// An API key, known only by its hash.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// Label for logs (the key itself is never logged).
+    pub name: String,
+    /// SHA-256 of the key.
+    pub hash: KeyHash,
+    /// `None` = admin key.
+    pub customer: Option<CustomerId>,
+}
+
+/// Thresholds for merging, flapping and failback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPolicy {
+    /// Reports for the same cluster and new active node within this are one event.
+    pub merge_within: SignedDuration,
+    /// More than this many events ...
+    pub flapping_count: u32,
+    /// ... within this long make the cluster flapping.
+    pub flapping_within: SignedDuration,
+    /// A failover back to the previously active node within this is a failback.
+    pub failback_within: SignedDuration,
+}
+
+impl Default for EventPolicy {
+    fn default() -> Self {
+        EventPolicy {
+            merge_within: SignedDuration::from_secs(120),
+            flapping_count: 3,
+            flapping_within: SignedDuration::from_mins(30),
+            failback_within: SignedDuration::from_hours(24),
+        }
+    }
+}
+
+/// The whole validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Zone for anything that names none.
+    pub default_time_zone: TimeZone,
+    /// Customers.
+    pub customers: Vec<Customer>,
+    /// Clusters.
+    pub clusters: Vec<Cluster>,
+    /// Nodes.
+    pub nodes: Vec<Node>,
+    /// Windows.
+    pub windows: Vec<MaintenanceWindow>,
+    /// Channels.
+    pub channels: Vec<Channel>,
+    /// Routes.
+    pub routes: Vec<Route>,
+    /// API keys.
+    pub keys: Vec<ApiKey>,
+    /// Merging, flapping and failback thresholds.
+    pub events: EventPolicy,
+    /// Message templates.
+    pub templates: Templates,
+    /// Lower-cased full names and aliases → nodes.
+    pub(crate) by_name: HashMap<Box<str>, Vec<NodeId>>,
+    /// Lower-cased short names (before the first dot) → nodes.
+    pub(crate) by_short: HashMap<Box<str>, Vec<NodeId>>,
+}
+
+impl Inventory {
+    /// The node a reported host name means: case-insensitive, the full name or an alias
+    /// first, then the short name (`db1` for `db1.example.com` and the other way round) when
+    /// exactly one node matches it. With `customer`, only that customer's nodes count.
+    pub fn find_node(&self, host: &str, customer: Option<CustomerId>) -> Option<NodeId> {
+        let lower = host.trim_end_matches('.').to_ascii_lowercase();
+        let in_scope = |n: &&NodeId| {
+            customer.is_none() || self.clusters[self.nodes[n.index()].cluster.index()].customer == customer
+        };
+        let unique = |ids: Option<&Vec<NodeId>>| {
+            let mut it = ids.into_iter().flatten().filter(in_scope);
+            match (it.next(), it.next()) {
+                (Some(id), None) => Some(*id),
+                _ => None,
+            }
+        };
+        unique(self.by_name.get(lower.as_str()))
+            .or_else(|| unique(self.by_short.get(short_name(&lower))))
+    }
+
+    /// The cluster with this name (case-insensitive).
+    pub fn find_cluster(&self, name: &str) -> Option<ClusterId> {
+        self.clusters
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .map(|i| ClusterId(i as u32))
+    }
+
+    /// The node's record.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    /// The cluster's record.
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        &self.clusters[id.index()]
+    }
+
+    /// The window's record.
+    pub fn window(&self, id: WindowId) -> &MaintenanceWindow {
+        &self.windows[id.index()]
+    }
+
+    /// Name of a window's owner (node, cluster or customer).
+    pub fn owner_name(&self, owner: Owner) -> &str {
+        match owner {
+            Owner::Node(n) => &self.nodes[n.index()].name,
+            Owner::Cluster(c) => &self.clusters[c.index()].name,
+            Owner::Customer(c) => &self.customers[c.index()].name,
+        }
+    }
+
+    /// The clusters a window applies to.
+    pub fn clusters_of(&self, owner: Owner) -> Vec<ClusterId> {
+        match owner {
+            Owner::Node(n) => vec![self.nodes[n.index()].cluster],
+            Owner::Cluster(c) => vec![c],
+            Owner::Customer(cu) => (0..self.clusters.len() as u32)
+                .map(ClusterId)
+                .filter(|c| self.clusters[c.index()].customer == Some(cu))
+                .collect(),
+        }
+    }
+}
+
+/// The part of a host name before the first dot.
+pub fn short_name(host: &str) -> &str {
+    host.split('.').next().unwrap_or(host)
+}

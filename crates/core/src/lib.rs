@@ -1,0 +1,31 @@
+//! failover-notify's pure domain: the inventory, maintenance windows, classification of
+//! failovers, event history rules and messages.
+//!
+//! This crate never reads a clock, a file, the environment or the network: `now` and every
+//! input are parameters, so each function here answers the same way every time. It must not
+//! depend on tokio, a database, an HTTP stack or an AWS SDK.
+//!
+//! # Layout
+//! - [`config`]: parse and validate the TOML inventory, errors with line and column
+//! - [`inventory`]: the validated customers, clusters, nodes, channels, routes and keys
+//! - [`window`]: maintenance windows and their occurrences, DST-correct via jiff
+//! - [`cron`]: AWS `cron(...)` and 5-field cron via croner (the only jiff 0.2 boundary)
+//! - [`classify`]: planned / unplanned / unknown-host for a host at an instant
+//! - [`event`]: merging, flapping and failback from recent history
+//! - [`listing`]: occurrences of many windows for calendars (`windows`, ICS)
+//! - [`ics`]: RFC 5545 calendar output
+//! - [`template`]: subject and body per verdict (minijinja)
+//! - [`keys`]: API key hashes
+//! - [`lambda_import`]: convert the original Python handler's configuration
+
+pub mod classify;
+pub mod config;
+pub mod cron;
+pub mod event;
+pub mod ics;
+pub mod inventory;
+pub mod keys;
+pub mod lambda_import;
+pub mod listing;
+pub mod template;
+pub mod window;

@@ -1,0 +1,264 @@
+//! Message templates: a subject and a body per verdict, rendered with minijinja.
+//!
+//! Lookup order: the cluster's templates, then its customer's, then the inventory's
+//! `[templates]`, then the built-in defaults (the original handler's two messages, with
+//! their typos fixed, plus the window and the times in the cluster's zone).
+//! Undefined variables are errors, so a typo in a template fails `validate`, not a delivery.
+
+use std::collections::HashMap;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::inventory::{ClusterId, CustomerId, Verdict};
+
+/// Default subjects, by verdict.
+pub const DEFAULT_SUBJECTS: [(Verdict, &str); 3] = [
+    (Verdict::Planned, "Planned failover: {{ cluster }} is now active on {{ host }}"),
+    (Verdict::Unplanned, "UNPLANNED failover: {{ cluster }} is now active on {{ host }}"),
+    (Verdict::UnknownHost, "Failover report from unknown host {{ host }}"),
+];
+
+const FOOTER: &str = "{% if flapping %}\n\n{{ cluster }} is flapping: it failed over more than \
+{{ flapping_count }} times within {{ flapping_within }}.{% endif %}{% if failback %}\n\nThis is a \
+failback: {{ host }} was active before the failover at {{ failback_of }}.{% endif %}\n\n\
+Please reach out to your Support Team if you notice any errors or issues in the meantime.\n\n\
+This is an automated message.";
+
+/// Default bodies, by verdict. The first sentence is the original's.
+pub fn default_body(verdict: Verdict) -> String {
+    let head = match verdict {
+        Verdict::Planned => {
+            "{{ previous }} has failed over.  Server {{ host }} is currently the active host.\n\n\
+This was likely due to patching: it happened at {{ at }} ({{ time_zone }}), inside the \
+maintenance window \"{{ window.name }}\" of {{ window.owner }} ({{ window.start }} to \
+{{ window.end }}, {{ window.time_zone }}).  DevOps will follow up during regular business hours \
+to verify."
+        }
+        Verdict::Unplanned => {
+            "{{ previous }} has failed over.  Server {{ host }} is currently the active host.\n\n\
+There was no known patching causing this event: no maintenance window of {{ cluster }} was open \
+at {{ at }} ({{ time_zone }}).  DevOps will investigate."
+        }
+        Verdict::UnknownHost => {
+            "A failover report arrived at {{ at }} ({{ time_zone }}) from {{ host }}, which is \
+not in the inventory.  Add the host to a cluster, or find out what sends reports with this API \
+key."
+        }
+    };
+    format!("{head}{FOOTER}")
+}
+
+/// Where a template set applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `[templates]` and the built-in defaults.
+    Global,
+    /// A customer's `templates`.
+    Customer(CustomerId),
+    /// A cluster's `templates`.
+    Cluster(ClusterId),
+}
+
+/// The window part of a message's context.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowContext {
+    /// Window name.
+    pub name: String,
+    /// Node, cluster or customer it belongs to.
+    pub owner: String,
+    /// Local start, `2026-12-09 22:00`.
+    pub start: String,
+    /// Local end.
+    pub end: String,
+    /// Zone of start and end.
+    pub time_zone: String,
+}
+
+/// Everything a template can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageContext {
+    /// `planned`, `unplanned`, `unknown-host`.
+    pub verdict: &'static str,
+    /// The host that reported (the new active node).
+    pub host: String,
+    /// The node that was active before, or a phrase naming the other nodes.
+    pub previous: String,
+    /// Cluster name (the host for an unknown host).
+    pub cluster: String,
+    /// Customer name, or empty.
+    pub customer: String,
+    /// All nodes of the cluster.
+    pub nodes: Vec<String>,
+    /// When it happened, local to the cluster: `2026-12-09 22:14:03 CET`.
+    pub at: String,
+    /// The same instant in UTC, RFC 3339.
+    pub at_utc: String,
+    /// The cluster's zone.
+    pub time_zone: String,
+    /// The explaining window for a planned failover.
+    pub window: Option<WindowContext>,
+    /// The cluster is flapping.
+    pub flapping: bool,
+    /// Flapping threshold count, for the message.
+    pub flapping_count: u32,
+    /// Flapping threshold time, for the message (`30m`).
+    pub flapping_within: String,
+    /// This event undoes an earlier failover.
+    pub failback: bool,
+    /// Local time of the failover it undoes, or empty.
+    pub failback_of: String,
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// Subject line.
+    pub subject: String,
+    /// Body text.
+    pub body: String,
+}
+
+/// A template failed to compile or render.
+#[derive(Debug, thiserror::Error)]
+#[error("template `{name}` does not render")]
+pub struct TemplateError {
+    /// Which template: `unplanned.subject` and its scope.
+    pub name: String,
+    /// minijinja's explanation, with the line inside the template.
+    #[source]
+    pub source: minijinja::Error,
+}
+
+/// All templates of an inventory, compiled.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    env: Environment<'static>,
+    present: HashMap<(Scope, Verdict, Part), String>,
+}
+
+/// Subject or body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// The subject line.
+    Subject,
+    /// The body.
+    Body,
+}
+
+impl Part {
+    fn as_str(self) -> &'static str {
+        match self {
+            Part::Subject => "subject",
+            Part::Body => "body",
+        }
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        let mut t = Templates { env, present: HashMap::new() };
+        for (verdict, subject) in DEFAULT_SUBJECTS {
+            // The built-in templates are constants covered by tests; they always compile.
+            let _ = t.add(Scope::Global, verdict, Part::Subject, subject.to_owned());
+            let _ = t.add(Scope::Global, verdict, Part::Body, default_body(verdict));
+        }
+        t
+    }
+}
+
+impl Templates {
+    /// Adds (or replaces) one template and checks that it renders for `verdict` against a
+    /// sample context.
+    ///
+    /// # Errors
+    /// [`TemplateError`] when it does not compile or uses something the context lacks.
+    pub fn add(
+        &mut self,
+        scope: Scope,
+        verdict: Verdict,
+        part: Part,
+        source: String,
+    ) -> Result<(), TemplateError> {
+        let name = match scope {
+            Scope::Global => format!("{}.{}", verdict.as_str(), part.as_str()),
+            Scope::Customer(c) => format!("customer{}.{}.{}", c.0, verdict.as_str(), part.as_str()),
+            Scope::Cluster(c) => format!("cluster{}.{}.{}", c.0, verdict.as_str(), part.as_str()),
+        };
+        let err = |source| TemplateError { name: format!("{}.{}", verdict.as_str(), part.as_str()), source };
+        self.env.add_template_owned(name.clone(), source).map_err(err)?;
+        self.env
+            .get_template(&name)
+            .and_then(|t| t.render(sample_context(verdict)))
+            .map_err(err)?;
+        self.present.insert((scope, verdict, part), name);
+        Ok(())
+    }
+
+    fn name_for(
+        &self,
+        verdict: Verdict,
+        part: Part,
+        cluster: Option<ClusterId>,
+        customer: Option<CustomerId>,
+    ) -> &str {
+        let scopes = [cluster.map(Scope::Cluster), customer.map(Scope::Customer), Some(Scope::Global)];
+        scopes
+            .into_iter()
+            .flatten()
+            .find_map(|s| self.present.get(&(s, verdict, part)))
+            .map_or("", String::as_str)
+    }
+
+    /// Renders the subject and body for an event.
+    ///
+    /// # Errors
+    /// [`TemplateError`] when rendering fails (validation renders every template first, so
+    /// this happens only for values validation could not foresee).
+    pub fn render(
+        &self,
+        ctx: &MessageContext,
+        verdict: Verdict,
+        cluster: Option<ClusterId>,
+        customer: Option<CustomerId>,
+    ) -> Result<Message, TemplateError> {
+        let render = |part: Part| {
+            let name = self.name_for(verdict, part, cluster, customer);
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(ctx))
+                .map_err(|source| TemplateError { name: name.to_owned(), source })
+        };
+        Ok(Message { subject: render(Part::Subject)?.trim().to_owned(), body: render(Part::Body)? })
+    }
+}
+
+/// A context with every field set, used to check templates when they are loaded.
+pub fn sample_context(verdict: Verdict) -> MessageContext {
+    MessageContext {
+        verdict: verdict.as_str(),
+        host: "cluster01-b".into(),
+        previous: "cluster01-a".into(),
+        cluster: "cluster01".into(),
+        customer: "acme".into(),
+        nodes: vec!["cluster01-a".into(), "cluster01-b".into()],
+        at: "2026-12-09 22:14:03 CET".into(),
+        at_utc: "2026-12-09T21:14:03Z".into(),
+        time_zone: "Europe/Berlin".into(),
+        window: (verdict == Verdict::Planned).then(|| WindowContext {
+            name: "patch-b".into(),
+            owner: "cluster01-b".into(),
+            start: "2026-12-09 22:00".into(),
+            end: "2026-12-10 02:00".into(),
+            time_zone: "Europe/Berlin".into(),
+        }),
+        flapping: true,
+        flapping_count: 3,
+        flapping_within: "30m".into(),
+        failback: true,
+        failback_of: "2026-12-09 21:50:00 CET".into(),
+    }
+}
