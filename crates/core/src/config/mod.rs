@@ -127,7 +127,7 @@ pub enum ConfigErrorKind {
     TooFewNodes { cluster: String, found: usize },
     #[error("`{value}` is not a valid host name (letters, digits, `-`, `_` and `.`, at most 253 bytes)")]
     HostName { value: String },
-    #[error("window `{window}` lasts `{length}`, longer than the {period} between its occurrences")]
+    #[error("window `{window}` lasts `{length}`, too long for the {period} between its occurrences (a timed window must end 2h before the next one starts, to survive clock changes)")]
     LongerThanPeriod { window: String, length: String, period: String },
     #[error("a whole-day window (no `start`) lasts whole days, found `{value}`")]
     WholeDays { value: String },

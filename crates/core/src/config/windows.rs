@@ -154,8 +154,10 @@ pub(super) fn build(ctx: &mut Ctx, sections: &[S<WindowSection>], owners: &Owner
             Err(_) => continue, // lengths were checked positive above
         };
         if let Some(period) = window.shortest_period() {
+            // Exact lengths keep 2h clear of the next start: a DST change can shorten the
+            // real gap by that much (Antarctica/Troll shifts 2h), and occurrences must not overlap.
             let too_long = match length {
-                Length::Exact(d) => d > period,
+                Length::Exact(d) => d > period - SignedDuration::from_hours(2),
                 Length::Days(n) => SignedDuration::from_hours(i64::from(n) * 24) > period,
             };
             if too_long {
