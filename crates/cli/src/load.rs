@@ -27,6 +27,11 @@ pub fn inventory(path: &Path) -> anyhow::Result<Inventory> {
     let src = std::fs::read_to_string(path)
         .with_context(|| format!("reading inventory `{}`", path.display()))?;
     config::parse(&src).map_err(|errors| {
-        InvalidConfig(config::render_errors(&path.display().to_string(), &src, &errors)).into()
+        InvalidConfig(config::render_errors(
+            &path.display().to_string(),
+            &src,
+            &errors,
+        ))
+        .into()
     })
 }

@@ -73,7 +73,8 @@ pub fn classify(
             let better = match &best {
                 None => true,
                 Some((best_strict, b)) => {
-                    (strict, occurrence.start.timestamp()) > (*best_strict, b.occurrence.start.timestamp())
+                    (strict, occurrence.start.timestamp())
+                        > (*best_strict, b.occurrence.start.timestamp())
                 }
             };
             if better {
@@ -97,7 +98,11 @@ pub fn classify(
     }
     let explanation = best.map(|(_, e)| e);
     Ok(Classification {
-        verdict: if explanation.is_some() { Verdict::Planned } else { Verdict::Unplanned },
+        verdict: if explanation.is_some() {
+            Verdict::Planned
+        } else {
+            Verdict::Unplanned
+        },
         node: Some(node),
         cluster: Some(cluster_id),
         explanation,

@@ -30,7 +30,9 @@ pub enum CronError {
         source: croner::errors::CronError,
     },
     /// `cron(...)` must hold exactly six fields.
-    #[error("AWS cron expression `{expr}` must have 6 fields (minute hour day-of-month month day-of-week year), found {found}")]
+    #[error(
+        "AWS cron expression `{expr}` must have 6 fields (minute hour day-of-month month day-of-week year), found {found}"
+    )]
     AwsFieldCount {
         /// The expression.
         expr: String,
@@ -38,7 +40,9 @@ pub enum CronError {
         found: usize,
     },
     /// A plain cron expression must hold exactly five fields.
-    #[error("cron expression `{expr}` must have 5 fields (minute hour day-of-month month day-of-week) or be written `cron(...)` in the AWS form, found {found}")]
+    #[error(
+        "cron expression `{expr}` must have 5 fields (minute hour day-of-month month day-of-week) or be written `cron(...)` in the AWS form, found {found}"
+    )]
     PlainFieldCount {
         /// The expression.
         expr: String,
@@ -74,7 +78,10 @@ impl CronSchedule {
             Some(inner) => {
                 let found = inner.split_whitespace().count();
                 if found != 6 {
-                    return Err(CronError::AwsFieldCount { expr: expr.to_owned(), found });
+                    return Err(CronError::AwsFieldCount {
+                        expr: expr.to_owned(),
+                        found,
+                    });
                 }
                 let parser = CronParser::builder()
                     .seconds(Seconds::Required)
@@ -86,7 +93,10 @@ impl CronSchedule {
             None => {
                 let found = trimmed.split_whitespace().count();
                 if found != 5 {
-                    return Err(CronError::PlainFieldCount { expr: expr.to_owned(), found });
+                    return Err(CronError::PlainFieldCount {
+                        expr: expr.to_owned(),
+                        found,
+                    });
                 }
                 let parser = CronParser::builder()
                     .seconds(Seconds::Disallowed)
@@ -95,12 +105,18 @@ impl CronSchedule {
                 (trimmed.to_owned(), parser)
             }
         };
-        let cron = parser
-            .parse(&pattern)
-            .map_err(|source| CronError::Syntax { expr: expr.to_owned(), source })?;
-        let tz = jiff02::tz::TimeZone::get(time_zone)
-            .map_err(|_| CronError::TimeZone { name: time_zone.to_owned() })?;
-        Ok(CronSchedule { source: expr.to_owned(), cron, tz })
+        let cron = parser.parse(&pattern).map_err(|source| CronError::Syntax {
+            expr: expr.to_owned(),
+            source,
+        })?;
+        let tz = jiff02::tz::TimeZone::get(time_zone).map_err(|_| CronError::TimeZone {
+            name: time_zone.to_owned(),
+        })?;
+        Ok(CronSchedule {
+            source: expr.to_owned(),
+            cron,
+            tz,
+        })
     }
 
     fn to02(&self, t: Timestamp) -> Option<jiff02::Zoned> {
@@ -112,7 +128,9 @@ impl CronSchedule {
     /// local time, only its first (earlier) instant counts, as for every other window.
     pub fn instants_between(&self, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
         let mut out = Vec::new();
-        let Some(mut cursor) = self.to02(from) else { return out };
+        let Some(mut cursor) = self.to02(from) else {
+            return out;
+        };
         let mut inclusive = true;
         let mut last_civil = None;
         while let Ok(next) = self.cron.find_next_occurrence(&cursor, inclusive) {
@@ -139,7 +157,9 @@ impl CronSchedule {
         let mut prev: Option<jiff02::civil::DateTime> = None;
         let mut best: Option<SignedDuration> = None;
         for _ in 0..60 {
-            let Ok(next) = self.cron.find_next_occurrence(&cursor, false) else { break };
+            let Ok(next) = self.cron.find_next_occurrence(&cursor, false) else {
+                break;
+            };
             if let Some(p) = prev {
                 let secs = next.datetime().duration_since(p).as_secs();
                 let gap = SignedDuration::from_secs(secs);

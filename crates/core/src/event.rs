@@ -57,14 +57,20 @@ pub fn assess(
     if let Some(id) = report_id
         && let Some(e) = mine.iter().find(|e| e.report_ids.iter().any(|r| r == id))
     {
-        return Assessment { duplicate_of: Some(e.id.clone()), ..Assessment::default() };
+        return Assessment {
+            duplicate_of: Some(e.id.clone()),
+            ..Assessment::default()
+        };
     }
     let merge = mine
         .iter()
         .filter(|e| e.active == active && at.duration_since(e.at).abs() <= policy.merge_within)
         .max_by_key(|e| e.at);
     if let Some(e) = merge {
-        return Assessment { merge_into: Some(e.id.clone()), ..Assessment::default() };
+        return Assessment {
+            merge_into: Some(e.id.clone()),
+            ..Assessment::default()
+        };
     }
 
     let earlier: Vec<&&PastEvent> = mine.iter().filter(|e| e.at <= at).collect();
@@ -113,7 +119,14 @@ mod tests {
     #[test]
     fn retry_with_same_id_is_the_same_report() {
         let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
-        let a = assess(&EventPolicy::default(), &h, ClusterId(0), NodeId(1), t("2026-12-09T23:00:00Z"), Some("r-e1"));
+        let a = assess(
+            &EventPolicy::default(),
+            &h,
+            ClusterId(0),
+            NodeId(1),
+            t("2026-12-09T23:00:00Z"),
+            Some("r-e1"),
+        );
         assert_eq!(a.duplicate_of.as_deref(), Some("e1"));
     }
 
@@ -121,13 +134,34 @@ mod tests {
     fn second_node_reporting_the_same_failover_merges() {
         let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
         let p = EventPolicy::default();
-        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:01:30Z"), Some("other"));
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(0),
+            NodeId(1),
+            t("2026-12-09T21:01:30Z"),
+            Some("other"),
+        );
         assert_eq!(a.merge_into.as_deref(), Some("e1"));
         // Outside the merge interval it is a new event.
-        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:02:01Z"), Some("other"));
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(0),
+            NodeId(1),
+            t("2026-12-09T21:02:01Z"),
+            Some("other"),
+        );
         assert_eq!(a.merge_into, None);
         // Another cluster never merges.
-        let a = assess(&p, &h, ClusterId(1), NodeId(1), t("2026-12-09T21:00:10Z"), None);
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(1),
+            NodeId(1),
+            t("2026-12-09T21:00:10Z"),
+            None,
+        );
         assert_eq!(a, Assessment::default());
     }
 
@@ -135,23 +169,64 @@ mod tests {
     fn failback_names_the_failover_it_undoes() {
         let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
         let p = EventPolicy::default();
-        let a = assess(&p, &h, ClusterId(0), NodeId(0), t("2026-12-09T21:30:00Z"), None);
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(0),
+            NodeId(0),
+            t("2026-12-09T21:30:00Z"),
+            None,
+        );
         assert_eq!(a.failback_of.as_deref(), Some("e1"));
         let late = t("2026-12-10T21:00:01Z");
-        assert_eq!(assess(&p, &h, ClusterId(0), NodeId(0), late, None).failback_of, None);
+        assert_eq!(
+            assess(&p, &h, ClusterId(0), NodeId(0), late, None).failback_of,
+            None
+        );
     }
 
     #[test]
     fn flapping_is_said_once() {
-        let p = EventPolicy { flapping_count: 2, flapping_within: SignedDuration::from_mins(10), ..EventPolicy::default() };
-        let mut h = vec![ev("e1", 1, 0, "2026-12-09T21:00:00Z"), ev("e2", 0, 1, "2026-12-09T21:03:00Z")];
-        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:06:00Z"), None);
+        let p = EventPolicy {
+            flapping_count: 2,
+            flapping_within: SignedDuration::from_mins(10),
+            ..EventPolicy::default()
+        };
+        let mut h = vec![
+            ev("e1", 1, 0, "2026-12-09T21:00:00Z"),
+            ev("e2", 0, 1, "2026-12-09T21:03:00Z"),
+        ];
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(0),
+            NodeId(1),
+            t("2026-12-09T21:06:00Z"),
+            None,
+        );
         assert!(a.flapping && a.flapping_started);
-        h.push(PastEvent { flapping: true, ..ev("e3", 1, 0, "2026-12-09T21:06:00Z") });
-        let a = assess(&p, &h, ClusterId(0), NodeId(0), t("2026-12-09T21:09:00Z"), None);
+        h.push(PastEvent {
+            flapping: true,
+            ..ev("e3", 1, 0, "2026-12-09T21:06:00Z")
+        });
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(0),
+            NodeId(0),
+            t("2026-12-09T21:09:00Z"),
+            None,
+        );
         assert!(a.flapping && !a.flapping_started);
         // Quiet for longer than the interval: no longer flapping.
-        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T22:00:00Z"), None);
+        let a = assess(
+            &p,
+            &h,
+            ClusterId(0),
+            NodeId(1),
+            t("2026-12-09T22:00:00Z"),
+            None,
+        );
         assert!(!a.flapping);
     }
 }

@@ -16,7 +16,10 @@ pub fn calendar(inventory: &Inventory, rows: &[Listed], now: Timestamp) -> Strin
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
-    line(&mut out, "PRODID:-//failover-notify//maintenance windows//EN");
+    line(
+        &mut out,
+        "PRODID:-//failover-notify//maintenance windows//EN",
+    );
     line(&mut out, "CALSCALE:GREGORIAN");
     line(&mut out, "X-WR-CALNAME:Maintenance windows");
     let stamp = utc(now);
@@ -30,12 +33,23 @@ pub fn calendar(inventory: &Inventory, rows: &[Listed], now: Timestamp) -> Strin
         line(&mut out, "BEGIN:VEVENT");
         line(
             &mut out,
-            &format!("UID:{}-{}-{}@failover-notify", slug(cluster), slug(&w.name), utc(start.timestamp())),
+            &format!(
+                "UID:{}-{}-{}@failover-notify",
+                slug(cluster),
+                slug(&w.name),
+                utc(start.timestamp())
+            ),
         );
         line(&mut out, &format!("DTSTAMP:{stamp}"));
         line(&mut out, &format!("DTSTART:{}", utc(start.timestamp())));
         line(&mut out, &format!("DTEND:{}", utc(end.timestamp())));
-        line(&mut out, &format!("SUMMARY:{}", escape(&format!("Maintenance {cluster}: {} ({owner})", w.name))));
+        line(
+            &mut out,
+            &format!(
+                "SUMMARY:{}",
+                escape(&format!("Maintenance {cluster}: {} ({owner})", w.name))
+            ),
+        );
         let desc = format!(
             "Window \"{}\" of {owner}, cluster {cluster}.\nLocal: {} to {} ({tz}).\nFailovers of {cluster} in this window are classified as planned.",
             w.name,
@@ -56,7 +70,15 @@ fn utc(t: Timestamp) -> String {
 }
 
 fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// RFC 5545 §3.3.11 TEXT escaping.

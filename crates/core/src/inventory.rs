@@ -265,7 +265,8 @@ impl Inventory {
     pub fn find_node(&self, host: &str, customer: Option<CustomerId>) -> Option<NodeId> {
         let lower = host.trim_end_matches('.').to_ascii_lowercase();
         let in_scope = |n: &&NodeId| {
-            customer.is_none() || self.clusters[self.nodes[n.index()].cluster.index()].customer == customer
+            customer.is_none()
+                || self.clusters[self.nodes[n.index()].cluster.index()].customer == customer
         };
         let unique = |ids: Option<&Vec<NodeId>>| {
             let mut it = ids.into_iter().flatten().filter(in_scope);

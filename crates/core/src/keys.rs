@@ -13,7 +13,9 @@ pub struct KeyHash([u8; 32]);
 
 /// A `hash = "..."` value that is not `sha256:` followed by 64 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key hash must be `sha256:` followed by 64 hexadecimal digits (run `failover-notify keys new`)")]
+#[error(
+    "key hash must be `sha256:` followed by 64 hexadecimal digits (run `failover-notify keys new`)"
+)]
 pub struct KeyHashError;
 
 impl KeyHash {
@@ -34,7 +36,8 @@ impl KeyHash {
         let mut out = [0u8; 32];
         for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
             let digit = |b: u8| (b as char).to_digit(16).ok_or(KeyHashError);
-            out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).map_err(|_| KeyHashError)?;
+            out[i] =
+                u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).map_err(|_| KeyHashError)?;
         }
         Ok(KeyHash(out))
     }
@@ -42,7 +45,11 @@ impl KeyHash {
     /// Whether `key` hashes to this value, compared in constant time.
     pub fn matches(&self, key: &str) -> bool {
         let other = KeyHash::of(key);
-        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -79,7 +86,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "sha256:", "md5:00", "sha256:zz", &format!("sha256:{}", "g".repeat(64))] {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            "sha256:zz",
+            &format!("sha256:{}", "g".repeat(64)),
+        ] {
             assert_eq!(KeyHash::parse(bad), Err(KeyHashError), "{bad}");
         }
     }

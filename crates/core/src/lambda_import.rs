@@ -76,7 +76,9 @@ pub enum ImportError {
         variable: String,
     },
     /// Week or day outside what the original could ever match.
-    #[error("line {line}: week {week}, day {day} is out of range (week 1-5, day 0-6 with Monday = 0)")]
+    #[error(
+        "line {line}: week {week}, day {day} is out of range (week 1-5, day 0-6 with Monday = 0)"
+    )]
     Range {
         /// 1-based line.
         line: usize,
@@ -87,7 +89,15 @@ pub enum ImportError {
     },
 }
 
-const DAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+const DAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
 
 /// Converts the handler source `py` into inventory TOML.
 ///
@@ -99,28 +109,68 @@ pub fn convert(py: &str) -> Result<String, ImportError> {
         return Err(ImportError::NoClusters);
     }
     let mut out = String::new();
-    let _ = writeln!(out, "# Converted by `failover-notify import-lambda` from the original handler.");
-    let _ = writeln!(out, "# The original compared the Lambda's UTC date with each node's patch day, counting");
-    let _ = writeln!(out, "# weeks from the month's first Monday (days before it are week 0). These windows keep");
-    let _ = writeln!(out, "# those exact dates: whole days in UTC with calendar = \"monday-weeks\".\n");
-    let _ = writeln!(out, "[defaults]\ntime_zone = \"UTC\"\ngrace = {{ before = \"0m\", after = \"0m\" }}   # the original had none\n");
+    let _ = writeln!(
+        out,
+        "# Converted by `failover-notify import-lambda` from the original handler."
+    );
+    let _ = writeln!(
+        out,
+        "# The original compared the Lambda's UTC date with each node's patch day, counting"
+    );
+    let _ = writeln!(
+        out,
+        "# weeks from the month's first Monday (days before it are week 0). These windows keep"
+    );
+    let _ = writeln!(
+        out,
+        "# those exact dates: whole days in UTC with calendar = \"monday-weeks\".\n"
+    );
+    let _ = writeln!(
+        out,
+        "[defaults]\ntime_zone = \"UTC\"\ngrace = {{ before = \"0m\", after = \"0m\" }}   # the original had none\n"
+    );
     for (var, nodes) in &found.clusters {
-        let list: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", toml_escape(n))).collect();
-        let _ = writeln!(out, "[[clusters]]\nname = \"{}\"\nnodes = [{}]\n", toml_escape(var), list.join(", "));
+        let list: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("\"{}\"", toml_escape(n)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "[[clusters]]\nname = \"{}\"\nnodes = [{}]\n",
+            toml_escape(var),
+            list.join(", ")
+        );
     }
     for (var, p) in &found.patching {
         let (cluster_nodes, known) = match found.clusters.iter().find(|(v, _)| v == var) {
             Some((_, nodes)) => (nodes, true),
-            None => return Err(ImportError::UnknownVariable { line: p.line, variable: var.clone() }),
+            None => {
+                return Err(ImportError::UnknownVariable {
+                    line: p.line,
+                    variable: var.clone(),
+                });
+            }
         };
         if known && !cluster_nodes.contains(&p.host) {
-            return Err(ImportError::UnknownHost { line: p.line, host: p.host.clone(), variable: var.clone() });
+            return Err(ImportError::UnknownHost {
+                line: p.line,
+                host: p.host.clone(),
+                variable: var.clone(),
+            });
         }
         if !(1..=5).contains(&p.week) || !(0..=6).contains(&p.day) {
-            return Err(ImportError::Range { line: p.line, week: p.week, day: p.day });
+            return Err(ImportError::Range {
+                line: p.line,
+                week: p.week,
+                day: p.day,
+            });
         }
         let day_name = DAYS[p.day as usize];
-        let _ = writeln!(out, "[[windows]]\nname = \"patching\"\nnode = \"{}\"", toml_escape(&p.host));
+        let _ = writeln!(
+            out,
+            "[[windows]]\nname = \"patching\"\nnode = \"{}\"",
+            toml_escape(&p.host)
+        );
         if let Some(c) = &p.comment {
             let _ = writeln!(out, "# the original's comment: {c}");
         }
@@ -138,12 +188,23 @@ pub fn convert(py: &str) -> Result<String, ImportError> {
     }
     match found.arn.as_deref() {
         Some(arn) if arn.starts_with("arn:aws:sns:") && arn.split(':').count() == 6 => {
-            let _ = writeln!(out, "[[channels]]\nname = \"sns\"\nkind = \"sns\"\ntopic_arn = \"{}\"\n", toml_escape(arn));
+            let _ = writeln!(
+                out,
+                "[[channels]]\nname = \"sns\"\nkind = \"sns\"\ntopic_arn = \"{}\"\n",
+                toml_escape(arn)
+            );
         }
         other => {
-            let _ = writeln!(out, "# The handler's arn = {:?} is not an SNS topic ARN; messages go to the log", other.unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "# The handler's arn = {:?} is not an SNS topic ARN; messages go to the log",
+                other.unwrap_or("")
+            );
             let _ = writeln!(out, "# until a channel such as this is added:");
-            let _ = writeln!(out, "# [[channels]]\n# name = \"sns\"\n# kind = \"sns\"\n# topic_arn = \"arn:aws:sns:REGION:ACCOUNT:TOPIC\"\n");
+            let _ = writeln!(
+                out,
+                "# [[channels]]\n# name = \"sns\"\n# kind = \"sns\"\n# topic_arn = \"arn:aws:sns:REGION:ACCOUNT:TOPIC\"\n"
+            );
             let _ = writeln!(out, "[[channels]]\nname = \"sns\"\nkind = \"log\"\n");
         }
     }
@@ -159,7 +220,10 @@ pub fn convert(py: &str) -> Result<String, ImportError> {
 }
 
 fn ordinal(n: i64) -> &'static str {
-    ["first", "second", "third", "fourth", "fifth"].get((n - 1) as usize).copied().unwrap_or("n-th")
+    ["first", "second", "third", "fourth", "fifth"]
+        .get((n - 1) as usize)
+        .copied()
+        .unwrap_or("n-th")
 }
 
 fn toml_escape(s: &str) -> String {
@@ -178,12 +242,20 @@ fn scan(py: &str) -> Result<Found, ImportError> {
             let var = code[..pos].trim().trim_end_matches('=').trim();
             let args = call_args(&code[pos + "PatchCluster(".len()..]);
             let nodes: Option<Vec<String>> = args.and_then(|a| {
-                a.into_iter().map(|x| if let Arg::Str(s) = x { Some(s) } else { None }).collect()
+                a.into_iter()
+                    .map(|x| if let Arg::Str(s) = x { Some(s) } else { None })
+                    .collect()
             });
             match nodes {
-                Some(nodes) if nodes.len() >= 2 && !var.is_empty() => found.clusters.push((var.to_owned(), nodes)),
+                Some(nodes) if nodes.len() >= 2 && !var.is_empty() => {
+                    found.clusters.push((var.to_owned(), nodes))
+                }
                 _ => {
-                    return Err(ImportError::Call { line: line_no, call: "PatchCluster", expected: "two quoted host names" });
+                    return Err(ImportError::Call {
+                        line: line_no,
+                        call: "PatchCluster",
+                        expected: "two quoted host names",
+                    });
                 }
             }
         } else if let Some(pos) = code.find(".setPatching(")
@@ -198,12 +270,18 @@ fn scan(py: &str) -> Result<Found, ImportError> {
                         host: host.clone(),
                         week: *week,
                         day: *day,
-                        comment: comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
+                        comment: comment
+                            .map(|c| c.trim().to_owned())
+                            .filter(|c| !c.is_empty()),
                         line: line_no,
                     },
                 )),
                 _ => {
-                    return Err(ImportError::Call { line: line_no, call: "setPatching", expected: "a quoted host name, a week number and a day number" });
+                    return Err(ImportError::Call {
+                        line: line_no,
+                        call: "setPatching",
+                        expected: "a quoted host name, a week number and a day number",
+                    });
                 }
             }
         } else if let Some(v) = assignment(code, "arn") {
@@ -217,7 +295,11 @@ fn scan(py: &str) -> Result<Found, ImportError> {
 
 /// `name = 'value'` or `name="value"` → value.
 fn assignment(code: &str, name: &str) -> Option<String> {
-    let rest = code.strip_prefix(name)?.trim_start().strip_prefix('=')?.trim_start();
+    let rest = code
+        .strip_prefix(name)?
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
     match call_args(&format!("{rest})"))?.as_slice() {
         [Arg::Str(s)] => Some(s.clone()),
         _ => None,
@@ -284,9 +366,16 @@ mod tests {
     fn reads_literal_arguments() {
         assert_eq!(
             call_args(r#""a-1", 2, 'b')"#),
-            Some(vec![Arg::Str("a-1".into()), Arg::Int(2), Arg::Str("b".into())])
+            Some(vec![
+                Arg::Str("a-1".into()),
+                Arg::Int(2),
+                Arg::Str("b".into())
+            ])
         );
         assert_eq!(call_args("x, 2)"), None);
-        assert_eq!(split_comment(r##"f("#a") # c"##), (r##"f("#a") "##, Some(" c")));
+        assert_eq!(
+            split_comment(r##"f("#a") # c"##),
+            (r##"f("#a") "##, Some(" c"))
+        );
     }
 }

@@ -61,13 +61,25 @@ pub fn occurrences(
         }
         for occurrence in w.occurrences_between(from, to)? {
             for &cluster in &clusters {
-                rows.push(Listed { cluster, window, occurrence: occurrence.clone() });
+                rows.push(Listed {
+                    cluster,
+                    window,
+                    occurrence: occurrence.clone(),
+                });
             }
         }
     }
     rows.sort_by(|a, b| {
-        (a.occurrence.start.timestamp(), &inventory.cluster(a.cluster).name, &inventory.window(a.window).name)
-            .cmp(&(b.occurrence.start.timestamp(), &inventory.cluster(b.cluster).name, &inventory.window(b.window).name))
+        (
+            a.occurrence.start.timestamp(),
+            &inventory.cluster(a.cluster).name,
+            &inventory.window(a.window).name,
+        )
+            .cmp(&(
+                b.occurrence.start.timestamp(),
+                &inventory.cluster(b.cluster).name,
+                &inventory.window(b.window).name,
+            ))
     });
     Ok(rows)
 }

@@ -14,9 +14,18 @@ use crate::inventory::{ClusterId, CustomerId, Verdict};
 
 /// Default subjects, by verdict.
 pub const DEFAULT_SUBJECTS: [(Verdict, &str); 3] = [
-    (Verdict::Planned, "Planned failover: {{ cluster }} is now active on {{ host }}"),
-    (Verdict::Unplanned, "UNPLANNED failover: {{ cluster }} is now active on {{ host }}"),
-    (Verdict::UnknownHost, "Failover report from unknown host {{ host }}"),
+    (
+        Verdict::Planned,
+        "Planned failover: {{ cluster }} is now active on {{ host }}",
+    ),
+    (
+        Verdict::Unplanned,
+        "UNPLANNED failover: {{ cluster }} is now active on {{ host }}",
+    ),
+    (
+        Verdict::UnknownHost,
+        "Failover report from unknown host {{ host }}",
+    ),
 ];
 
 const FOOTER: &str = "{% if flapping %}\n\n{{ cluster }} is flapping: it failed over more than \
@@ -160,7 +169,10 @@ impl Default for Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        let mut t = Templates { env, present: HashMap::new() };
+        let mut t = Templates {
+            env,
+            present: HashMap::new(),
+        };
         for (verdict, subject) in DEFAULT_SUBJECTS {
             // The built-in templates are constants covered by tests; they always compile.
             let _ = t.add(Scope::Global, verdict, Part::Subject, subject.to_owned());
@@ -188,8 +200,13 @@ impl Templates {
             Scope::Customer(c) => format!("customer{}.{}.{}", c.0, verdict.as_str(), part.as_str()),
             Scope::Cluster(c) => format!("cluster{}.{}.{}", c.0, verdict.as_str(), part.as_str()),
         };
-        let err = |source| TemplateError { name: format!("{}.{}", verdict.as_str(), part.as_str()), source };
-        self.env.add_template_owned(name.clone(), source).map_err(err)?;
+        let err = |source| TemplateError {
+            name: format!("{}.{}", verdict.as_str(), part.as_str()),
+            source,
+        };
+        self.env
+            .add_template_owned(name.clone(), source)
+            .map_err(err)?;
         self.env
             .get_template(&name)
             .and_then(|t| t.render(sample_context(verdict)))
@@ -205,7 +222,11 @@ impl Templates {
         cluster: Option<ClusterId>,
         customer: Option<CustomerId>,
     ) -> &str {
-        let scopes = [cluster.map(Scope::Cluster), customer.map(Scope::Customer), Some(Scope::Global)];
+        let scopes = [
+            cluster.map(Scope::Cluster),
+            customer.map(Scope::Customer),
+            Some(Scope::Global),
+        ];
         scopes
             .into_iter()
             .flatten()
@@ -230,9 +251,15 @@ impl Templates {
             self.env
                 .get_template(name)
                 .and_then(|t| t.render(ctx))
-                .map_err(|source| TemplateError { name: name.to_owned(), source })
+                .map_err(|source| TemplateError {
+                    name: name.to_owned(),
+                    source,
+                })
         };
-        Ok(Message { subject: render(Part::Subject)?.trim().to_owned(), body: render(Part::Body)? })
+        Ok(Message {
+            subject: render(Part::Subject)?.trim().to_owned(),
+            body: render(Part::Body)?,
+        })
     }
 }
 

@@ -130,10 +130,18 @@ impl Schedule {
     /// The anchor dates of a month-based schedule in the given month, before the offset.
     fn anchor_in_month(&self, first: Date) -> Option<Date> {
         match *self {
-            Schedule::NthWeekday { week, weekday, calendar: Calendar::NthWeekday, .. } => {
-                first.nth_weekday_of_month(week, weekday).ok()
-            }
-            Schedule::NthWeekday { week, weekday, calendar: Calendar::MondayWeeks, .. } => {
+            Schedule::NthWeekday {
+                week,
+                weekday,
+                calendar: Calendar::NthWeekday,
+                ..
+            } => first.nth_weekday_of_month(week, weekday).ok(),
+            Schedule::NthWeekday {
+                week,
+                weekday,
+                calendar: Calendar::MondayWeeks,
+                ..
+            } => {
                 let monday = first.nth_weekday_of_month(week, Weekday::Monday).ok()?;
                 let date = monday
                     .checked_add(i64::from(weekday.to_monday_zero_offset()).days())
@@ -143,7 +151,9 @@ impl Schedule {
             Schedule::MonthlyDay { day } => {
                 let len = first.days_in_month();
                 let dom = if day > 0 { day } else { len + day + 1 };
-                (1..=len).contains(&dom).then(|| first.with().day(dom).build().ok())?
+                (1..=len)
+                    .contains(&dom)
+                    .then(|| first.with().day(dom).build().ok())?
             }
             _ => None,
         }
@@ -306,11 +316,23 @@ impl MaintenanceWindow {
         // A start date's occurrence begins at most a day later (local time plus a DST gap)
         // and, with an offset, can sit `offset_days` away from its anchor.
         let reach = length.upper_bound() + SignedDuration::from_hours(26);
-        Ok(MaintenanceWindow { name, owner, time_zone, schedule, start, length, grace, reach })
+        Ok(MaintenanceWindow {
+            name,
+            owner,
+            time_zone,
+            schedule,
+            start,
+            length,
+            grace,
+            reach,
+        })
     }
 
     fn err(&self, source: jiff::Error) -> WindowError {
-        WindowError::OutOfRange { window: self.name.clone(), source }
+        WindowError::OutOfRange {
+            window: self.name.clone(),
+            source,
+        }
     }
 
     /// The occurrence starting on local `date`.
@@ -320,7 +342,9 @@ impl MaintenanceWindow {
         let end = match self.length {
             Length::Exact(d) => start.checked_add(d).map_err(|e| self.err(e))?,
             Length::Days(n) => {
-                let end_date = date.checked_add(i64::from(n).days()).map_err(|e| self.err(e))?;
+                let end_date = date
+                    .checked_add(i64::from(n).days())
+                    .map_err(|e| self.err(e))?;
                 self.zoned(end_date.to_datetime(start_dt.time()))?
             }
         };
@@ -339,7 +363,9 @@ impl MaintenanceWindow {
         let mut start = instant.to_zoned_datetime(self.time_zone.clone());
         let offset = self.schedule.offset_days();
         if offset != 0 {
-            start = start.checked_add(i64::from(offset).days()).map_err(|e| self.err(e))?;
+            start = start
+                .checked_add(i64::from(offset).days())
+                .map_err(|e| self.err(e))?;
         }
         let end = match self.length {
             Length::Exact(d) => start.checked_add(d),
@@ -405,7 +431,9 @@ impl MaintenanceWindow {
         let latest_start = at.checked_add(self.grace.before).map_err(|e| self.err(e))?;
         let earliest_end = at.checked_sub(self.grace.after).map_err(|e| self.err(e))?;
         let mut found = None;
-        let to = latest_start.checked_add(SignedDuration::from_nanos(1)).map_err(|e| self.err(e))?;
+        let to = latest_start
+            .checked_add(SignedDuration::from_nanos(1))
+            .map_err(|e| self.err(e))?;
         self.for_each_start(earliest_end, to, |occ| {
             if occ.start.timestamp() <= latest_start && occ.end.timestamp() > earliest_end {
                 found = Some(occ);
@@ -424,10 +452,7 @@ impl MaintenanceWindow {
             Schedule::Weekly { .. } => self.sample_dates(Date::constant(2026, 1, 5), 21),
             _ => self.sample_dates(Date::constant(2026, 1, 1), 6 * 366),
         };
-        starts
-            .windows(2)
-            .map(|w| w[0].duration_until(w[1]))
-            .min()
+        starts.windows(2).map(|w| w[0].duration_until(w[1])).min()
     }
 
     fn sample_dates(&self, from: Date, days: i64) -> Vec<DateTime> {

@@ -51,7 +51,8 @@ days = ["sun"]
 "#;
 
 fn inv() -> Inventory {
-    config::parse(INVENTORY).unwrap_or_else(|e| panic!("{}", config::render_errors("t.toml", INVENTORY, &e)))
+    config::parse(INVENTORY)
+        .unwrap_or_else(|e| panic!("{}", config::render_errors("t.toml", INVENTORY, &e)))
 }
 
 fn ts(s: &str) -> Timestamp {
@@ -67,7 +68,11 @@ fn ts(s: &str) -> Timestamp {
 #[case::end_is_exclusive("db2.acme.example", "2026-12-10T01:00:00Z", Verdict::Unplanned)]
 // Customer windows cover every cluster of the customer.
 #[case::customer_window("web3", "2026-12-13T12:00:00Z", Verdict::Planned)]
-#[case::customer_window_other_cluster("db3.globex.example", "2026-12-13T23:59:59Z", Verdict::Planned)]
+#[case::customer_window_other_cluster(
+    "db3.globex.example",
+    "2026-12-13T23:59:59Z",
+    Verdict::Planned
+)]
 #[case::customer_window_monday("web3", "2026-12-14T00:00:00Z", Verdict::Unplanned)]
 #[case::unknown("db9", "2026-12-09T21:30:00Z", Verdict::UnknownHost)]
 fn verdicts(#[case] host: &str, #[case] at: &str, #[case] want: Verdict) {
@@ -116,7 +121,9 @@ fn serde_json_like(v: &failover_core::classify::ClassificationView) -> String {
 #[case::trailing_dot("web2.", "web")]
 fn host_names_match(#[case] host: &str, #[case] cluster: &str) {
     let inv = inv();
-    let node = inv.find_node(host, None).unwrap_or_else(|| panic!("{host} not found"));
+    let node = inv
+        .find_node(host, None)
+        .unwrap_or_else(|| panic!("{host} not found"));
     assert_eq!(inv.cluster(inv.node(node).cluster).name, cluster);
 }
 
@@ -137,13 +144,18 @@ fn ambiguous_short_names_need_the_full_name_or_a_customer() {
 fn ad_hoc_windows_count_at_once() {
     let inv = inv();
     let at = ts("2026-11-25T10:00:00Z");
-    assert_eq!(classify(&inv, &[], "web1", None, at).expect("ok").verdict, Verdict::Unplanned);
+    assert_eq!(
+        classify(&inv, &[], "web1", None, at).expect("ok").verdict,
+        Verdict::Unplanned
+    );
     let web = inv.find_cluster("web").expect("web exists");
     let ad_hoc = MaintenanceWindow::new(
         "emergency kernel update",
         Owner::Cluster(web),
         TimeZone::UTC,
-        Schedule::Once { date: jiff::civil::date(2026, 11, 25) },
+        Schedule::Once {
+            date: jiff::civil::date(2026, 11, 25),
+        },
         Some(jiff::civil::time(9, 30, 0, 0)),
         Length::Exact(SignedDuration::from_hours(2)),
         Grace::default(),
@@ -151,13 +163,24 @@ fn ad_hoc_windows_count_at_once() {
     .expect("valid window");
     let c = classify(&inv, std::slice::from_ref(&ad_hoc), "web1", None, at).expect("ok");
     assert_eq!(c.verdict, Verdict::Planned);
-    assert_eq!(c.explanation.expect("explained").window, WindowRef::AdHoc(0));
+    assert_eq!(
+        c.explanation.expect("explained").window,
+        WindowRef::AdHoc(0)
+    );
 }
 
 #[test]
 fn default_messages_keep_the_original_wording_corrected() {
     let inv = inv();
-    let planned = inv.templates.render(&sample_context(Verdict::Planned), Verdict::Planned, None, None).expect("renders");
+    let planned = inv
+        .templates
+        .render(
+            &sample_context(Verdict::Planned),
+            Verdict::Planned,
+            None,
+            None,
+        )
+        .expect("renders");
     insta::assert_snapshot!(format!("{}\n---\n{}", planned.subject, planned.body), @r#"
     Planned failover: cluster01 is now active on cluster01-b
     ---
@@ -173,8 +196,16 @@ fn default_messages_keep_the_original_wording_corrected() {
 
     This is an automated message.
     "#);
-    let ctx = MessageContext { flapping: false, failback: false, window: None, ..sample_context(Verdict::Unplanned) };
-    let unplanned = inv.templates.render(&ctx, Verdict::Unplanned, None, None).expect("renders");
+    let ctx = MessageContext {
+        flapping: false,
+        failback: false,
+        window: None,
+        ..sample_context(Verdict::Unplanned)
+    };
+    let unplanned = inv
+        .templates
+        .render(&ctx, Verdict::Unplanned, None, None)
+        .expect("renders");
     insta::assert_snapshot!(format!("{}\n---\n{}", unplanned.subject, unplanned.body), @r#"
     UNPLANNED failover: cluster01 is now active on cluster01-b
     ---
@@ -197,11 +228,17 @@ fn cluster_templates_override_customer_and_global() {
         "name = \"web\"\ncustomer = \"globex\"",
         "name = \"web\"\ncustomer = \"globex\"\ntemplates.unplanned.subject = \"web cluster {{ host }}\"",
     );
-    let inv = config::parse(&src).unwrap_or_else(|e| panic!("{}", config::render_errors("t.toml", &src, &e)));
+    let inv = config::parse(&src)
+        .unwrap_or_else(|e| panic!("{}", config::render_errors("t.toml", &src, &e)));
     let web = inv.find_cluster("web");
     let db = inv.find_cluster("db");
     let ctx = sample_context(Verdict::Unplanned);
-    let subject = |c| inv.templates.render(&ctx, Verdict::Unplanned, c, None).expect("renders").subject;
+    let subject = |c| {
+        inv.templates
+            .render(&ctx, Verdict::Unplanned, c, None)
+            .expect("renders")
+            .subject
+    };
     assert_eq!(subject(web), "web cluster cluster01-b");
     assert_eq!(subject(db), "global cluster01-b");
 }

@@ -7,7 +7,10 @@ use failover_core::config;
 #[test]
 fn example_inventory_is_valid_and_complete() {
     let inv = config::parse(config::EXAMPLE).unwrap_or_else(|e| {
-        panic!("{}", config::render_errors("examples/inventory.toml", config::EXAMPLE, &e))
+        panic!(
+            "{}",
+            config::render_errors("examples/inventory.toml", config::EXAMPLE, &e)
+        )
     });
     assert_eq!(inv.clusters.len(), 3);
     assert_eq!(inv.windows.len(), 11);
@@ -26,9 +29,17 @@ fn bad_configs_render_line_column_and_snippet() {
         .map(|e| e.expect("fixture entry").path())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 15, "only {} bad-config fixtures", cases.len());
+    assert!(
+        cases.len() >= 15,
+        "only {} bad-config fixtures",
+        cases.len()
+    );
     for path in cases {
-        let name = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 name").to_owned();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 name")
+            .to_owned();
         let src = std::fs::read_to_string(&path).expect("fixture is readable");
         let errors = match config::parse(&src) {
             Ok(_) => panic!("{name}: expected errors, the file was accepted"),

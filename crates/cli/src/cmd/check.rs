@@ -54,15 +54,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 fn text(inv: &Inventory, v: &ClassificationView) -> String {
     let mut out = format!("{}: {}\n", v.host, v.verdict.as_str());
     match &v.cluster {
-        None => out.push_str("  the host is not in the inventory: its report would be routed to the admin routes\n"),
+        None => out.push_str(
+            "  the host is not in the inventory: its report would be routed to the admin routes\n",
+        ),
         Some(c) => {
             let cluster = inv.find_cluster(c).map(|id| inv.cluster(id));
             let customer = cluster
                 .and_then(|c| c.customer)
-                .map_or(String::new(), |cu| format!(" (customer {})", inv.customers[cu.index()].name));
+                .map_or(String::new(), |cu| {
+                    format!(" (customer {})", inv.customers[cu.index()].name)
+                });
             out.push_str(&format!("  cluster  {c}{customer}\n"));
             if let Some(cluster) = cluster {
-                let names: Vec<&str> = cluster.nodes.iter().map(|n| inv.node(*n).name.as_str()).collect();
+                let names: Vec<&str> = cluster
+                    .nodes
+                    .iter()
+                    .map(|n| inv.node(*n).name.as_str())
+                    .collect();
                 out.push_str(&format!("  nodes    {}\n", names.join(", ")));
             }
         }

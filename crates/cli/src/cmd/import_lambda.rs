@@ -20,7 +20,8 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let py = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading `{}`", args.file.display()))?;
-    let toml = lambda_import::convert(&py).with_context(|| format!("converting `{}`", args.file.display()))?;
+    let toml = lambda_import::convert(&py)
+        .with_context(|| format!("converting `{}`", args.file.display()))?;
     // The output must be a valid inventory; say so loudly if the conversion ever breaks that.
     if let Err(errors) = config::parse(&toml) {
         anyhow::bail!(

@@ -27,7 +27,11 @@ pub enum Command {
 /// # Errors
 /// The system's random number generator failed.
 pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
-    let Command::New { name, customer, admin } = command;
+    let Command::New {
+        name,
+        customer,
+        admin,
+    } = command;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).context("reading random bytes from the operating system")?;
     let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -40,7 +44,11 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
     println!("# API key (give it to the reporters; it is shown only now and stored nowhere):");
     println!("#   {key}");
     println!("# Add this to the inventory:");
-    println!("[[keys]]\nname = {}\n{owner}\nhash = \"{}\"", toml_string(name), KeyHash::of(&key));
+    println!(
+        "[[keys]]\nname = {}\n{owner}\nhash = \"{}\"",
+        toml_string(name),
+        KeyHash::of(&key)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -63,17 +63,28 @@ struct Row<'a> {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let inv = load::inventory(&args.config)?;
     let now = time_arg::now();
-    let from = args.from.as_deref().map_or(Ok(now), |s| time_arg::parse("--from", s))?;
+    let from = args
+        .from
+        .as_deref()
+        .map_or(Ok(now), |s| time_arg::parse("--from", s))?;
     let to = match &args.to {
         Some(s) => time_arg::parse("--to", s)?,
-        None => from.checked_add(SignedDuration::from_hours(31 * 24)).context("--from is too late")?,
+        None => from
+            .checked_add(SignedDuration::from_hours(31 * 24))
+            .context("--from is too late")?,
     };
     if to <= from {
         bail!("--to `{to}` must be after --from `{from}`");
     }
     let filter = match (&args.cluster, &args.node) {
-        (Some(c), _) => Filter::Cluster(inv.find_cluster(c).with_context(|| format!("unknown cluster `{c}`"))?),
-        (_, Some(n)) => Filter::Node(inv.find_node(n, None).with_context(|| format!("unknown node `{n}`"))?),
+        (Some(c), _) => Filter::Cluster(
+            inv.find_cluster(c)
+                .with_context(|| format!("unknown cluster `{c}`"))?,
+        ),
+        (_, Some(n)) => Filter::Node(
+            inv.find_node(n, None)
+                .with_context(|| format!("unknown node `{n}`"))?,
+        ),
         _ => Filter::All,
     };
     let rows = listing::occurrences(&inv, from, to, filter)?;
@@ -101,7 +112,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn table(inv: &failover_core::inventory::Inventory, rows: &[listing::Listed]) -> String {
-    let header = ["START (LOCAL)", "END (LOCAL)", "ZONE", "START (UTC)", "CLUSTER", "OWNER", "WINDOW"];
+    let header = [
+        "START (LOCAL)",
+        "END (LOCAL)",
+        "ZONE",
+        "START (UTC)",
+        "CLUSTER",
+        "OWNER",
+        "WINDOW",
+    ];
     let fmt = |t: &jiff::ZonedDateTime| t.strftime("%a %Y-%m-%d %H:%M %Z").to_string();
     let utc = |t: Timestamp| t.strftime("%Y-%m-%d %H:%MZ").to_string();
     let body: Vec<[String; 7]> = rows
@@ -130,7 +149,11 @@ fn table(inv: &failover_core::inventory::Inventory, rows: &[listing::Listed]) ->
     }
     let mut out = String::new();
     let mut push = |cells: Vec<&str>| {
-        let line: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     };

@@ -21,32 +21,43 @@ pub(super) fn build<'a>(
             continue;
         }
         let Some(kind) = KINDS.iter().copied().find(|k| *k == c.kind.get_ref()) else {
-            ctx.err(c.kind.span(), K::ChannelKind { value: c.kind.get_ref().clone() });
+            ctx.err(
+                c.kind.span(),
+                K::ChannelKind {
+                    value: c.kind.get_ref().clone(),
+                },
+            );
             // Keep indexes aligned with `names` so later references resolve.
-            out.push(Channel { name: c.name.get_ref().clone(), kind: ChannelKind::Log { path: None } });
+            out.push(Channel {
+                name: c.name.get_ref().clone(),
+                kind: ChannelKind::Log { path: None },
+            });
             continue;
         };
-        let fields: [(&'static str, Option<std::ops::Range<usize>>, &[&str]); 12] = [
-            ("topic_arn", c.topic_arn.as_ref().map(S::span), &["sns"]),
-            ("region", c.region.as_ref().map(S::span), &["sns"]),
-            ("endpoint_url", c.endpoint_url.as_ref().map(S::span), &["sns"]),
-            ("to", c.to.as_ref().map(S::span), &["email"]),
-            ("from", c.from.as_ref().map(S::span), &["email"]),
-            ("smtp_host", c.smtp_host.as_ref().map(S::span), &["email"]),
-            ("smtp_port", c.smtp_port.as_ref().map(S::span), &["email"]),
-            ("tls", c.tls.as_ref().map(S::span), &["email"]),
-            ("username", c.username.as_ref().map(S::span), &["email"]),
-            ("password_env", c.password_env.as_ref().map(S::span), &["email"]),
-            ("url", c.url.as_ref().map(S::span), &["webhook"]),
-            ("format", c.format.as_ref().map(S::span), &["webhook"]),
+        // Each optional field and the one kind it belongs to.
+        let fields = [
+            ("topic_arn", c.topic_arn.as_ref().map(S::span), "sns"),
+            ("region", c.region.as_ref().map(S::span), "sns"),
+            ("endpoint_url", c.endpoint_url.as_ref().map(S::span), "sns"),
+            ("to", c.to.as_ref().map(S::span), "email"),
+            ("from", c.from.as_ref().map(S::span), "email"),
+            ("smtp_host", c.smtp_host.as_ref().map(S::span), "email"),
+            ("smtp_port", c.smtp_port.as_ref().map(S::span), "email"),
+            ("tls", c.tls.as_ref().map(S::span), "email"),
+            ("username", c.username.as_ref().map(S::span), "email"),
+            (
+                "password_env",
+                c.password_env.as_ref().map(S::span),
+                "email",
+            ),
+            ("url", c.url.as_ref().map(S::span), "webhook"),
+            ("format", c.format.as_ref().map(S::span), "webhook"),
+            ("headers", c.headers.as_ref().map(S::span), "webhook"),
+            ("path", c.path.as_ref().map(S::span), "log"),
         ];
-        let extra = [
-            ("headers", c.headers.as_ref().map(S::span), &["webhook"][..]),
-            ("path", c.path.as_ref().map(S::span), &["log"][..]),
-        ];
-        for (field, span, applies) in fields.into_iter().chain(extra) {
+        for (field, span, owner) in fields {
             if let Some(span) = span
-                && !applies.contains(&kind)
+                && owner != kind
             {
                 ctx.err(span, K::ChannelField { field, kind });
             }
@@ -60,7 +71,9 @@ pub(super) fn build<'a>(
         };
         let url = |ctx: &mut Ctx, v: &S<String>| {
             let s = v.get_ref();
-            let ok = (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len() && !s.contains(char::is_whitespace);
+            let ok = (s.starts_with("http://") || s.starts_with("https://"))
+                && s.len() > "https://".len()
+                && !s.contains(char::is_whitespace);
             if !ok {
                 ctx.err(v.span(), K::Url { value: s.clone() });
             }
@@ -70,7 +83,9 @@ pub(super) fn build<'a>(
             "sns" => {
                 let arn = required(ctx, &c.topic_arn, "topic_arn");
                 if let (Some(a), Some(s)) = (&arn, &c.topic_arn)
-                    && !(a.starts_with("arn:") && a.split(':').count() == 6 && a.split(':').nth(2) == Some("sns"))
+                    && !(a.starts_with("arn:")
+                        && a.split(':').count() == 6
+                        && a.split(':').nth(2) == Some("sns"))
                 {
                     ctx.err(s.span(), K::TopicArn { value: a.clone() });
                 }
@@ -92,7 +107,12 @@ pub(super) fn build<'a>(
                     Some((_, "slack")) => Some(WebhookFormat::Slack),
                     Some((_, "teams")) => Some(WebhookFormat::Teams),
                     Some((f, other)) => {
-                        ctx.err(f.span(), K::WebhookFormat { value: other.to_owned() });
+                        ctx.err(
+                            f.span(),
+                            K::WebhookFormat {
+                                value: other.to_owned(),
+                            },
+                        );
                         None
                     }
                 };
@@ -105,12 +125,21 @@ pub(super) fn build<'a>(
                         }
                     }
                 }
-                u.zip(format).map(|(url, format)| ChannelKind::Webhook { url, format, headers })
+                u.zip(format).map(|(url, format)| ChannelKind::Webhook {
+                    url,
+                    format,
+                    headers,
+                })
             }
-            _ => Some(ChannelKind::Log { path: c.path.as_ref().map(|p| p.get_ref().clone()) }),
+            _ => Some(ChannelKind::Log {
+                path: c.path.as_ref().map(|p| p.get_ref().clone()),
+            }),
         };
         let kind = built.unwrap_or(ChannelKind::Log { path: None });
-        out.push(Channel { name: c.name.get_ref().clone(), kind });
+        out.push(Channel {
+            name: c.name.get_ref().clone(),
+            kind,
+        });
     }
     (out, names)
 }
@@ -118,7 +147,9 @@ pub(super) fn build<'a>(
 fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<ChannelKind> {
     let address = |ctx: &mut Ctx, v: &S<String>| {
         let s = v.get_ref();
-        let ok = s.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace));
+        let ok = s.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace)
+        });
         if !ok {
             ctx.err(v.span(), K::Email { value: s.clone() });
         }
@@ -138,7 +169,13 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
     let from = match &c.from {
         Some(f) => Some(address(ctx, f)),
         None => {
-            ctx.err(c.kind.span(), K::ChannelMissing { field: "from", kind });
+            ctx.err(
+                c.kind.span(),
+                K::ChannelMissing {
+                    field: "from",
+                    kind,
+                },
+            );
             None
         }
     };
@@ -147,7 +184,12 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
         Some((_, "tls")) => Some(SmtpTls::Tls),
         Some((_, "none")) => Some(SmtpTls::None),
         Some((t, other)) => {
-            ctx.err(t.span(), K::Tls { value: other.to_owned() });
+            ctx.err(
+                t.span(),
+                K::Tls {
+                    value: other.to_owned(),
+                },
+            );
             None
         }
     }?;
@@ -161,7 +203,12 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
         Some(p) => match u16::try_from(*p.get_ref()) {
             Ok(v) if v > 0 => v,
             _ => {
-                ctx.err(p.span(), K::Port { value: *p.get_ref() });
+                ctx.err(
+                    p.span(),
+                    K::Port {
+                        value: *p.get_ref(),
+                    },
+                );
                 return None;
             }
         },
@@ -169,7 +216,10 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
     Some(ChannelKind::Email {
         to: to?,
         from: from?,
-        smtp_host: c.smtp_host.as_ref().map_or_else(|| "localhost".to_owned(), |h| h.get_ref().clone()),
+        smtp_host: c
+            .smtp_host
+            .as_ref()
+            .map_or_else(|| "localhost".to_owned(), |h| h.get_ref().clone()),
         smtp_port,
         tls,
         username: c.username.as_ref().map(|u| u.get_ref().clone()),

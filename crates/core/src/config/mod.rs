@@ -37,7 +37,9 @@ pub fn parse(src: &str) -> Result<Inventory, ConfigErrors> {
     let file: schema::File = toml::from_str(src).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             span: e.span().unwrap_or(0..0),
-            kind: ConfigErrorKind::Syntax { message: e.message().trim_end().to_owned() },
+            kind: ConfigErrorKind::Syntax {
+                message: e.message().trim_end().to_owned(),
+            },
         }])
     })?;
     validate::build(file, src)
@@ -95,40 +97,68 @@ pub enum ConfigErrorKind {
     Week { value: i64 },
     #[error("`week = -1` (last) cannot be combined with `calendar = \"monday-weeks\"`")]
     LastWithMondayWeeks,
-    #[error("unknown weekday `{value}` (use a name like `wednesday` or `wed`, or 0-6 with Monday = 0)")]
+    #[error(
+        "unknown weekday `{value}` (use a name like `wednesday` or `wed`, or 0-6 with Monday = 0)"
+    )]
     DayName { value: String },
-    #[error("day `{value}` is out of range: use 0-6 (Monday = 0, as in the original handler) or a name")]
+    #[error(
+        "day `{value}` is out of range: use 0-6 (Monday = 0, as in the original handler) or a name"
+    )]
     DayNumber { value: i64 },
     #[error("offset_days `{value}` is out of range -27 to 27")]
     OffsetDays { value: i64 },
-    #[error("day of month `{value}` is out of range: use 1 to 31, or -1 to -31 counting from the end")]
+    #[error(
+        "day of month `{value}` is out of range: use 1 to 31, or -1 to -31 counting from the end"
+    )]
     DayOfMonth { value: i64 },
     #[error("unknown calendar `{value}`: use `nth-weekday` or `monday-weeks`")]
     Calendar { value: String },
     #[error(transparent)]
     Cron(#[from] CronError),
-    #[error("window `{window}` needs a schedule: one of `week` + `day`, `days`, `day_of_month`, `cron`, `date`")]
+    #[error(
+        "window `{window}` needs a schedule: one of `week` + `day`, `days`, `day_of_month`, `cron`, `date`"
+    )]
     NoSchedule { window: String },
     #[error("window `{window}` has more than one schedule ({fields}); keep one")]
     ManySchedules { window: String, fields: String },
     #[error("`{field}` needs `{needs}`{hint}")]
-    Requires { field: &'static str, needs: &'static str, hint: &'static str },
+    Requires {
+        field: &'static str,
+        needs: &'static str,
+        hint: &'static str,
+    },
     #[error("`{field}` cannot be used with `{with}`{hint}")]
-    NotWith { field: &'static str, with: &'static str, hint: &'static str },
+    NotWith {
+        field: &'static str,
+        with: &'static str,
+        hint: &'static str,
+    },
     #[error("window `{window}` needs exactly one owner: `node`, `cluster` or `customer`")]
     Owner { window: String },
     #[error("unknown {what} `{name}`")]
     Unknown { what: &'static str, name: String },
     #[error("{what} `{name}` is defined twice (first on line {first_line})")]
-    Duplicate { what: &'static str, name: String, first_line: usize },
+    Duplicate {
+        what: &'static str,
+        name: String,
+        first_line: usize,
+    },
     #[error("node `{node}` is already in cluster `{cluster}`; a node belongs to one cluster")]
     NodeInTwoClusters { node: String, cluster: String },
     #[error("cluster `{cluster}` needs at least two nodes, found {found}")]
     TooFewNodes { cluster: String, found: usize },
-    #[error("`{value}` is not a valid host name (letters, digits, `-`, `_` and `.`, at most 253 bytes)")]
+    #[error(
+        "`{value}` is not a valid host name (letters, digits, `-`, `_` and `.`, at most 253 bytes)"
+    )]
     HostName { value: String },
-    #[error("window `{window}` lasts `{length}`, too long for the {period} between its occurrences (a timed window must end 2h before the next one starts, to survive clock changes)")]
-    LongerThanPeriod { window: String, length: String, period: String },
+    #[error(
+        "window `{window}` lasts `{length}`, too long for the {period} between its occurrences (a timed window must end 2h before the next one starts, to survive clock changes)"
+    )]
+    LongerThanPeriod {
+        window: String,
+        length: String,
+        period: String,
+    },
     #[error("a whole-day window (no `start`) lasts whole days, found `{value}`")]
     WholeDays { value: String },
     #[error("window `{window}` needs `duration`{hint}")]
@@ -138,9 +168,15 @@ pub enum ConfigErrorKind {
     #[error("unknown channel kind `{value}`: use `sns`, `email`, `webhook` or `log`")]
     ChannelKind { value: String },
     #[error("`{field}` does not apply to a `{kind}` channel")]
-    ChannelField { field: &'static str, kind: &'static str },
+    ChannelField {
+        field: &'static str,
+        kind: &'static str,
+    },
     #[error("a `{kind}` channel needs `{field}`")]
-    ChannelMissing { field: &'static str, kind: &'static str },
+    ChannelMissing {
+        field: &'static str,
+        kind: &'static str,
+    },
     #[error("`{value}` is not an http:// or https:// URL")]
     Url { value: String },
     #[error("`{value}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")]
@@ -159,8 +195,14 @@ pub enum ConfigErrorKind {
     Verdict { value: String },
     #[error("a route needs at least one channel")]
     NoChannels,
-    #[error("route names both `customer` and `cluster`; cluster `{cluster}` belongs to customer `{owner}`, not `{customer}`")]
-    RouteMismatch { cluster: String, owner: String, customer: String },
+    #[error(
+        "route names both `customer` and `cluster`; cluster `{cluster}` belongs to customer `{owner}`, not `{customer}`"
+    )]
+    RouteMismatch {
+        cluster: String,
+        owner: String,
+        customer: String,
+    },
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]

@@ -39,17 +39,29 @@ pub fn render_errors(file: &str, src: &str, errors: &ConfigErrors) -> String {
         }
         let (line, col) = line_col(src, err.span.start);
         let _ = writeln!(out, "{file}:{line}:{col}: {}", err.message());
-        let Some(text) = src.lines().nth(line - 1) else { continue };
+        let Some(text) = src.lines().nth(line - 1) else {
+            continue;
+        };
         let gutter = line.to_string().len() + 1;
         let line_start_byte = src.len().min(
-            src.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>(),
+            src.split_inclusive('\n')
+                .take(line - 1)
+                .map(str::len)
+                .sum::<usize>(),
         );
         let span_end = floor_char_boundary(src, err.span.end.min(line_start_byte + text.len()));
         let start = floor_char_boundary(src, err.span.start.min(span_end));
         let width = src[start..span_end].chars().count().max(1);
         let _ = writeln!(out, "{:gutter$} |", "");
         let _ = writeln!(out, "{line:>gutter$} | {text}");
-        let _ = writeln!(out, "{:gutter$} | {:pad$}{}", "", "", "^".repeat(width), pad = col - 1);
+        let _ = writeln!(
+            out,
+            "{:gutter$} | {:pad$}{}",
+            "",
+            "",
+            "^".repeat(width),
+            pad = col - 1
+        );
     }
     out
 }

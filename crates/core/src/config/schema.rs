@@ -119,7 +119,10 @@ impl<'de> Deserialize<'de> for NodeEntry {
                 f.write_str("a host name or a table `{ name = \"...\", aliases = [...] }`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeEntry, E> {
-                Ok(NodeEntry { name: v.to_owned(), aliases: Vec::new() })
+                Ok(NodeEntry {
+                    name: v.to_owned(),
+                    aliases: Vec::new(),
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeEntry, A::Error> {
                 let mut name = None;

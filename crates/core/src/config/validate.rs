@@ -18,8 +18,10 @@ use crate::window::{Grace, Owner};
 
 /// Default grace: a reboot a few minutes early still counts, and so do late reboots and
 /// failbacks in the half hour after a window closes.
-pub(super) const DEFAULT_GRACE: Grace =
-    Grace { before: SignedDuration::from_mins(5), after: SignedDuration::from_mins(30) };
+pub(super) const DEFAULT_GRACE: Grace = Grace {
+    before: SignedDuration::from_mins(5),
+    after: SignedDuration::from_mins(30),
+};
 
 /// Collects problems while building.
 pub(super) struct Ctx {
@@ -35,7 +37,12 @@ impl Ctx {
         match TimeZone::get(s.get_ref()) {
             Ok(tz) => Some(tz),
             Err(_) => {
-                self.err(s.span(), K::UnknownTimeZone { name: s.get_ref().clone() });
+                self.err(
+                    s.span(),
+                    K::UnknownTimeZone {
+                        name: s.get_ref().clone(),
+                    },
+                );
                 None
             }
         }
@@ -44,17 +51,28 @@ impl Ctx {
     /// A non-negative duration; days are 24 hours.
     pub fn duration(&mut self, s: &S<String>) -> Option<SignedDuration> {
         let value = s.get_ref();
-        let parsed = value.parse::<Span>().and_then(|sp| {
-            sp.to_duration(SpanRelativeTo::days_are_24_hours())
-        });
+        let parsed = value
+            .parse::<Span>()
+            .and_then(|sp| sp.to_duration(SpanRelativeTo::days_are_24_hours()));
         match parsed {
             Ok(d) if d.is_negative() => {
-                self.err(s.span(), K::NegativeDuration { value: value.clone() });
+                self.err(
+                    s.span(),
+                    K::NegativeDuration {
+                        value: value.clone(),
+                    },
+                );
                 None
             }
             Ok(d) => Some(d),
             Err(source) => {
-                self.err(s.span(), K::Duration { value: value.clone(), source });
+                self.err(
+                    s.span(),
+                    K::Duration {
+                        value: value.clone(),
+                        source,
+                    },
+                );
                 None
             }
         }
@@ -64,7 +82,12 @@ impl Ctx {
     pub fn positive_duration(&mut self, s: &S<String>) -> Option<SignedDuration> {
         let d = self.duration(s)?;
         if d.is_zero() {
-            self.err(s.span(), K::ZeroDuration { value: s.get_ref().clone() });
+            self.err(
+                s.span(),
+                K::ZeroDuration {
+                    value: s.get_ref().clone(),
+                },
+            );
             return None;
         }
         Some(d)
@@ -74,8 +97,16 @@ impl Ctx {
         let Some(g) = s else { return inherited };
         let g = g.get_ref();
         Grace {
-            before: g.before.as_ref().and_then(|b| self.duration(b)).unwrap_or(inherited.before),
-            after: g.after.as_ref().and_then(|a| self.duration(a)).unwrap_or(inherited.after),
+            before: g
+                .before
+                .as_ref()
+                .and_then(|b| self.duration(b))
+                .unwrap_or(inherited.before),
+            after: g
+                .after
+                .as_ref()
+                .and_then(|a| self.duration(a))
+                .unwrap_or(inherited.after),
         }
     }
 
@@ -95,7 +126,11 @@ pub(super) struct Names<'a> {
 
 impl<'a> Names<'a> {
     pub fn new(what: &'static str, src_lines: &'a [usize]) -> Self {
-        Names { what, src_lines, seen: HashMap::new() }
+        Names {
+            what,
+            src_lines,
+            seen: HashMap::new(),
+        }
     }
 
     /// Registers `name` with index `idx`; false (and an error) when it was already taken.
@@ -106,7 +141,11 @@ impl<'a> Names<'a> {
             let first_line = self.src_lines.partition_point(|&nl| nl < first) + 1;
             ctx.err(
                 name.span(),
-                K::Duplicate { what: self.what, name: name.get_ref().clone(), first_line },
+                K::Duplicate {
+                    what: self.what,
+                    name: name.get_ref().clone(),
+                    first_line,
+                },
             );
             return false;
         }
@@ -116,9 +155,18 @@ impl<'a> Names<'a> {
 
     /// The index registered under `name`, or an "unknown" error.
     pub fn resolve(&self, ctx: &mut Ctx, name: &S<String>) -> Option<u32> {
-        let found = self.seen.get(&name.get_ref().to_ascii_lowercase()).map(|&(_, i)| i);
+        let found = self
+            .seen
+            .get(&name.get_ref().to_ascii_lowercase())
+            .map(|&(_, i)| i);
         if found.is_none() {
-            ctx.err(name.span(), K::Unknown { what: self.what, name: name.get_ref().clone() });
+            ctx.err(
+                name.span(),
+                K::Unknown {
+                    what: self.what,
+                    name: name.get_ref().clone(),
+                },
+            );
         }
         found
     }
@@ -128,10 +176,12 @@ impl<'a> Names<'a> {
 pub fn valid_host_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
-        && host
-            .trim_end_matches('.')
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        && host.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigErrors> {
@@ -152,9 +202,16 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
     for c in &file.customers {
         let c = c.get_ref();
         customer_names.add(&mut ctx, &c.name, customers.len() as u32);
-        let time_zone = c.time_zone.as_ref().and_then(|s| ctx.time_zone(s)).unwrap_or(default_tz.clone());
+        let time_zone = c
+            .time_zone
+            .as_ref()
+            .and_then(|s| ctx.time_zone(s))
+            .unwrap_or(default_tz.clone());
         customer_grace.push(ctx.grace(c.grace.as_ref(), default_grace));
-        customers.push(Customer { name: c.name.get_ref().clone(), time_zone });
+        customers.push(Customer {
+            name: c.name.get_ref().clone(),
+            time_zone,
+        });
     }
 
     let mut cluster_names = Names::new("cluster", &lines);
@@ -168,14 +225,28 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         let c = c.get_ref();
         let cid = ClusterId(ci as u32);
         cluster_names.add(&mut ctx, &c.name, cid.0);
-        let customer = c.customer.as_ref().and_then(|s| customer_names.resolve(&mut ctx, s)).map(CustomerId);
+        let customer = c
+            .customer
+            .as_ref()
+            .and_then(|s| customer_names.resolve(&mut ctx, s))
+            .map(CustomerId);
         let inherited_tz = customer.map_or(&default_tz, |cu| &customers[cu.index()].time_zone);
-        let time_zone = c.time_zone.as_ref().and_then(|s| ctx.time_zone(s)).unwrap_or(inherited_tz.clone());
+        let time_zone = c
+            .time_zone
+            .as_ref()
+            .and_then(|s| ctx.time_zone(s))
+            .unwrap_or(inherited_tz.clone());
         let inherited_grace = customer.map_or(default_grace, |cu| customer_grace[cu.index()]);
         cluster_grace.push(ctx.grace(c.grace.as_ref(), inherited_grace));
         let entries = c.nodes.get_ref();
         if entries.len() < 2 {
-            ctx.err(c.nodes.span(), K::TooFewNodes { cluster: c.name.get_ref().clone(), found: entries.len() });
+            ctx.err(
+                c.nodes.span(),
+                K::TooFewNodes {
+                    cluster: c.name.get_ref().clone(),
+                    found: entries.len(),
+                },
+            );
         }
         let mut members = Vec::new();
         for entry in entries {
@@ -184,24 +255,51 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
             let nid = NodeId(nodes.len() as u32);
             for name in std::iter::once(&e.name).chain(&e.aliases) {
                 if !valid_host_name(name) {
-                    ctx.err(span.clone(), K::HostName { value: name.clone() });
+                    ctx.err(
+                        span.clone(),
+                        K::HostName {
+                            value: name.clone(),
+                        },
+                    );
                     continue;
                 }
                 let spanned = S::new(span.clone(), name.clone());
                 if let Some(prev) = by_name.get(name.to_ascii_lowercase().as_str()) {
                     let other = &clusters_name(&clusters, &nodes, prev[0], &c.name);
-                    ctx.err(span.clone(), K::NodeInTwoClusters { node: name.clone(), cluster: other.clone() });
+                    ctx.err(
+                        span.clone(),
+                        K::NodeInTwoClusters {
+                            node: name.clone(),
+                            cluster: other.clone(),
+                        },
+                    );
                     continue;
                 }
                 // Registered for `window.node = "..."` references (aliases too).
                 node_names.add(&mut ctx, &spanned, nid.0);
-                by_name.entry(name.to_ascii_lowercase().into()).or_default().push(nid);
-                by_short.entry(short_name(&name.to_ascii_lowercase()).into()).or_default().push(nid);
+                by_name
+                    .entry(name.to_ascii_lowercase().into())
+                    .or_default()
+                    .push(nid);
+                by_short
+                    .entry(short_name(&name.to_ascii_lowercase()).into())
+                    .or_default()
+                    .push(nid);
             }
-            nodes.push(Node { name: e.name.clone(), aliases: e.aliases.clone(), cluster: cid });
+            nodes.push(Node {
+                name: e.name.clone(),
+                aliases: e.aliases.clone(),
+                cluster: cid,
+            });
             members.push(nid);
         }
-        clusters.push(Cluster { name: c.name.get_ref().clone(), customer, nodes: members, time_zone, windows: Vec::new() });
+        clusters.push(Cluster {
+            name: c.name.get_ref().clone(),
+            customer,
+            nodes: members,
+            time_zone,
+            windows: Vec::new(),
+        });
     }
     for ids in by_short.values_mut() {
         ids.dedup();
@@ -237,7 +335,17 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
     let routes = file
         .routes
         .iter()
-        .map(|r| route(&mut ctx, r, &customer_names, &cluster_names, &channel_names, &clusters, &customers))
+        .map(|r| {
+            route(
+                &mut ctx,
+                r,
+                &customer_names,
+                &cluster_names,
+                &channel_names,
+                &clusters,
+                &customers,
+            )
+        })
         .collect();
 
     let mut key_names = Names::new("key", &lines);
@@ -245,27 +353,59 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
     for k in &file.keys {
         let k = k.get_ref();
         key_names.add(&mut ctx, &k.name, keys.len() as u32);
-        let hash = KeyHash::parse(k.hash.get_ref()).map_err(|e| ctx.err(k.hash.span(), e.into())).ok();
+        let hash = KeyHash::parse(k.hash.get_ref())
+            .map_err(|e| ctx.err(k.hash.span(), e.into()))
+            .ok();
         let admin = k.admin.as_ref().is_some_and(|a| *a.get_ref());
-        let customer = k.customer.as_ref().and_then(|s| customer_names.resolve(&mut ctx, s)).map(CustomerId);
+        let customer = k
+            .customer
+            .as_ref()
+            .and_then(|s| customer_names.resolve(&mut ctx, s))
+            .map(CustomerId);
         if admin == k.customer.is_some() {
-            ctx.err(k.name.span(), K::KeyOwner { name: k.name.get_ref().clone() });
+            ctx.err(
+                k.name.span(),
+                K::KeyOwner {
+                    name: k.name.get_ref().clone(),
+                },
+            );
         }
         if let Some(hash) = hash {
-            keys.push(ApiKey { name: k.name.get_ref().clone(), hash, customer });
+            keys.push(ApiKey {
+                name: k.name.get_ref().clone(),
+                hash,
+                customer,
+            });
         }
     }
 
     let mut templates = Templates::default();
-    add_templates(&mut ctx, &mut templates, Scope::Global, file.templates.as_ref());
+    add_templates(
+        &mut ctx,
+        &mut templates,
+        Scope::Global,
+        file.templates.as_ref(),
+    );
     for (i, c) in file.customers.iter().enumerate() {
-        add_templates(&mut ctx, &mut templates, Scope::Customer(CustomerId(i as u32)), c.get_ref().templates.as_ref());
+        add_templates(
+            &mut ctx,
+            &mut templates,
+            Scope::Customer(CustomerId(i as u32)),
+            c.get_ref().templates.as_ref(),
+        );
     }
     for (i, c) in file.clusters.iter().enumerate() {
-        add_templates(&mut ctx, &mut templates, Scope::Cluster(ClusterId(i as u32)), c.get_ref().templates.as_ref());
+        add_templates(
+            &mut ctx,
+            &mut templates,
+            Scope::Cluster(ClusterId(i as u32)),
+            c.get_ref().templates.as_ref(),
+        );
     }
 
-    let events = file.events.as_ref().map_or_else(EventPolicy::default, |e| event_policy(&mut ctx, e.get_ref()));
+    let events = file.events.as_ref().map_or_else(EventPolicy::default, |e| {
+        event_policy(&mut ctx, e.get_ref())
+    });
 
     if !ctx.errs.is_empty() {
         return Err(ConfigErrors(ctx.errs));
@@ -303,8 +443,16 @@ fn route(
     customers: &[Customer],
 ) -> Route {
     let r = r.get_ref();
-    let customer = r.customer.as_ref().and_then(|s| customer_names.resolve(ctx, s)).map(CustomerId);
-    let cluster = r.cluster.as_ref().and_then(|s| cluster_names.resolve(ctx, s)).map(ClusterId);
+    let customer = r
+        .customer
+        .as_ref()
+        .and_then(|s| customer_names.resolve(ctx, s))
+        .map(CustomerId);
+    let cluster = r
+        .cluster
+        .as_ref()
+        .and_then(|s| cluster_names.resolve(ctx, s))
+        .map(ClusterId);
     if let (Some(cu), Some(cl), Some(cl_span)) = (customer, cluster, r.cluster.as_ref()) {
         let owner = clusters[cl.index()].customer;
         if owner != Some(cu) {
@@ -312,7 +460,10 @@ fn route(
                 cl_span.span(),
                 K::RouteMismatch {
                     cluster: clusters[cl.index()].name.clone(),
-                    owner: owner.map_or_else(|| "(none)".to_owned(), |o| customers[o.index()].name.clone()),
+                    owner: owner.map_or_else(
+                        || "(none)".to_owned(),
+                        |o| customers[o.index()].name.clone(),
+                    ),
                     customer: customers[cu.index()].name.clone(),
                 },
             );
@@ -326,7 +477,12 @@ fn route(
             .filter_map(|v| {
                 let found = Verdict::ALL.into_iter().find(|x| x.as_str() == v.get_ref());
                 if found.is_none() {
-                    ctx.err(v.span(), K::Verdict { value: v.get_ref().clone() });
+                    ctx.err(
+                        v.span(),
+                        K::Verdict {
+                            value: v.get_ref().clone(),
+                        },
+                    );
                 }
                 found
             })
@@ -341,10 +497,20 @@ fn route(
         .iter()
         .filter_map(|c| channel_names.resolve(ctx, c).map(|i| i as usize))
         .collect();
-    Route { customer, cluster, verdicts, channels }
+    Route {
+        customer,
+        cluster,
+        verdicts,
+        channels,
+    }
 }
 
-fn add_templates(ctx: &mut Ctx, templates: &mut Templates, scope: Scope, set: Option<&S<schema::TemplateSet>>) {
+fn add_templates(
+    ctx: &mut Ctx,
+    templates: &mut Templates,
+    scope: Scope,
+    set: Option<&S<schema::TemplateSet>>,
+) {
     let Some(set) = set else { return };
     let set = set.get_ref();
     for (verdict, pair) in [
@@ -365,17 +531,32 @@ fn add_templates(ctx: &mut Ctx, templates: &mut Templates, scope: Scope, set: Op
 
 fn event_policy(ctx: &mut Ctx, e: &schema::EventsSection) -> EventPolicy {
     let d = EventPolicy::default();
-    let mut dur = |s: &Option<S<String>>, default| s.as_ref().and_then(|s| ctx.positive_duration(s)).unwrap_or(default);
+    let mut dur = |s: &Option<S<String>>, default| {
+        s.as_ref()
+            .and_then(|s| ctx.positive_duration(s))
+            .unwrap_or(default)
+    };
     let merge_within = dur(&e.merge_within, d.merge_within);
     let flapping_within = dur(&e.flapping_within, d.flapping_within);
     let failback_within = dur(&e.failback_within, d.failback_within);
     let flapping_count = match &e.flapping_count {
         Some(c) if *c.get_ref() < 1 || *c.get_ref() > i64::from(u32::MAX) => {
-            ctx.err(c.span(), K::Count { field: "flapping_count", value: *c.get_ref() });
+            ctx.err(
+                c.span(),
+                K::Count {
+                    field: "flapping_count",
+                    value: *c.get_ref(),
+                },
+            );
             d.flapping_count
         }
         Some(c) => *c.get_ref() as u32,
         None => d.flapping_count,
     };
-    EventPolicy { merge_within, flapping_count, flapping_within, failback_within }
+    EventPolicy {
+        merge_within,
+        flapping_count,
+        flapping_within,
+        failback_within,
+    }
 }

@@ -1,12 +1,12 @@
 //! `[[windows]]` → [`MaintenanceWindow`].
 
+use jiff::SignedDuration;
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
-use jiff::SignedDuration;
 
+use super::ConfigErrorKind as K;
 use super::schema::{DayEntry, S, WindowSection};
 use super::validate::{Ctx, Names};
-use super::ConfigErrorKind as K;
 use crate::cron::{CronError, CronSchedule};
 use crate::inventory::{ClusterId, CustomerId, NodeId};
 use crate::window::{Calendar, Grace, Length, MaintenanceWindow, Owner, Schedule};
@@ -28,19 +28,32 @@ pub(super) struct Owners<'a> {
 
 impl Owners<'_> {
     fn resolve(&self, ctx: &mut Ctx, w: &WindowSection) -> Option<Owner> {
-        let given = [&w.node, &w.cluster, &w.customer].iter().filter(|o| o.is_some()).count();
+        let given = [&w.node, &w.cluster, &w.customer]
+            .iter()
+            .filter(|o| o.is_some())
+            .count();
         if given != 1 {
-            ctx.err(w.name.span(), K::Owner { window: w.name.get_ref().clone() });
+            ctx.err(
+                w.name.span(),
+                K::Owner {
+                    window: w.name.get_ref().clone(),
+                },
+            );
             return None;
         }
         if let Some(n) = &w.node {
             return self.nodes.resolve(ctx, n).map(|i| Owner::Node(NodeId(i)));
         }
         if let Some(c) = &w.cluster {
-            return self.clusters.resolve(ctx, c).map(|i| Owner::Cluster(ClusterId(i)));
+            return self
+                .clusters
+                .resolve(ctx, c)
+                .map(|i| Owner::Cluster(ClusterId(i)));
         }
         let c = w.customer.as_ref()?;
-        self.customers.resolve(ctx, c).map(|i| Owner::Customer(CustomerId(i)))
+        self.customers
+            .resolve(ctx, c)
+            .map(|i| Owner::Customer(CustomerId(i)))
     }
 
     fn inherited(&self, owner: Owner) -> (TimeZone, Grace) {
@@ -49,15 +62,27 @@ impl Owners<'_> {
             Owner::Cluster(c) => Some(c),
             Owner::Customer(cu) => {
                 return (
-                    self.customer_tz.get(cu.index()).unwrap_or(self.default_tz).clone(),
-                    self.customer_grace.get(cu.index()).copied().unwrap_or(self.default_grace),
+                    self.customer_tz
+                        .get(cu.index())
+                        .unwrap_or(self.default_tz)
+                        .clone(),
+                    self.customer_grace
+                        .get(cu.index())
+                        .copied()
+                        .unwrap_or(self.default_grace),
                 );
             }
         };
         match cluster {
             Some(c) => (
-                self.cluster_tz.get(c.index()).unwrap_or(self.default_tz).clone(),
-                self.cluster_grace.get(c.index()).copied().unwrap_or(self.default_grace),
+                self.cluster_tz
+                    .get(c.index())
+                    .unwrap_or(self.default_tz)
+                    .clone(),
+                self.cluster_grace
+                    .get(c.index())
+                    .copied()
+                    .unwrap_or(self.default_grace),
             ),
             None => (self.default_tz.clone(), self.default_grace),
         }
@@ -67,7 +92,10 @@ impl Owners<'_> {
 /// Parses a weekday: a name (`wednesday`, `wed`) or the original's 0-6, Monday = 0.
 pub(super) fn weekday(ctx: &mut Ctx, d: &S<DayEntry>) -> Option<Weekday> {
     match d.get_ref() {
-        DayEntry::Number(n) => match i8::try_from(*n).ok().and_then(|n| Weekday::from_monday_zero_offset(n).ok()) {
+        DayEntry::Number(n) => match i8::try_from(*n)
+            .ok()
+            .and_then(|n| Weekday::from_monday_zero_offset(n).ok())
+        {
             Some(w) => Some(w),
             None => {
                 ctx.err(d.span(), K::DayNumber { value: *n });
@@ -75,8 +103,15 @@ pub(super) fn weekday(ctx: &mut Ctx, d: &S<DayEntry>) -> Option<Weekday> {
             }
         },
         DayEntry::Name(name) => {
-            const NAMES: [&str; 7] =
-                ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+            const NAMES: [&str; 7] = [
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            ];
             let lower = name.trim().to_ascii_lowercase();
             let found = NAMES
                 .iter()
@@ -84,7 +119,12 @@ pub(super) fn weekday(ctx: &mut Ctx, d: &S<DayEntry>) -> Option<Weekday> {
             match found.and_then(|i| Weekday::from_monday_zero_offset(i as i8).ok()) {
                 Some(w) => Some(w),
                 None => {
-                    ctx.err(d.span(), K::DayName { value: name.clone() });
+                    ctx.err(
+                        d.span(),
+                        K::DayName {
+                            value: name.clone(),
+                        },
+                    );
                     None
                 }
             }
@@ -106,7 +146,11 @@ fn civil<T: std::str::FromStr<Err = jiff::Error>>(
     }
 }
 
-pub(super) fn build(ctx: &mut Ctx, sections: &[S<WindowSection>], owners: &Owners) -> Vec<MaintenanceWindow> {
+pub(super) fn build(
+    ctx: &mut Ctx,
+    sections: &[S<WindowSection>],
+    owners: &Owners,
+) -> Vec<MaintenanceWindow> {
     let mut names = Names::new("window", owners.lines);
     let mut out = Vec::new();
     for section in sections {
@@ -119,15 +163,24 @@ pub(super) fn build(ctx: &mut Ctx, sections: &[S<WindowSection>], owners: &Owner
                 continue;
             }
         }
-        let (inherited_tz, inherited_grace) = owner.map_or((owners.default_tz.clone(), owners.default_grace), |o| owners.inherited(o));
+        let (inherited_tz, inherited_grace) = owner
+            .map_or((owners.default_tz.clone(), owners.default_grace), |o| {
+                owners.inherited(o)
+            });
         let tz = match &w.time_zone {
             Some(s) => ctx.time_zone(s),
             None => Some(inherited_tz),
         };
         let grace = ctx.grace(w.grace.as_ref(), inherited_grace);
-        let start = w.start.as_ref().and_then(|s| civil::<Time>(ctx, s, |value, source| K::TimeOfDay { value, source }));
+        let start = w
+            .start
+            .as_ref()
+            .and_then(|s| civil::<Time>(ctx, s, |value, source| K::TimeOfDay { value, source }));
         let schedule = tz.as_ref().and_then(|tz| schedule(ctx, w, tz));
-        let end = w.end.as_ref().map(|e| civil::<DateTime>(ctx, e, |value, source| K::DateTime { value, source }));
+        let end = w
+            .end
+            .as_ref()
+            .map(|e| civil::<DateTime>(ctx, e, |value, source| K::DateTime { value, source }));
         let length = match (&schedule, end) {
             (_, Some(None)) => None,
             (Some(Schedule::Once { date }), Some(Some(end))) => {
@@ -136,20 +189,32 @@ pub(super) fn build(ctx: &mut Ctx, sections: &[S<WindowSection>], owners: &Owner
                 match (real(begin), real(end)) {
                     (Some(b), Some(e)) if e > b => Some(Length::Exact(e.duration_since(b))),
                     _ => {
-                        ctx.err(w.end.as_ref().map_or(w.name.span(), |e| e.span()), K::EndBeforeStart);
+                        ctx.err(
+                            w.end.as_ref().map_or(w.name.span(), |e| e.span()),
+                            K::EndBeforeStart,
+                        );
                         None
                     }
                 }
             }
             _ => length(ctx, w, start.is_some() || w.cron.is_some()),
         };
-        let (Some(owner), Some(tz), Some(schedule), Some(length)) = (owner, tz, schedule, length) else {
+        let (Some(owner), Some(tz), Some(schedule), Some(length)) = (owner, tz, schedule, length)
+        else {
             continue;
         };
         if w.start.is_some() && start.is_none() {
             continue;
         }
-        let window = match MaintenanceWindow::new(w.name.get_ref().clone(), owner, tz, schedule, start, length, grace) {
+        let window = match MaintenanceWindow::new(
+            w.name.get_ref().clone(),
+            owner,
+            tz,
+            schedule,
+            start,
+            length,
+            grace,
+        ) {
             Ok(window) => window,
             Err(_) => continue, // lengths were checked positive above
         };
@@ -166,7 +231,10 @@ pub(super) fn build(ctx: &mut Ctx, sections: &[S<WindowSection>], owners: &Owner
                     span,
                     K::LongerThanPeriod {
                         window: w.name.get_ref().clone(),
-                        length: w.duration.as_ref().map_or_else(|| "1d".to_owned(), |d| d.get_ref().clone()),
+                        length: w
+                            .duration
+                            .as_ref()
+                            .map_or_else(|| "1d".to_owned(), |d| d.get_ref().clone()),
                         period: friendly(period),
                     },
                 );
@@ -208,46 +276,107 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
     .collect();
     match present.len() {
         0 => {
-            ctx.err(w.name.span(), K::NoSchedule { window: w.name.get_ref().clone() });
+            ctx.err(
+                w.name.span(),
+                K::NoSchedule {
+                    window: w.name.get_ref().clone(),
+                },
+            );
             return None;
         }
         1 => {}
         _ => {
-            ctx.err(w.name.span(), K::ManySchedules { window: w.name.get_ref().clone(), fields: present.join(", ") });
+            ctx.err(
+                w.name.span(),
+                K::ManySchedules {
+                    window: w.name.get_ref().clone(),
+                    fields: present.join(", "),
+                },
+            );
             return None;
         }
     }
     let nth = w.week.is_some() || w.day.is_some();
-    let not_with = |ctx: &mut Ctx, span: Option<std::ops::Range<usize>>, field: &'static str, with: &'static str, hint: &'static str| {
+    let not_with = |ctx: &mut Ctx,
+                    span: Option<std::ops::Range<usize>>,
+                    field: &'static str,
+                    with: &'static str,
+                    hint: &'static str| {
         if let Some(span) = span {
             ctx.err(span, K::NotWith { field, with, hint });
         }
     };
     if !nth {
-        not_with(ctx, w.calendar.as_ref().map(S::span), "calendar", "anything but `week` + `day`", "");
-        not_with(ctx, w.then.as_ref().map(S::span), "then", "anything but `week` + `day`", "");
+        not_with(
+            ctx,
+            w.calendar.as_ref().map(S::span),
+            "calendar",
+            "anything but `week` + `day`",
+            "",
+        );
+        not_with(
+            ctx,
+            w.then.as_ref().map(S::span),
+            "then",
+            "anything but `week` + `day`",
+            "",
+        );
     }
     if w.cron.is_none() && !nth {
-        not_with(ctx, w.offset_days.as_ref().map(S::span), "offset_days", "this schedule", " (it shifts `week` + `day` or `cron`)");
+        not_with(
+            ctx,
+            w.offset_days.as_ref().map(S::span),
+            "offset_days",
+            "this schedule",
+            " (it shifts `week` + `day` or `cron`)",
+        );
     }
     if w.date.is_none() {
-        not_with(ctx, w.end.as_ref().map(S::span), "end", "a recurring window", " (use `duration`)");
+        not_with(
+            ctx,
+            w.end.as_ref().map(S::span),
+            "end",
+            "a recurring window",
+            " (use `duration`)",
+        );
     }
-    let offset = w.offset_days.as_ref().and_then(|o| match i16::try_from(*o.get_ref()) {
-        Ok(v) if v.abs() <= 27 => Some(v),
-        _ => {
-            ctx.err(o.span(), K::OffsetDays { value: *o.get_ref() });
-            None
-        }
-    });
+    let offset = w
+        .offset_days
+        .as_ref()
+        .and_then(|o| match i16::try_from(*o.get_ref()) {
+            Ok(v) if v.abs() <= 27 => Some(v),
+            _ => {
+                ctx.err(
+                    o.span(),
+                    K::OffsetDays {
+                        value: *o.get_ref(),
+                    },
+                );
+                None
+            }
+        });
 
     if nth {
         let Some(week_s) = &w.week else {
-            ctx.err(w.day.as_ref().map_or(w.name.span(), |d| d.span()), K::Requires { field: "day", needs: "week", hint: " (for every week use `days = [...]`)" });
+            ctx.err(
+                w.day.as_ref().map_or(w.name.span(), |d| d.span()),
+                K::Requires {
+                    field: "day",
+                    needs: "week",
+                    hint: " (for every week use `days = [...]`)",
+                },
+            );
             return None;
         };
         let Some(day_s) = &w.day else {
-            ctx.err(week_s.span(), K::Requires { field: "week", needs: "day", hint: "" });
+            ctx.err(
+                week_s.span(),
+                K::Requires {
+                    field: "week",
+                    needs: "day",
+                    hint: "",
+                },
+            );
             return None;
         };
         let week = match *week_s.get_ref() {
@@ -262,7 +391,12 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
             None | Some((_, "nth-weekday")) => Some(Calendar::NthWeekday),
             Some((_, "monday-weeks")) => Some(Calendar::MondayWeeks),
             Some((c, other)) => {
-                ctx.err(c.span(), K::Calendar { value: other.to_owned() });
+                ctx.err(
+                    c.span(),
+                    K::Calendar {
+                        value: other.to_owned(),
+                    },
+                );
                 None
             }
         };
@@ -272,7 +406,14 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
         }
         let then = w.then.as_ref().and_then(|t| weekday(ctx, t));
         if let (Some(_), Some(o)) = (&w.then, &w.offset_days) {
-            ctx.err(o.span(), K::NotWith { field: "offset_days", with: "then", hint: " (keep one)" });
+            ctx.err(
+                o.span(),
+                K::NotWith {
+                    field: "offset_days",
+                    with: "then",
+                    hint: " (keep one)",
+                },
+            );
         }
         let (week, anchor, calendar) = (week?, anchor?, calendar?);
         let offset_days = match then {
@@ -284,15 +425,29 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
             None if w.offset_days.is_some() => offset?,
             None => 0,
         };
-        return Some(Schedule::NthWeekday { week, weekday: anchor, calendar, offset_days });
+        return Some(Schedule::NthWeekday {
+            week,
+            weekday: anchor,
+            calendar,
+            offset_days,
+        });
     }
     if let Some(days) = &w.days {
-        let list: Vec<Weekday> = days.get_ref().iter().filter_map(|d| weekday(ctx, d)).collect();
+        let list: Vec<Weekday> = days
+            .get_ref()
+            .iter()
+            .filter_map(|d| weekday(ctx, d))
+            .collect();
         if list.len() != days.get_ref().len() {
             return None;
         }
         if list.is_empty() {
-            ctx.err(days.span(), K::DayName { value: String::new() });
+            ctx.err(
+                days.span(),
+                K::DayName {
+                    value: String::new(),
+                },
+            );
             return None;
         }
         return Some(Schedule::weekly(&list));
@@ -308,13 +463,26 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
     }
     if let Some(expr) = &w.cron {
         if let Some(s) = &w.start {
-            ctx.err(s.span(), K::NotWith { field: "start", with: "cron", hint: " (the cron expression holds the start time)" });
+            ctx.err(
+                s.span(),
+                K::NotWith {
+                    field: "start",
+                    with: "cron",
+                    hint: " (the cron expression holds the start time)",
+                },
+            );
         }
         let tz_name = tz.iana_name().unwrap_or("UTC");
         let cron = match CronSchedule::parse(expr.get_ref(), tz_name) {
             Ok(c) if c.ever_matches() => c,
             Ok(_) => {
-                ctx.err(expr.span(), CronError::NeverMatches { expr: expr.get_ref().clone() }.into());
+                ctx.err(
+                    expr.span(),
+                    CronError::NeverMatches {
+                        expr: expr.get_ref().clone(),
+                    }
+                    .into(),
+                );
                 return None;
             }
             Err(e) => {
@@ -323,12 +491,22 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
             }
         };
         let offset_days = if w.offset_days.is_some() { offset? } else { 0 };
-        return Some(Schedule::Cron { cron: Box::new(cron), offset_days });
+        return Some(Schedule::Cron {
+            cron: Box::new(cron),
+            offset_days,
+        });
     }
     let date_s = w.date.as_ref()?;
     let date = civil::<Date>(ctx, date_s, |value, source| K::Date { value, source });
     if let (Some(e), Some(_)) = (&w.end, &w.duration) {
-        ctx.err(e.span(), K::NotWith { field: "end", with: "duration", hint: " (keep one)" });
+        ctx.err(
+            e.span(),
+            K::NotWith {
+                field: "end",
+                with: "duration",
+                hint: " (keep one)",
+            },
+        );
         return None;
     }
     Some(Schedule::Once { date: date? })
@@ -338,7 +516,13 @@ fn length(ctx: &mut Ctx, w: &WindowSection, timed: bool) -> Option<Length> {
     let Some(d) = &w.duration else {
         return if timed {
             let hint = if w.date.is_some() { " (or `end`)" } else { "" };
-            ctx.err(w.name.span(), K::MissingDuration { window: w.name.get_ref().clone(), hint });
+            ctx.err(
+                w.name.span(),
+                K::MissingDuration {
+                    window: w.name.get_ref().clone(),
+                    hint,
+                },
+            );
             None
         } else {
             Some(Length::Days(1))
@@ -350,13 +534,23 @@ fn length(ctx: &mut Ctx, w: &WindowSection, timed: bool) -> Option<Length> {
     }
     let secs = value.as_secs();
     if secs % 86_400 != 0 || value.subsec_nanos() != 0 {
-        ctx.err(d.span(), K::WholeDays { value: d.get_ref().clone() });
+        ctx.err(
+            d.span(),
+            K::WholeDays {
+                value: d.get_ref().clone(),
+            },
+        );
         return None;
     }
     match i16::try_from(secs / 86_400) {
         Ok(n) => Some(Length::Days(n)),
         Err(_) => {
-            ctx.err(d.span(), K::WholeDays { value: d.get_ref().clone() });
+            ctx.err(
+                d.span(),
+                K::WholeDays {
+                    value: d.get_ref().clone(),
+                },
+            );
             None
         }
     }
