@@ -4,17 +4,25 @@
 //! croner 4 speaks jiff 0.2 while the rest of the crate uses jiff 1; this file is the only
 //! place that touches jiff 0.2, converting instants as nanoseconds and zones by IANA name.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::{SignedDuration, Timestamp};
 
 /// A parsed cron expression evaluated in one time zone.
+///
+/// croner searches second by second in the worst case, far too slow for classifying
+/// reports; so each UTC year's instants are computed once and kept (at most a few thousand:
+/// validation keeps occurrences 2h apart). Clones share the memo.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     /// The expression as written.
     pub source: String,
     cron: Cron,
     tz: jiff02::tz::TimeZone,
+    years: Arc<RwLock<BTreeMap<i16, Arc<[Timestamp]>>>>,
 }
 
 /// Why a cron expression was rejected.
@@ -116,6 +124,7 @@ impl CronSchedule {
             source: expr.to_owned(),
             cron,
             tz,
+            years: Arc::default(),
         })
     }
 
@@ -128,9 +137,39 @@ impl CronSchedule {
     /// local time, only its first (earlier) instant counts, as for every other window.
     pub fn instants_between(&self, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
         let mut out = Vec::new();
-        let Some(mut cursor) = self.to02(from) else {
-            return out;
+        let year = |t: Timestamp| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).year();
+        for y in year(from)..=year(to) {
+            let all = self.year(y);
+            let lo = all.partition_point(|t| *t < from);
+            let hi = all.partition_point(|t| *t <= to);
+            out.extend_from_slice(&all[lo..hi]);
+        }
+        out
+    }
+
+    /// Every instant in UTC year `y`, memoized.
+    fn year(&self, y: i16) -> Arc<[Timestamp]> {
+        if let Some(found) = self.years.read().ok().and_then(|m| m.get(&y).cloned()) {
+            return found;
+        }
+        let utc = |year: i16| {
+            jiff::civil::Date::new(year, 1, 1)
+                .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight())))
         };
+        let (Ok(start), Ok(end)) = (utc(y), y.checked_add(1).map_or(Ok(Timestamp::MAX), utc)) else {
+            return Arc::from([]);
+        };
+        let computed: Arc<[Timestamp]> = self.search(start, end).into();
+        if let Ok(mut m) = self.years.write() {
+            m.insert(y, computed.clone());
+        }
+        computed
+    }
+
+    /// Asks croner for every instant in `[from, to)`.
+    fn search(&self, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
+        let mut out = Vec::new();
+        let Some(mut cursor) = self.to02(from) else { return out };
         let mut inclusive = true;
         let mut last_civil = None;
         while let Ok(next) = self.cron.find_next_occurrence(&cursor, inclusive) {
@@ -138,7 +177,7 @@ impl CronSchedule {
             let Ok(instant) = Timestamp::from_nanosecond(next.timestamp().as_nanosecond()) else {
                 break;
             };
-            if instant > to {
+            if instant >= to {
                 break;
             }
             if last_civil != Some(next.datetime()) {

@@ -189,25 +189,37 @@ impl Schedule {
                 }
             }
             Schedule::Cron { .. } => {}
-            Schedule::NthWeekday { .. } | Schedule::MonthlyDay { .. } => {
-                let offset = i64::from(self.offset_days()).days();
-                let (Ok(a0), Ok(a1)) = (d0.checked_sub(offset), d1.checked_sub(offset)) else {
+            Schedule::NthWeekday { weekday, offset_days, .. } => {
+                // Every start falls on one weekday; most short ranges hold none.
+                let start_day = (i64::from(weekday.to_monday_zero_offset()) + i64::from(*offset_days)).rem_euclid(7);
+                let first_day = i64::from(d0.weekday().to_monday_zero_offset());
+                let span = d0.duration_until(d1).as_hours() / 24;
+                if span < 6 && (0..=span).all(|i| (first_day + i) % 7 != start_day) {
                     return;
-                };
-                let mut month = a0.first_of_month();
-                while month <= a1 {
-                    if let Some(date) = self.anchor_in_month(month)
-                        && (a0..=a1).contains(&date)
-                        && let Ok(date) = date.checked_add(offset)
-                    {
-                        out.push(date);
-                    }
-                    match month.checked_add(1.month()) {
-                        Ok(next) => month = next,
-                        Err(_) => break,
-                    }
                 }
+                self.month_dates(d0, d1, out);
             }
+            Schedule::MonthlyDay { .. } => self.month_dates(d0, d1, out),
+        }
+    }
+
+    /// Start dates of a month-based schedule in `[d0, d1]`: one anchor per month, shifted.
+    fn month_dates(&self, d0: Date, d1: Date, out: &mut Vec<Date>) {
+        let offset = SignedDuration::from_hours(i64::from(self.offset_days()) * 24);
+        let (Ok(a0), Ok(a1)) = (d0.checked_sub(offset), d1.checked_sub(offset)) else {
+            return;
+        };
+        let (mut year, mut month) = (a0.year(), a0.month());
+        while let Ok(first) = Date::new(year, month, 1)
+            && first <= a1
+        {
+            if let Some(date) = self.anchor_in_month(first)
+                && (a0..=a1).contains(&date)
+                && let Ok(date) = date.checked_add(offset)
+            {
+                out.push(date);
+            }
+            (year, month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
         }
     }
 }
@@ -412,8 +424,14 @@ impl MaintenanceWindow {
             }
             return Ok(());
         }
-        let d0 = self.time_zone.to_datetime(earliest).date();
-        let d1 = self.time_zone.to_datetime(to).date();
+        let local = self.time_zone.to_datetime(earliest);
+        let d0 = local.date();
+        // Civil arithmetic instead of a second zone lookup: the local clock moves with real
+        // time, plus at most a few hours when the offset changes; extra dates are harmless.
+        let d1 = local
+            .checked_add(to.duration_since(earliest) + SignedDuration::from_hours(3))
+            .map_err(|e| self.err(e))?
+            .date();
         let mut dates = Vec::new();
         self.schedule.dates_between(d0, d1, &mut dates);
         for date in dates {
