@@ -407,7 +407,7 @@ mod properties {
                 1u32..(20 * 24)
             )
                 .prop_map(|(w, d, h)| format!("week = {w}\nday = \"{d}\"\nduration = \"{h}h\"")),
-            (day.clone(), 1u32..(7 * 24))
+            (day.clone(), 1u32..(7 * 24 - 2))
                 .prop_map(|(d, h)| format!("days = [\"{d}\"]\nduration = \"{h}h\"")),
             (1i8..=28, 1u32..(27 * 24))
                 .prop_map(|(d, h)| format!("day_of_month = {d}\nduration = \"{h}h\"")),
