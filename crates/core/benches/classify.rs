@@ -89,23 +89,40 @@ time_zone = "Australia/Lord_Howe"
 
 fn bench(c: &mut Criterion) {
     let inv = config::parse(TEN_WINDOWS).expect("bench inventory is valid");
-    assert_eq!(inv.cluster(inv.find_cluster("db").expect("db")).windows.len(), 10);
+    assert_eq!(
+        inv.cluster(inv.find_cluster("db").expect("db"))
+            .windows
+            .len(),
+        10
+    );
     // Wednesday 2026-11-25 12:00Z: outside all ten, so every window is evaluated.
     let at: Timestamp = "2026-11-25T12:00:00Z".parse().expect("instant");
     let mut g = c.benchmark_group("classify");
     g.throughput(Throughput::Elements(1));
     g.bench_function("host_with_10_windows", |b| {
-        b.iter(|| classify(black_box(&inv), &[], black_box("db1.example.com"), None, black_box(at)))
+        b.iter(|| {
+            classify(
+                black_box(&inv),
+                &[],
+                black_box("db1.example.com"),
+                None,
+                black_box(at),
+            )
+        })
     });
     g.finish();
 
     let big_src = gen_inventory::inventory(10_000);
     let mut g = c.benchmark_group("inventory_10k_clusters_25k_nodes");
     g.sample_size(10);
-    g.bench_function("parse_and_validate", |b| b.iter(|| config::parse(black_box(&big_src)).expect("valid")));
+    g.bench_function("parse_and_validate", |b| {
+        b.iter(|| config::parse(black_box(&big_src)).expect("valid"))
+    });
     let big = config::parse(&big_src).expect("valid");
     assert_eq!((big.clusters.len(), big.nodes.len()), (10_000, 25_000));
-    let hosts: Vec<String> = (0..1024).map(|i| format!("NODE{}-1.c{}.example", i * 9 % 10_000, i * 9 % 10_000 % 100)).collect();
+    let hosts: Vec<String> = (0..1024)
+        .map(|i| format!("NODE{}-1.c{}.example", i * 9 % 10_000, i * 9 % 10_000 % 100))
+        .collect();
     let mut i = 0usize;
     g.sample_size(50);
     g.throughput(Throughput::Elements(1));

@@ -10,11 +10,16 @@ pub fn inventory(clusters: usize) -> String {
     let mut s = String::with_capacity(clusters * 400);
     s.push_str("[defaults]\ntime_zone = \"UTC\"\n\n");
     for c in 0..100 {
-        s.push_str(&format!("[[customers]]\nname = \"customer{c}\"\ntime_zone = \"{}\"\n\n", ZONES[c % 4]));
+        s.push_str(&format!(
+            "[[customers]]\nname = \"customer{c}\"\ntime_zone = \"{}\"\n\n",
+            ZONES[c % 4]
+        ));
     }
     for i in 0..clusters {
         let nodes = if i % 2 == 0 { 2 } else { 3 };
-        let list: Vec<String> = (0..nodes).map(|n| format!("\"node{i}-{n}.c{}.example\"", i % 100)).collect();
+        let list: Vec<String> = (0..nodes)
+            .map(|n| format!("\"node{i}-{n}.c{}.example\"", i % 100))
+            .collect();
         s.push_str(&format!(
             "[[clusters]]\nname = \"cluster{i}\"\ncustomer = \"customer{}\"\nnodes = [{}]\n\n",
             i % 100,
@@ -22,12 +27,23 @@ pub fn inventory(clusters: usize) -> String {
         ));
         let day = DAYS[i % 7];
         let window = match i % 4 {
-            0 => format!("week = {}\nday = \"{day}\"\nstart = \"22:00\"\nduration = \"4h\"", i % 4 + 1),
+            0 => format!(
+                "week = {}\nday = \"{day}\"\nstart = \"22:00\"\nduration = \"4h\"",
+                i % 4 + 1
+            ),
             1 => format!("days = [\"{day}\"]\nstart = \"02:00\"\nduration = \"2h\""),
-            2 => format!("day_of_month = {}\nstart = \"01:00\"\nduration = \"3h\"", i % 28 + 1),
-            _ => "week = 2\nday = \"tue\"\nthen = \"saturday\"\nstart = \"06:00\"\nduration = \"3h\"".to_owned(),
+            2 => format!(
+                "day_of_month = {}\nstart = \"01:00\"\nduration = \"3h\"",
+                i % 28 + 1
+            ),
+            _ => {
+                "week = 2\nday = \"tue\"\nthen = \"saturday\"\nstart = \"06:00\"\nduration = \"3h\""
+                    .to_owned()
+            }
         };
-        s.push_str(&format!("[[windows]]\nname = \"w\"\ncluster = \"cluster{i}\"\n{window}\n\n"));
+        s.push_str(&format!(
+            "[[windows]]\nname = \"w\"\ncluster = \"cluster{i}\"\n{window}\n\n"
+        ));
         s.push_str(&format!(
             "[[windows]]\nname = \"patch\"\nnode = \"node{i}-0.c{}.example\"\nweek = {}\nday = {}\ncalendar = \"monday-weeks\"\n\n",
             i % 100,
@@ -40,6 +56,9 @@ pub fn inventory(clusters: usize) -> String {
 
 #[allow(dead_code)]
 fn main() {
-    let clusters = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let clusters = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
     print!("{}", inventory(clusters));
 }

@@ -153,10 +153,12 @@ impl CronSchedule {
             return found;
         }
         let utc = |year: i16| {
-            jiff::civil::Date::new(year, 1, 1)
-                .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight())))
+            jiff::civil::Date::new(year, 1, 1).and_then(|d| {
+                jiff::tz::TimeZone::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+            })
         };
-        let (Ok(start), Ok(end)) = (utc(y), y.checked_add(1).map_or(Ok(Timestamp::MAX), utc)) else {
+        let (Ok(start), Ok(end)) = (utc(y), y.checked_add(1).map_or(Ok(Timestamp::MAX), utc))
+        else {
             return Arc::from([]);
         };
         let computed: Arc<[Timestamp]> = self.search(start, end).into();
@@ -169,7 +171,9 @@ impl CronSchedule {
     /// Asks croner for every instant in `[from, to)`.
     fn search(&self, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
         let mut out = Vec::new();
-        let Some(mut cursor) = self.to02(from) else { return out };
+        let Some(mut cursor) = self.to02(from) else {
+            return out;
+        };
         let mut inclusive = true;
         let mut last_civil = None;
         while let Ok(next) = self.cron.find_next_occurrence(&cursor, inclusive) {

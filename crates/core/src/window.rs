@@ -189,9 +189,15 @@ impl Schedule {
                 }
             }
             Schedule::Cron { .. } => {}
-            Schedule::NthWeekday { weekday, offset_days, .. } => {
+            Schedule::NthWeekday {
+                weekday,
+                offset_days,
+                ..
+            } => {
                 // Every start falls on one weekday; most short ranges hold none.
-                let start_day = (i64::from(weekday.to_monday_zero_offset()) + i64::from(*offset_days)).rem_euclid(7);
+                let start_day = (i64::from(weekday.to_monday_zero_offset())
+                    + i64::from(*offset_days))
+                .rem_euclid(7);
                 let first_day = i64::from(d0.weekday().to_monday_zero_offset());
                 let span = d0.duration_until(d1).as_hours() / 24;
                 if span < 6 && (0..=span).all(|i| (first_day + i) % 7 != start_day) {
@@ -219,7 +225,11 @@ impl Schedule {
             {
                 out.push(date);
             }
-            (year, month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+            (year, month) = if month == 12 {
+                (year + 1, 1)
+            } else {
+                (year, month + 1)
+            };
         }
     }
 }
