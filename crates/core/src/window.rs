@@ -434,6 +434,17 @@ impl MaintenanceWindow {
             }
             return Ok(());
         }
+        // Every local date is within a day of the UTC date (offsets stay within ±14h), so
+        // when the schedule has no date in the widened UTC range, skip the zone lookup.
+        let utc =
+            |t: Timestamp, days: i64| TimeZone::UTC.to_datetime(t).date().checked_add(days.days());
+        let mut probe = Vec::new();
+        if let (Ok(lo), Ok(hi)) = (utc(earliest, -1), utc(to, 1)) {
+            self.schedule.dates_between(lo, hi, &mut probe);
+            if probe.is_empty() {
+                return Ok(());
+            }
+        }
         let local = self.time_zone.to_datetime(earliest);
         let d0 = local.date();
         // Civil arithmetic instead of a second zone lookup: the local clock moves with real
