@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+use crate::window::WEEKDAY_NAMES;
+
 /// A call argument: a string or an integer literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Arg {
@@ -89,16 +91,6 @@ pub enum ImportError {
     },
 }
 
-const DAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
 /// Converts the handler source `py` into inventory TOML.
 ///
 /// # Errors
@@ -165,7 +157,7 @@ pub fn convert(py: &str) -> Result<String, ImportError> {
                 day: p.day,
             });
         }
-        let day_name = DAYS[p.day as usize];
+        let day_name = WEEKDAY_NAMES[p.day as usize];
         let _ = writeln!(
             out,
             "[[windows]]\nname = \"patching\"\nnode = \"{}\"",

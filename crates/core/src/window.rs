@@ -56,6 +56,17 @@ use jiff::{SignedDuration, Timestamp, ToSpan, ZonedDateTime};
 use crate::cron::CronSchedule;
 use crate::inventory::{ClusterId, CustomerId, NodeId};
 
+/// Weekday names, Monday first (index = the original handler's day number).
+pub const WEEKDAY_NAMES: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
 /// What a window belongs to; a failover is planned when a window of its cluster, of any of
 /// the cluster's nodes, or of the cluster's customer contains the instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

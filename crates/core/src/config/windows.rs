@@ -9,7 +9,7 @@ use super::schema::{DayEntry, S, WindowSection};
 use super::validate::{Ctx, Names};
 use crate::cron::{CronError, CronSchedule};
 use crate::inventory::{ClusterId, CustomerId, NodeId};
-use crate::window::{Calendar, Grace, Length, MaintenanceWindow, Owner, Schedule};
+use crate::window::{Calendar, Grace, Length, MaintenanceWindow, Owner, Schedule, WEEKDAY_NAMES};
 
 /// What windows can belong to, with the values they inherit.
 pub(super) struct Owners<'a> {
@@ -103,17 +103,8 @@ pub(super) fn weekday(ctx: &mut Ctx, d: &S<DayEntry>) -> Option<Weekday> {
             }
         },
         DayEntry::Name(name) => {
-            const NAMES: [&str; 7] = [
-                "monday",
-                "tuesday",
-                "wednesday",
-                "thursday",
-                "friday",
-                "saturday",
-                "sunday",
-            ];
             let lower = name.trim().to_ascii_lowercase();
-            let found = NAMES
+            let found = WEEKDAY_NAMES
                 .iter()
                 .position(|full| lower.len() >= 3 && full.starts_with(lower.as_str()));
             match found.and_then(|i| Weekday::from_monday_zero_offset(i as i8).ok()) {
