@@ -91,18 +91,16 @@ fn validate_example_prints_a_valid_inventory() {
     );
 }
 
+/// `check HOST -c examples/inventory.toml --at AT` plus `extra`.
+fn check_at(host: &str, at: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["check", host, "-c", "examples/inventory.toml", "--at", at];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// `check HOST --at 2026-12-16T10:00:00Z --format json` on the example inventory.
 fn check_json(host: &str) -> serde_json::Value {
-    let o = run(&[
-        "check",
-        host,
-        "-c",
-        "examples/inventory.toml",
-        "--at",
-        "2026-12-16T10:00:00Z",
-        "--format",
-        "json",
-    ]);
+    let o = check_at(host, "2026-12-16T10:00:00Z", &["--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("one JSON object")
 }
@@ -135,14 +133,7 @@ fn check_json_contract() {
 
 #[test]
 fn check_text_says_why() {
-    let o = run(&[
-        "check",
-        "db1",
-        "-c",
-        "examples/inventory.toml",
-        "--at",
-        "2026-12-09T22:30:00+01:00",
-    ]);
+    let o = check_at("db1", "2026-12-09T22:30:00+01:00", &[]);
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(out.starts_with("db1: planned\n"), "{out}");
@@ -151,14 +142,7 @@ fn check_text_says_why() {
 
 #[test]
 fn errors_are_one_clear_line_and_usage_errors_exit_2() {
-    let o = run(&[
-        "check",
-        "db1",
-        "-c",
-        "examples/inventory.toml",
-        "--at",
-        "tomorrow",
-    ]);
+    let o = check_at("db1", "tomorrow", &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(

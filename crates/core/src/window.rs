@@ -445,14 +445,16 @@ impl MaintenanceWindow {
             }
             return Ok(());
         }
-        // Every local date is within a day of the UTC date (offsets stay within ±14h), so
-        // when the schedule has no date in the widened UTC range, skip the zone lookup.
+        // Every local date is within a day of the UTC date (offsets stay within ±14h), so the
+        // dates in the widened UTC range include every local one. When there are none, the
+        // zone lookup is skipped (the common case when classifying).
         let utc =
             |t: Timestamp, days: i64| TimeZone::UTC.to_datetime(t).date().checked_add(days.days());
-        let mut probe = Vec::new();
-        if let (Ok(lo), Ok(hi)) = (utc(earliest, -1), utc(to, 1)) {
-            self.schedule.dates_between(lo, hi, &mut probe);
-            if probe.is_empty() {
+        let mut dates = Vec::new();
+        let widened = utc(earliest, -1).and_then(|lo| Ok((lo, utc(to, 1)?)));
+        if let Ok((lo, hi)) = widened {
+            self.schedule.dates_between(lo, hi, &mut dates);
+            if dates.is_empty() {
                 return Ok(());
             }
         }
@@ -464,9 +466,11 @@ impl MaintenanceWindow {
             .checked_add(to.duration_since(earliest) + SignedDuration::from_hours(3))
             .map_err(|e| self.err(e))?
             .date();
-        let mut dates = Vec::new();
-        self.schedule.dates_between(d0, d1, &mut dates);
-        for date in dates {
+        if widened.is_err() {
+            // At the edge of the supported years: list the local range directly.
+            self.schedule.dates_between(d0, d1, &mut dates);
+        }
+        for date in dates.into_iter().filter(|d| (d0..=d1).contains(d)) {
             f(self.occurrence_on(date)?);
         }
         Ok(())

@@ -265,12 +265,11 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
                 }
                 let spanned = S::new(span.clone(), name.clone());
                 if let Some(prev) = by_name.get(name.to_ascii_lowercase().as_str()) {
-                    let other = &clusters_name(&clusters, &nodes, prev[0], &c.name);
                     ctx.err(
                         span.clone(),
                         K::NodeInTwoClusters {
                             node: name.clone(),
-                            cluster: other.clone(),
+                            cluster: clusters_name(&clusters, &nodes, prev[0], &c.name),
                         },
                     );
                     continue;
@@ -281,10 +280,13 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
                     .entry(name.to_ascii_lowercase().into())
                     .or_default()
                     .push(nid);
-                by_short
+                // A name and its alias can share a short name: list the node once.
+                let short = by_short
                     .entry(short_name(&name.to_ascii_lowercase()).into())
-                    .or_default()
-                    .push(nid);
+                    .or_default();
+                if short.last() != Some(&nid) {
+                    short.push(nid);
+                }
             }
             nodes.push(Node {
                 name: e.name.clone(),
@@ -301,17 +303,14 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
             windows: Vec::new(),
         });
     }
-    for ids in by_short.values_mut() {
-        ids.dedup();
-    }
 
     let owners = super::windows::Owners {
         customers: &customer_names,
         clusters: &cluster_names,
         nodes: &node_names,
-        customer_tz: customers.iter().map(|c| c.time_zone.clone()).collect(),
-        cluster_tz: clusters.iter().map(|c| c.time_zone.clone()).collect(),
-        node_cluster: nodes.iter().map(|n| n.cluster).collect(),
+        customer_list: &customers,
+        cluster_list: &clusters,
+        node_list: &nodes,
         customer_grace: &customer_grace,
         cluster_grace: &cluster_grace,
         default_tz: &default_tz,

@@ -8,7 +8,7 @@ use super::ConfigErrorKind as K;
 use super::schema::{DayEntry, S, WindowSection};
 use super::validate::{Ctx, Names};
 use crate::cron::{CronError, CronSchedule};
-use crate::inventory::{ClusterId, CustomerId, NodeId};
+use crate::inventory::{Cluster, ClusterId, Customer, CustomerId, Node, NodeId};
 use crate::window::{Calendar, Grace, Length, MaintenanceWindow, Owner, Schedule, WEEKDAY_NAMES};
 
 /// What windows can belong to, with the values they inherit.
@@ -16,9 +16,9 @@ pub(super) struct Owners<'a> {
     pub customers: &'a Names<'a>,
     pub clusters: &'a Names<'a>,
     pub nodes: &'a Names<'a>,
-    pub customer_tz: Vec<TimeZone>,
-    pub cluster_tz: Vec<TimeZone>,
-    pub node_cluster: Vec<ClusterId>,
+    pub customer_list: &'a [Customer],
+    pub cluster_list: &'a [Cluster],
+    pub node_list: &'a [Node],
     pub customer_grace: &'a [Grace],
     pub cluster_grace: &'a [Grace],
     pub default_tz: &'a TimeZone,
@@ -56,36 +56,25 @@ impl Owners<'_> {
             .map(|i| Owner::Customer(CustomerId(i)))
     }
 
+    /// Zone and grace a window inherits from its owner (a node's come from its cluster).
+    /// Owners come from `resolve`, so their indexes are valid.
     fn inherited(&self, owner: Owner) -> (TimeZone, Grace) {
         let cluster = match owner {
-            Owner::Node(n) => self.node_cluster.get(n.index()).copied(),
-            Owner::Cluster(c) => Some(c),
+            Owner::Node(n) => self.node_list[n.index()].cluster,
+            Owner::Cluster(c) => c,
             Owner::Customer(cu) => {
+                let i = cu.index();
                 return (
-                    self.customer_tz
-                        .get(cu.index())
-                        .unwrap_or(self.default_tz)
-                        .clone(),
-                    self.customer_grace
-                        .get(cu.index())
-                        .copied()
-                        .unwrap_or(self.default_grace),
+                    self.customer_list[i].time_zone.clone(),
+                    self.customer_grace[i],
                 );
             }
         };
-        match cluster {
-            Some(c) => (
-                self.cluster_tz
-                    .get(c.index())
-                    .unwrap_or(self.default_tz)
-                    .clone(),
-                self.cluster_grace
-                    .get(c.index())
-                    .copied()
-                    .unwrap_or(self.default_grace),
-            ),
-            None => (self.default_tz.clone(), self.default_grace),
-        }
+        let i = cluster.index();
+        (
+            self.cluster_list[i].time_zone.clone(),
+            self.cluster_grace[i],
+        )
     }
 }
 
