@@ -9,6 +9,7 @@ use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 
 use crate::keys::KeyHash;
+use crate::retry::RetryPolicy;
 use crate::template::Templates;
 use crate::window::{MaintenanceWindow, Owner};
 
@@ -250,6 +251,8 @@ pub struct Inventory {
     pub keys: Vec<ApiKey>,
     /// Merging, flapping and failback thresholds.
     pub events: EventPolicy,
+    /// Delivery retry timing.
+    pub delivery: RetryPolicy,
     /// Message templates.
     pub templates: Templates,
     /// Lower-cased full names and aliases → nodes.

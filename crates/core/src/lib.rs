@@ -15,6 +15,8 @@
 //! - [`listing`]: occurrences of many windows for calendars (`windows`, ICS)
 //! - [`ics`]: RFC 5545 calendar output
 //! - [`template`]: subject and body per verdict (minijinja)
+//! - [`report`]: the report body sent by cluster nodes, and its validation
+//! - [`retry`]: delivery backoff and give-up
 //! - [`keys`]: API key hashes
 //! - [`lambda_import`]: convert the original Python handler's configuration
 
@@ -27,5 +29,7 @@ pub mod inventory;
 pub mod keys;
 pub mod lambda_import;
 pub mod listing;
+pub mod report;
+pub mod retry;
 pub mod template;
 pub mod window;

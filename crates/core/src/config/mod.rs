@@ -20,6 +20,7 @@ mod windows;
 use std::ops::Range;
 
 pub use render::{line_col, render_errors};
+pub use validate::valid_host_name;
 
 use crate::cron::CronError;
 use crate::inventory::Inventory;

@@ -22,6 +22,8 @@ pub struct File {
     #[serde(default)]
     pub events: Option<S<EventsSection>>,
     #[serde(default)]
+    pub delivery: Option<S<DeliverySection>>,
+    #[serde(default)]
     pub templates: Option<S<TemplateSet>>,
     #[serde(default)]
     pub customers: Vec<S<CustomerSection>>,
@@ -61,6 +63,16 @@ pub struct EventsSection {
     pub flapping_count: Option<S<i64>>,
     pub flapping_within: Option<S<String>>,
     pub failback_within: Option<S<String>>,
+}
+
+/// `[delivery]`: retry timing of the outbox worker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    pub first_retry: Option<S<String>>,
+    pub max_backoff: Option<S<String>>,
+    pub give_up_after: Option<S<String>>,
+    pub timeout: Option<S<String>>,
 }
 
 /// `subject`/`body` for one verdict.

@@ -13,6 +13,7 @@ use crate::inventory::{
     Verdict, WindowId, short_name,
 };
 use crate::keys::KeyHash;
+use crate::retry::RetryPolicy;
 use crate::template::{Part, Scope, Templates};
 use crate::window::{Grace, Owner};
 
@@ -406,6 +407,10 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         event_policy(&mut ctx, e.get_ref())
     });
 
+    let delivery = file.delivery.as_ref().map_or_else(RetryPolicy::default, |e| {
+        retry_policy(&mut ctx, e.get_ref())
+    });
+
     if !ctx.errs.is_empty() {
         return Err(ConfigErrors(ctx.errs));
     }
@@ -419,6 +424,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         routes,
         keys,
         events,
+        delivery,
         templates,
         by_name,
         by_short,
@@ -525,6 +531,21 @@ fn add_templates(
                 ctx.err(src.span(), e.into());
             }
         }
+    }
+}
+
+fn retry_policy(ctx: &mut Ctx, e: &schema::DeliverySection) -> RetryPolicy {
+    let d = RetryPolicy::default();
+    let mut dur = |s: &Option<S<String>>, default| {
+        s.as_ref()
+            .and_then(|s| ctx.positive_duration(s))
+            .unwrap_or(default)
+    };
+    RetryPolicy {
+        first_retry: dur(&e.first_retry, d.first_retry),
+        max_backoff: dur(&e.max_backoff, d.max_backoff),
+        give_up_after: dur(&e.give_up_after, d.give_up_after),
+        timeout: dur(&e.timeout, d.timeout),
     }
 }
 

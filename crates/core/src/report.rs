@@ -1,0 +1,380 @@
+//! What arrives over HTTP: a failover report, and its validation.
+//!
+//! The original's body is `{"hostname": "..."}`; every other field is optional. Validation
+//! names the field at fault so the caller can fix its hook.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// Longest accepted host name, in bytes (DNS's limit).
+pub const MAX_HOSTNAME: usize = 253;
+/// Longest accepted free-text field (`resource`, `source`, `id`, `previous`), in bytes.
+pub const MAX_TEXT: usize = 256;
+/// How far in the future `occurred_at` may lie (clock skew between node and server).
+pub const MAX_FUTURE: SignedDuration = SignedDuration::from_mins(5);
+
+/// A report as sent: every field optional so that a missing one gets a clear error.
+#[derive(Debug, Default, Clone)]
+pub struct RawReport {
+    /// The host that took over (or released, or saw its peer lost).
+    pub hostname: Option<String>,
+    /// When it happened, RFC 3339.
+    pub occurred_at: Option<String>,
+    /// The host that was active before.
+    pub previous: Option<String>,
+    /// `takeover` (default), `release` or `lost`.
+    pub action: Option<String>,
+    /// The cluster resource concerned.
+    pub resource: Option<String>,
+    /// What sent it (`heartbeat`, `keepalived`, `curl`...).
+    pub source: Option<String>,
+    /// Client id: a retry with the same id is the same report.
+    pub id: Option<String>,
+}
+
+/// What the reporting host says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The host became active.
+    Takeover,
+    /// The host gave its resources up.
+    Release,
+    /// The host saw its peer (`previous`) disappear and is taking over.
+    Lost,
+}
+
+impl Action {
+    /// The spelling used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Takeover => "takeover",
+            Action::Release => "release",
+            Action::Lost => "lost",
+        }
+    }
+}
+
+/// A validated report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverReport {
+    /// Reporting host, as sent.
+    pub hostname: String,
+    /// When it happened: `occurred_at`, or the receipt time.
+    pub occurred_at: Timestamp,
+    /// The previously active host.
+    pub previous: Option<String>,
+    /// What happened.
+    pub action: Action,
+    /// Resource name.
+    pub resource: Option<String>,
+    /// Sender.
+    pub source: Option<String>,
+    /// Client id.
+    pub id: Option<String>,
+}
+
+/// Why a report was refused; each names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The body is not a JSON object.
+    #[error("invalid JSON body: {message}")]
+    Json {
+        /// The parser's message with line and column.
+        message: String,
+    },
+    /// A field this API does not know (often a typo).
+    #[error(
+        "unknown field `{field}`; known fields are hostname, occurred_at, previous, action, resource, source, id"
+    )]
+    UnknownField {
+        /// The field sent.
+        field: String,
+    },
+    /// A field that must be a string is something else.
+    #[error("`{field}` must be a string, not {found}")]
+    NotString {
+        /// Field name.
+        field: &'static str,
+        /// What was sent instead.
+        found: &'static str,
+    },
+    /// A required field is absent.
+    #[error("`{field}` is missing")]
+    Missing {
+        /// Field name.
+        field: &'static str,
+    },
+    /// A field is present but empty.
+    #[error("`{field}` is empty")]
+    Empty {
+        /// Field name.
+        field: &'static str,
+    },
+    /// A field is longer than allowed.
+    #[error("`{field}` is {len} bytes long; at most {max} are allowed")]
+    TooLong {
+        /// Field name.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A host name has a character DNS names cannot have.
+    #[error(
+        "`{field}` has {found:?} at byte {at}; host names use letters, digits, `-`, `_` and dots between non-empty labels"
+    )]
+    BadHostName {
+        /// Field name.
+        field: &'static str,
+        /// The offending character.
+        found: char,
+        /// Its byte offset.
+        at: usize,
+    },
+    /// `occurred_at` is not an RFC 3339 instant.
+    #[error("`occurred_at` is not an RFC 3339 time such as `2026-12-09T21:14:03Z`: `{value}`")]
+    BadTime {
+        /// The value sent.
+        value: String,
+    },
+    /// `occurred_at` lies too far in the future.
+    #[error("`occurred_at` `{value}` is more than 5 minutes in the future; check the node's clock")]
+    Future {
+        /// The value sent.
+        value: String,
+    },
+    /// `action` is not one of the known words.
+    #[error("`action` must be `takeover`, `release` or `lost`, not `{value}`")]
+    BadAction {
+        /// The value sent.
+        value: String,
+    },
+}
+
+impl ReportError {
+    /// The JSON field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ReportError::Json { .. } => None,
+            ReportError::UnknownField { field } => Some(field),
+            ReportError::Missing { field }
+            | ReportError::NotString { field, .. }
+            | ReportError::Empty { field }
+            | ReportError::TooLong { field, .. }
+            | ReportError::BadHostName { field, .. } => Some(field),
+            ReportError::BadTime { .. } | ReportError::Future { .. } => Some("occurred_at"),
+            ReportError::BadAction { .. } => Some("action"),
+        }
+    }
+}
+
+/// Parses and validates a report body received at `now`.
+///
+/// # Errors
+/// [`ReportError`] naming the first field at fault.
+pub fn parse(body: &[u8], now: Timestamp) -> Result<FailoverReport, ReportError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ReportError::Json {
+            message: e.to_string(),
+        })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(ReportError::Json {
+            message: r#"expected an object such as {"hostname": "db1"}"#.to_owned(),
+        });
+    };
+    let mut raw = RawReport::default();
+    for (key, value) in map {
+        let (field, slot) = match key.as_str() {
+            "hostname" => ("hostname", &mut raw.hostname),
+            "occurred_at" => ("occurred_at", &mut raw.occurred_at),
+            "previous" => ("previous", &mut raw.previous),
+            "action" => ("action", &mut raw.action),
+            "resource" => ("resource", &mut raw.resource),
+            "source" => ("source", &mut raw.source),
+            "id" => ("id", &mut raw.id),
+            _ => return Err(ReportError::UnknownField { field: key }),
+        };
+        *slot = match value {
+            serde_json::Value::String(s) => Some(s),
+            serde_json::Value::Null => None,
+            other => {
+                return Err(ReportError::NotString {
+                    field,
+                    found: json_type(&other),
+                });
+            }
+        };
+    }
+    raw.validate(now)
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl RawReport {
+    /// Checks every field against the rules above.
+    ///
+    /// # Errors
+    /// [`ReportError`] naming the first field at fault.
+    pub fn validate(self, now: Timestamp) -> Result<FailoverReport, ReportError> {
+        let hostname = self.hostname.ok_or(ReportError::Missing { field: "hostname" })?;
+        host_name("hostname", &hostname)?;
+        if let Some(p) = &self.previous {
+            host_name("previous", p)?;
+        }
+        for (field, value) in [
+            ("resource", &self.resource),
+            ("source", &self.source),
+            ("id", &self.id),
+        ] {
+            if let Some(v) = value {
+                text(field, v)?;
+            }
+        }
+        let occurred_at = match self.occurred_at {
+            None => now,
+            Some(value) => {
+                let at: Timestamp = value
+                    .parse()
+                    .map_err(|_| ReportError::BadTime { value: value.clone() })?;
+                if at.duration_since(now) > MAX_FUTURE {
+                    return Err(ReportError::Future { value });
+                }
+                at
+            }
+        };
+        let action = match self.action.as_deref() {
+            None | Some("takeover") => Action::Takeover,
+            Some("release") => Action::Release,
+            Some("lost") => Action::Lost,
+            Some(other) => {
+                return Err(ReportError::BadAction {
+                    value: other.to_owned(),
+                });
+            }
+        };
+        Ok(FailoverReport {
+            hostname,
+            occurred_at,
+            previous: self.previous,
+            action,
+            resource: self.resource,
+            source: self.source,
+            id: self.id,
+        })
+    }
+}
+
+fn text(field: &'static str, v: &str) -> Result<(), ReportError> {
+    if v.is_empty() {
+        return Err(ReportError::Empty { field });
+    }
+    if v.len() > MAX_TEXT {
+        return Err(ReportError::TooLong {
+            field,
+            len: v.len(),
+            max: MAX_TEXT,
+        });
+    }
+    Ok(())
+}
+
+fn host_name(field: &'static str, v: &str) -> Result<(), ReportError> {
+    if v.is_empty() {
+        return Err(ReportError::Empty { field });
+    }
+    if v.len() > MAX_HOSTNAME {
+        return Err(ReportError::TooLong {
+            field,
+            len: v.len(),
+            max: MAX_HOSTNAME,
+        });
+    }
+    if crate::config::valid_host_name(v) {
+        return Ok(());
+    }
+    // Name the first offending character: a bad byte, or the dot that ends an empty or
+    // over-long label.
+    let mut label_start = 0;
+    for (at, c) in v.char_indices() {
+        let bad = match c {
+            '.' => at == label_start || at - label_start > 63,
+            c => !(c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        };
+        if bad {
+            return Err(ReportError::BadHostName {
+                field,
+                found: c,
+                at,
+            });
+        }
+        if c == '.' {
+            label_start = at + 1;
+        }
+    }
+    Err(ReportError::BadHostName {
+        field,
+        found: v.chars().last().unwrap_or('.'),
+        at: v.len().saturating_sub(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-12-09T21:14:03Z".parse().expect("test instant")
+    }
+
+    fn err(body: &str) -> String {
+        let e = parse(body.as_bytes(), now()).expect_err("should be refused");
+        format!("{}: {e}", e.field().unwrap_or("-"))
+    }
+
+    #[test]
+    fn the_originals_body_is_a_takeover_now() {
+        let r = parse(br#"{"hostname":"cluster01-b"}"#, now()).expect("valid");
+        assert_eq!(r.hostname, "cluster01-b");
+        assert_eq!(r.occurred_at, now());
+        assert_eq!(r.action, Action::Takeover);
+    }
+
+    #[test]
+    fn bad_reports_name_the_field() {
+        insta::assert_snapshot!(err(r#"{"hostname":"#), @"-: invalid JSON body: EOF while parsing a value at line 1 column 12");
+        insta::assert_snapshot!(err(r#"["db1"]"#), @r#"-: invalid JSON body: expected an object such as {"hostname": "db1"}"#);
+        insta::assert_snapshot!(err(r#"{}"#), @"hostname: `hostname` is missing");
+        insta::assert_snapshot!(err(r#"{"hostname":""}"#), @"hostname: `hostname` is empty");
+        insta::assert_snapshot!(err(r#"{"hostname":"db 1"}"#), @r#"hostname: `hostname` has ' ' at byte 2; host names use letters, digits, `-`, `_` and dots between non-empty labels"#);
+        insta::assert_snapshot!(err(r#"{"hostname":"db1..x"}"#), @r#"hostname: `hostname` has '.' at byte 4; host names use letters, digits, `-`, `_` and dots between non-empty labels"#);
+        insta::assert_snapshot!(err(&format!(r#"{{"hostname":"{}"}}"#, "a".repeat(254))), @"hostname: `hostname` is 254 bytes long; at most 253 are allowed");
+        insta::assert_snapshot!(err(r#"{"hostname":7}"#), @"hostname: `hostname` must be a string, not a number");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occured_at":"x"}"#), @"occured_at: unknown field `occured_at`; known fields are hostname, occurred_at, previous, action, resource, source, id");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"yesterday"}"#), @"occurred_at: `occurred_at` is not an RFC 3339 time such as `2026-12-09T21:14:03Z`: `yesterday`");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"2026-12-09T21:19:04Z"}"#), @"occurred_at: `occurred_at` `2026-12-09T21:19:04Z` is more than 5 minutes in the future; check the node's clock");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","action":"failover"}"#), @"action: `action` must be `takeover`, `release` or `lost`, not `failover`");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","id":""}"#), @"id: `id` is empty");
+    }
+
+    #[test]
+    fn late_and_slightly_early_instants_are_accepted() {
+        let r = parse(
+            br#"{"hostname":"db1","occurred_at":"2026-12-09T21:19:03Z","action":"lost","previous":"db2.example.com"}"#,
+            now(),
+        )
+        .expect("valid");
+        assert_eq!(r.action, Action::Lost);
+        let old = parse(br#"{"hostname":"db1","occurred_at":"2026-12-01T00:00:00+01:00"}"#, now());
+        assert!(old.is_ok());
+    }
+}
