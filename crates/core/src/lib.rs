@@ -14,6 +14,7 @@
 //! - [`event`]: merging, flapping and failback from recent history
 //! - [`listing`]: occurrences of many windows for calendars (`windows`, ICS)
 //! - [`ics`]: RFC 5545 calendar output
+//! - [`message`]: the template context of a classified event
 //! - [`template`]: subject and body per verdict (minijinja)
 //! - [`report`]: the report body sent by cluster nodes, and its validation
 //! - [`retry`]: delivery backoff and give-up
@@ -29,6 +30,7 @@ pub mod inventory;
 pub mod keys;
 pub mod lambda_import;
 pub mod listing;
+pub mod message;
 pub mod report;
 pub mod retry;
 pub mod template;

@@ -239,9 +239,9 @@ impl Templates {
     /// # Errors
     /// [`TemplateError`] when rendering fails (validation renders every template first, so
     /// this happens only for values validation could not foresee).
-    pub fn render(
+    pub fn render<C: Serialize>(
         &self,
-        ctx: &MessageContext,
+        ctx: &C,
         verdict: Verdict,
         cluster: Option<ClusterId>,
         customer: Option<CustomerId>,

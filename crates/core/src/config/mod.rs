@@ -21,6 +21,7 @@ use std::ops::Range;
 
 pub use render::{line_col, render_errors};
 pub use validate::valid_host_name;
+pub use windows::friendly as friendly_duration;
 
 use crate::cron::CronError;
 use crate::inventory::Inventory;

@@ -227,7 +227,7 @@ pub(super) fn build(
 }
 
 /// `SignedDuration` → `7d`, `1d 12h`, `90m` for messages.
-pub(crate) fn friendly(d: SignedDuration) -> String {
+pub fn friendly(d: SignedDuration) -> String {
     let secs = d.as_secs();
     let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     let mut parts = Vec::new();
