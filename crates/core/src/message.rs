@@ -109,18 +109,45 @@ mod tests {
         let inv = crate::config::parse(crate::config::EXAMPLE).expect("example is valid");
         let at: Timestamp = "2026-12-09T21:14:03Z".parse().expect("instant");
         let c = classify(&inv, &[], "cluster01-b", None, at).expect("classifies");
-        let ctx = context(&inv, &[], &c, "CLUSTER01-B", None, at, HistoryFlags::default());
+        let ctx = context(
+            &inv,
+            &[],
+            &c,
+            "CLUSTER01-B",
+            None,
+            at,
+            HistoryFlags::default(),
+        );
         assert_eq!(ctx.host, "cluster01-b");
         assert_eq!(ctx.previous, "cluster01-a");
         assert_eq!(ctx.customer, "acme");
         assert_eq!(ctx.at, "2026-12-09 21:14:03 UTC");
         // db is in its customer's zone, Europe/Berlin.
         let c = classify(&inv, &[], "db1", None, at).expect("classifies");
-        let ctx = context(&inv, &[], &c, "db1", Some("db2-old"), at, HistoryFlags::default());
+        let ctx = context(
+            &inv,
+            &[],
+            &c,
+            "db1",
+            Some("db2-old"),
+            at,
+            HistoryFlags::default(),
+        );
         assert_eq!(ctx.at, "2026-12-09 22:14:03 CET");
         assert_eq!(ctx.previous, "db2.example.com");
         let unknown = classify(&inv, &[], "nosuch", None, at).expect("classifies");
-        let ctx = context(&inv, &[], &unknown, "nosuch", None, at, HistoryFlags::default());
-        assert_eq!((ctx.cluster.as_str(), ctx.previous.as_str()), ("nosuch", ""));
+        let ctx = context(
+            &inv,
+            &[],
+            &unknown,
+            "nosuch",
+            None,
+            at,
+            HistoryFlags::default(),
+        );
+        assert_eq!(
+            (ctx.cluster.as_str(), ctx.previous.as_str()),
+            ("nosuch", "")
+        );
     }
 }

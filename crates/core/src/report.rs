@@ -174,10 +174,9 @@ impl ReportError {
 /// # Errors
 /// [`ReportError`] naming the first field at fault.
 pub fn parse(body: &[u8], now: Timestamp) -> Result<FailoverReport, ReportError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ReportError::Json {
-            message: e.to_string(),
-        })?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ReportError::Json {
+        message: e.to_string(),
+    })?;
     let serde_json::Value::Object(map) = value else {
         return Err(ReportError::Json {
             message: r#"expected an object such as {"hostname": "db1"}"#.to_owned(),
@@ -226,7 +225,9 @@ impl RawReport {
     /// # Errors
     /// [`ReportError`] naming the first field at fault.
     pub fn validate(self, now: Timestamp) -> Result<FailoverReport, ReportError> {
-        let hostname = self.hostname.ok_or(ReportError::Missing { field: "hostname" })?;
+        let hostname = self
+            .hostname
+            .ok_or(ReportError::Missing { field: "hostname" })?;
         host_name("hostname", &hostname)?;
         if let Some(p) = &self.previous {
             host_name("previous", p)?;
@@ -243,9 +244,9 @@ impl RawReport {
         let occurred_at = match self.occurred_at {
             None => now,
             Some(value) => {
-                let at: Timestamp = value
-                    .parse()
-                    .map_err(|_| ReportError::BadTime { value: value.clone() })?;
+                let at: Timestamp = value.parse().map_err(|_| ReportError::BadTime {
+                    value: value.clone(),
+                })?;
                 if at.duration_since(now) > MAX_FUTURE {
                     return Err(ReportError::Future { value });
                 }
@@ -374,7 +375,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(r.action, Action::Lost);
-        let old = parse(br#"{"hostname":"db1","occurred_at":"2026-12-01T00:00:00+01:00"}"#, now());
+        let old = parse(
+            br#"{"hostname":"db1","occurred_at":"2026-12-01T00:00:00+01:00"}"#,
+            now(),
+        );
         assert!(old.is_ok());
     }
 }

@@ -407,9 +407,12 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         event_policy(&mut ctx, e.get_ref())
     });
 
-    let delivery = file.delivery.as_ref().map_or_else(RetryPolicy::default, |e| {
-        retry_policy(&mut ctx, e.get_ref())
-    });
+    let delivery = file
+        .delivery
+        .as_ref()
+        .map_or_else(RetryPolicy::default, |e| {
+            retry_policy(&mut ctx, e.get_ref())
+        });
 
     if !ctx.errs.is_empty() {
         return Err(ConfigErrors(ctx.errs));

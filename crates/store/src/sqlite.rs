@@ -1,0 +1,688 @@
+//! The embedded store: SQLite in WAL mode with `synchronous = FULL`.
+//!
+//! One writer thread owns the only write connection. Writes are closures sent to it; it
+//! runs every closure waiting in its queue inside one transaction (each in its own
+//! savepoint, so one failure spoils only itself), commits once, and only then answers the
+//! callers. Concurrent reports therefore share one fsync (group commit). Reads use a small
+//! pool of read connections on blocking threads; WAL lets them run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use crate::{
+    Decide, Decision, DeliveryStatus, DueDelivery, EventId, EventQuery, HistoryEvent, Maintenance,
+    NewEvent, NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
+};
+
+/// Most closures committed together.
+const MAX_GROUP: usize = 1024;
+
+/// Schema versions, applied in order and recorded in `PRAGMA user_version`. Append only.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    cluster        TEXT,
+    customer       TEXT,
+    active         TEXT,
+    previous       TEXT,
+    verdict        TEXT    NOT NULL,
+    at_ms          INTEGER NOT NULL,
+    received_ms    INTEGER NOT NULL,
+    flapping       INTEGER NOT NULL,
+    failback_of    INTEGER,
+    classification TEXT    NOT NULL,
+    context        TEXT    NOT NULL,
+    channels       TEXT    NOT NULL
+);
+CREATE INDEX events_cluster_at ON events (cluster, at_ms);
+CREATE TABLE reports (
+    id          INTEGER PRIMARY KEY,
+    event_id    INTEGER NOT NULL REFERENCES events (id),
+    scope       TEXT    NOT NULL,
+    client_id   TEXT,
+    merged      INTEGER NOT NULL,
+    host        TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    previous    TEXT,
+    resource    TEXT,
+    source      TEXT,
+    occurred_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX reports_client ON reports (scope, client_id) WHERE client_id IS NOT NULL;
+CREATE INDEX reports_event ON reports (event_id);
+CREATE TABLE deliveries (
+    id          INTEGER PRIMARY KEY,
+    event_id    INTEGER NOT NULL REFERENCES events (id),
+    channel     TEXT    NOT NULL,
+    status      TEXT    NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_ms  INTEGER NOT NULL,
+    next_ms     INTEGER NOT NULL,
+    claimed     INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    finished_ms INTEGER
+);
+CREATE INDEX deliveries_due ON deliveries (next_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE TABLE maintenance (
+    id          INTEGER PRIMARY KEY,
+    target_kind TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    customer    TEXT,
+    start_ms    INTEGER NOT NULL,
+    end_ms      INTEGER NOT NULL,
+    reason      TEXT    NOT NULL,
+    created_by  TEXT    NOT NULL
+);
+"];
+
+type Reply = Box<dyn FnOnce(bool) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// The SQLite store. Cheap to clone; the writer thread stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Sqlite {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sqlite")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn event_id(id: i64) -> EventId {
+    EventId(id.to_string())
+}
+
+fn row_id(id: &EventId) -> Result<i64, StoreError> {
+    id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(db)?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database at `path`, applies migrations, and releases
+    /// delivery claims left by a previous process (one `serve` per database).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the file cannot be opened or migrated.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Sqlite, StoreError> {
+        let path = path.into();
+        let conn = open(&path)?;
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .map_err(db)?;
+        }
+        conn.execute("UPDATE deliveries SET claimed = 0 WHERE claimed = 1", [])
+            .map_err(db)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer(&conn, &rx))
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(Sqlite {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(tx),
+                readers: Mutex::new(Vec::new()),
+                path,
+            }),
+        })
+    }
+
+    /// Runs `f` in the next group transaction; resolves once that transaction is durable.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = savepoint(conn, f);
+            Box::new(move |committed| {
+                let _ = tx.send(if committed {
+                    result
+                } else {
+                    Err(StoreError::Closed)
+                });
+            })
+        });
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .send(job)
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT job").map_err(db)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end).map_err(db)?;
+    result
+}
+
+fn writer(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = ?e, "cannot begin a transaction");
+            first(conn)(false);
+            continue;
+        }
+        let mut replies = vec![first(conn)];
+        while replies.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => replies.push(job(conn)),
+                Err(_) => break,
+            }
+        }
+        let committed = match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = ?e, "commit failed");
+                let _ = conn.execute_batch("ROLLBACK");
+                false
+            }
+        };
+        for reply in replies {
+            reply(committed);
+        }
+    }
+}
+
+fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, cluster, customer, active, previous, verdict, at_ms, received_ms,
+                    flapping, failback_of, classification, context, channels,
+                    (SELECT count(*) FROM reports r WHERE r.event_id = e.id)
+             FROM events e WHERE id = ?1",
+        )
+        .map_err(db)?;
+    let mut event = stmt
+        .query_row([id], event_row)
+        .optional()
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound(event_id(id)))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, channel, status, attempts, last_error, finished_ms
+             FROM deliveries WHERE event_id = ?1 ORDER BY id",
+        )
+        .map_err(db)?;
+    event.deliveries = stmt
+        .query_map([id], |r| {
+            Ok(DeliveryStatus {
+                id: r.get(0)?,
+                channel: r.get(1)?,
+                status: r.get(2)?,
+                attempts: r.get(3)?,
+                last_error: r.get(4)?,
+                finished_at: r.get::<_, Option<i64>>(5)?.map(row_ts).transpose()?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(db)?;
+    Ok(event)
+}
+
+fn corrupt(what: &'static str, value: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(StoreError::Corrupt { what, value }),
+    )
+}
+
+fn row_ts(ms: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_millisecond(ms).map_err(|_| corrupt("time", ms.to_string()))
+}
+
+fn row_json<T: serde::de::DeserializeOwned>(what: &'static str, s: String) -> rusqlite::Result<T> {
+    serde_json::from_str(&s).map_err(|_| corrupt(what, s))
+}
+
+fn event_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: event_id(r.get(0)?),
+        event: NewEvent {
+            cluster: r.get(1)?,
+            customer: r.get(2)?,
+            active: r.get(3)?,
+            previous: r.get(4)?,
+            verdict: r.get(5)?,
+            at: row_ts(r.get(6)?)?,
+            flapping: r.get(8)?,
+            failback_of: r.get::<_, Option<i64>>(9)?.map(event_id),
+            classification: row_json("classification", r.get(10)?)?,
+            context: row_json("context", r.get(11)?)?,
+            channels: row_json("channels", r.get(12)?)?,
+        },
+        received_at: row_ts(r.get(7)?)?,
+        reports: r.get(13)?,
+        deliveries: Vec::new(),
+    })
+}
+
+fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recorded, StoreError> {
+    if let Some(client_id) = &report.client_id {
+        let earlier: Option<(i64, bool)> = conn
+            .prepare_cached(
+                "SELECT event_id, merged FROM reports WHERE scope = ?1 AND client_id = ?2",
+            )
+            .map_err(db)?
+            .query_row(params![report.scope, client_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db)?;
+        if let Some((id, merged)) = earlier {
+            return Ok(Recorded {
+                event: load_event(conn, id)?,
+                merged,
+                duplicate: true,
+            });
+        }
+    }
+    let mut history: Vec<HistoryEvent> = Vec::new();
+    if let Some((cluster, since)) = &report.history {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, active, previous, at_ms, flapping FROM events
+                 WHERE cluster = ?1 AND at_ms >= ?2 ORDER BY at_ms",
+            )
+            .map_err(db)?;
+        history = stmt
+            .query_map(params![cluster, ms(*since)], |r| {
+                Ok(HistoryEvent {
+                    id: event_id(r.get(0)?),
+                    active: r.get(1)?,
+                    previous: r.get(2)?,
+                    at: row_ts(r.get(3)?)?,
+                    flapping: r.get(4)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(db)?;
+    }
+    let (id, merged) = match decide(&history) {
+        Decision::Merge(into) => {
+            let id = row_id(&into)?;
+            (id, true)
+        }
+        Decision::New(e) => {
+            let channels = serde_json::to_string(&e.channels).unwrap_or_else(|_| "[]".into());
+            conn.prepare_cached(
+                "INSERT INTO events (cluster, customer, active, previous, verdict, at_ms,
+                     received_ms, flapping, failback_of, classification, context, channels)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .map_err(db)?
+            .execute(params![
+                e.cluster,
+                e.customer,
+                e.active,
+                e.previous,
+                e.verdict,
+                ms(e.at),
+                ms(report.received_at),
+                e.flapping,
+                e.failback_of.as_ref().map(row_id).transpose()?,
+                e.classification.to_string(),
+                e.context.to_string(),
+                channels,
+            ])
+            .map_err(db)?;
+            let id = conn.last_insert_rowid();
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (event_id, channel, created_ms, next_ms)
+                     VALUES (?1, ?2, ?3, ?3)",
+                )
+                .map_err(db)?;
+            for channel in &e.channels {
+                insert
+                    .execute(params![id, channel, ms(report.received_at)])
+                    .map_err(db)?;
+            }
+            (id, false)
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO reports (event_id, scope, client_id, merged, host, action, previous,
+             resource, source, occurred_ms, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .map_err(db)?
+    .execute(params![
+        id,
+        report.scope,
+        report.client_id,
+        merged,
+        report.host,
+        report.action,
+        report.previous,
+        report.resource,
+        report.source,
+        ms(report.occurred_at),
+        ms(report.received_at),
+    ])
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::NotFound(event_id(id))
+        }
+        e => db(e),
+    })?;
+    Ok(Recorded {
+        event: load_event(conn, id)?,
+        merged,
+        duplicate: false,
+    })
+}
+
+const EVENT_COLUMNS: &str = "SELECT id, cluster, customer, active, previous, verdict, at_ms,
+    received_ms, flapping, failback_of, classification, context, channels,
+    (SELECT count(*) FROM reports r WHERE r.event_id = e.id) FROM events e";
+
+fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut sql = format!("{EVENT_COLUMNS} WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(c) = &q.cluster {
+        arg(&mut sql, "cluster =", c.clone().into());
+    }
+    if let Some(v) = &q.verdict {
+        arg(&mut sql, "verdict =", v.clone().into());
+    }
+    if let Some(t) = q.since {
+        arg(&mut sql, "at_ms >=", ms(t).into());
+    }
+    if let Some(b) = q.before {
+        arg(&mut sql, "id <", b.into());
+    }
+    if let Some(customers) = &q.customers {
+        // Customer names come from the validated inventory; bind them anyway.
+        let start = args.len();
+        args.extend(customers.iter().map(|c| c.clone().into()));
+        let list: Vec<String> = (start + 1..=args.len()).map(|i| format!("?{i}")).collect();
+        sql.push_str(&format!(" AND customer IN ({})", list.join(", ")));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.max(1)));
+    let mut stmt = conn.prepare(&sql).map_err(db)?;
+    let ids: Vec<i64> = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(db)?;
+    ids.into_iter().map(|id| load_event(conn, id)).collect()
+}
+
+fn claim_due(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "UPDATE deliveries SET claimed = 1
+         WHERE id IN (SELECT id FROM deliveries
+                      WHERE status = 'pending' AND claimed = 0 AND next_ms <= ?1
+                      ORDER BY next_ms LIMIT ?2)
+         RETURNING id",
+        )
+        .map_err(db)?
+        .query_map(params![ms(now), limit], |r| r.get::<_, i64>(0))
+        .and_then(Iterator::collect)
+        .map_err(db)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
+                    e.customer, e.context
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.id IN (SELECT value FROM json_each(?1))
+             ORDER BY d.next_ms",
+        )
+        .map_err(db)?;
+    let ids = serde_json::Value::from(ids).to_string();
+    stmt.query_map([ids], |r| {
+        Ok(DueDelivery {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            attempts: r.get(2)?,
+            created_at: row_ts(r.get(3)?)?,
+            event: event_id(r.get(4)?),
+            verdict: r.get(5)?,
+            cluster: r.get(6)?,
+            customer: r.get(7)?,
+            context: row_json("context", r.get(8)?)?,
+        })
+    })
+    .and_then(Iterator::collect)
+    .map_err(db)
+}
+
+fn finish(
+    conn: &Connection,
+    outcomes: &[(i64, Outcome)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE deliveries SET claimed = 0, attempts = attempts + 1,
+                 status = ?2, next_ms = coalesce(?3, next_ms), last_error = ?4,
+                 finished_ms = ?5
+             WHERE id = ?1",
+        )
+        .map_err(db)?;
+    for (id, outcome) in outcomes {
+        let (status, next, error, finished) = match outcome {
+            Outcome::Delivered => ("delivered", None, None, Some(ms(now))),
+            Outcome::Retry { at, error } => ("pending", Some(ms(*at)), Some(error), None),
+            Outcome::Failed { error } => ("failed", None, Some(error), Some(ms(now))),
+        };
+        stmt.execute(params![id, status, next, error, finished])
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+fn maintenance_row(r: &Row<'_>) -> rusqlite::Result<Maintenance> {
+    Ok(Maintenance {
+        id: r.get(0)?,
+        window: NewMaintenance {
+            target_kind: r.get(1)?,
+            target: r.get(2)?,
+            customer: r.get(3)?,
+            start: row_ts(r.get(4)?)?,
+            end: row_ts(r.get(5)?)?,
+            reason: r.get(6)?,
+            created_by: r.get(7)?,
+        },
+    })
+}
+
+const MAINTENANCE_COLUMNS: &str = "SELECT id, target_kind, target, customer, start_ms, end_ms, reason, created_by FROM maintenance";
+
+impl Store for Sqlite {
+    async fn record(&self, report: NewReport, decide: Decide) -> Result<Recorded, StoreError> {
+        self.write(move |conn| record(conn, &report, decide)).await
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| events(conn, &query)).await
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+        self.write(move |conn| claim_due(conn, now, limit)).await
+    }
+
+    async fn finish(
+        &self,
+        outcomes: Vec<(i64, Outcome)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| finish(conn, &outcomes, now)).await
+    }
+
+    async fn pending_of(&self, channel: &str) -> Result<Vec<i64>, StoreError> {
+        let channel = channel.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id FROM deliveries WHERE status = 'pending' AND channel = ?1",
+            )
+            .map_err(db)?
+            .query_map([channel], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|conn| {
+            let next: Option<i64> = conn
+                .query_row(
+                    "SELECT min(next_ms) FROM deliveries WHERE status = 'pending' AND claimed = 0",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            next.map(row_ts).transpose().map_err(db)
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT status, count(*) FROM deliveries GROUP BY status")
+                .map_err(db)?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn add_maintenance(&self, w: NewMaintenance) -> Result<Maintenance, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO maintenance (target_kind, target, customer, start_ms, end_ms,
+                     reason, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(db)?
+            .execute(params![
+                w.target_kind,
+                w.target,
+                w.customer,
+                ms(w.start),
+                ms(w.end),
+                w.reason,
+                w.created_by
+            ])
+            .map_err(db)?;
+            Ok(Maintenance {
+                id: conn.last_insert_rowid(),
+                window: w,
+            })
+        })
+        .await
+    }
+
+    async fn maintenance(&self, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "{MAINTENANCE_COLUMNS} WHERE end_ms > ?1 ORDER BY start_ms"
+            ))
+            .map_err(db)?
+            .query_map([ms(after)], maintenance_row)
+            .and_then(Iterator::collect)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE maintenance SET end_ms = max(start_ms, ?2) WHERE id = ?1 AND end_ms > ?2",
+                    params![id, ms(now)],
+                )
+                .map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
