@@ -1,1 +1,141 @@
-//! placeholder
+//! failover-notify's delivery channels: one file per kind, all behind [`Notifier`].
+//!
+//! A channel sends one rendered message and says whether a failure is worth retrying
+//! ([`DeliveryError::Retryable`]) or not ([`DeliveryError::Permanent`]); the outbox worker
+//! in `app` decides when to try again. Depends on `core` only for channel settings.
+//!
+//! # Layout
+//! - [`sns`]: AWS SNS publish (aws-sdk-sns, rustls with ring)
+//! - [`email`]: SMTP with STARTTLS, TLS or plain, optional AUTH (lettre)
+//! - [`webhook`]: HTTP POST shaped for Slack, Teams, or the event as JSON (reqwest)
+//! - [`log`]: a JSON line to stdout or to a file, fsynced, deduplicated after a crash
+
+pub mod email;
+pub mod log;
+pub mod sns;
+pub mod webhook;
+
+use failover_core::inventory::{Channel, ChannelKind};
+use serde::Serialize;
+
+/// One message to send.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outgoing {
+    /// Delivery id (a log line carries it so a restart can tell it was written).
+    pub delivery: i64,
+    /// Event id.
+    pub event: String,
+    /// `planned`, `unplanned` or `unknown-host`.
+    pub verdict: String,
+    /// Rendered subject.
+    pub subject: String,
+    /// Rendered body.
+    pub body: String,
+    /// The template context: cluster, nodes, window, times.
+    pub context: serde_json::Value,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again later (timeouts, 5xx, 429, connection refused).
+    #[error("{0}")]
+    Retryable(String),
+    /// Trying again will not help (4xx, invalid topic, rejected recipient).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Maps an HTTP status of a failed request: 408, 429 and 5xx are retryable, other 4xx are
+/// permanent (as Alertmanager does).
+pub fn outcome_for_status(status: u16, detail: &str) -> Result<(), DeliveryError> {
+    let msg = || {
+        if detail.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {detail}")
+        }
+    };
+    match status {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => Err(DeliveryError::Retryable(msg())),
+        _ => Err(DeliveryError::Permanent(msg())),
+    }
+}
+
+/// A channel ready to send.
+#[derive(Debug)]
+pub enum Notifier {
+    /// AWS SNS.
+    Sns(sns::Sns),
+    /// SMTP.
+    Email(email::Email),
+    /// HTTP POST.
+    Webhook(webhook::Webhook),
+    /// JSON lines.
+    Log(log::Log),
+}
+
+/// A channel could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("channel `{channel}`: {problem}")]
+pub struct SetupError {
+    /// Channel name.
+    pub channel: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl Notifier {
+    /// Builds the sender for one configured channel. `timeout` bounds each attempt.
+    ///
+    /// # Errors
+    /// [`SetupError`] when a file cannot be opened or a client cannot be built.
+    pub async fn build(channel: &Channel, timeout: std::time::Duration) -> Result<Notifier, SetupError> {
+        let err = |problem: String| SetupError {
+            channel: channel.name.clone(),
+            problem,
+        };
+        Ok(match &channel.kind {
+            ChannelKind::Sns {
+                topic_arn,
+                region,
+                endpoint_url,
+            } => Notifier::Sns(
+                sns::Sns::new(topic_arn, region.as_deref(), endpoint_url.as_deref(), timeout).await,
+            ),
+            ChannelKind::Email { .. } => Notifier::Email(email::Email::new(&channel.kind, timeout).map_err(err)?),
+            ChannelKind::Webhook { url, format, headers } => {
+                Notifier::Webhook(webhook::Webhook::new(url, *format, headers, timeout).map_err(err)?)
+            }
+            ChannelKind::Log { path } => {
+                Notifier::Log(log::Log::open(path.as_deref()).map_err(|e| err(e.to_string()))?)
+            }
+        })
+    }
+
+    /// Sends one message.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] saying whether to retry.
+    pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
+        match self {
+            Notifier::Sns(c) => c.send(msg).await,
+            Notifier::Email(c) => c.send(msg).await,
+            Notifier::Webhook(c) => c.send(msg).await,
+            Notifier::Log(c) => c.send(msg).await,
+        }
+    }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

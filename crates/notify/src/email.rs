@@ -1,0 +1,96 @@
+//! E-mail over SMTP (lettre): STARTTLS, TLS from the first byte, or plain for a local relay.
+
+use std::time::Duration;
+
+use failover_core::inventory::{ChannelKind, SmtpTls};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::{DeliveryError, Outgoing};
+
+/// An SMTP channel.
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The transport holds credentials: never print it.
+        f.debug_struct("Email")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Email {
+    /// Builds the transport. The password is read from the configured environment variable.
+    ///
+    /// # Errors
+    /// A message naming the bad address, or the missing password variable.
+    pub fn new(kind: &ChannelKind, timeout: Duration) -> Result<Email, String> {
+        let ChannelKind::Email {
+            to,
+            from,
+            smtp_host,
+            smtp_port,
+            tls,
+            username,
+            password_env,
+        } = kind
+        else {
+            return Err("not an e-mail channel".into());
+        };
+        let mailbox = |a: &String| {
+            a.parse::<Mailbox>()
+                .map_err(|e| format!("invalid address `{a}`: {e}"))
+        };
+        let builder = match tls {
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(smtp_host),
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(smtp_host),
+            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp_host)),
+        }
+        .map_err(|e| format!("SMTP host `{smtp_host}`: {e}"))?;
+        let mut builder = builder.port(*smtp_port).timeout(Some(timeout));
+        if let Some(user) = username {
+            let var = password_env.as_deref().unwrap_or("SMTP_PASSWORD");
+            let password = std::env::var(var)
+                .map_err(|_| format!("environment variable `{var}` with the SMTP password is not set"))?;
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        Ok(Email {
+            transport: builder.build(),
+            from: mailbox(from)?,
+            to: to.iter().map(mailbox).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Sends the message to every recipient.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Permanent`] for a 5xx answer from the server, else retryable.
+    pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(msg.subject.clone())
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let email = builder
+            .body(msg.body.clone())
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        self.transport.send(email).await.map(|_| ()).map_err(|e| {
+            let text = crate::error_chain(&e);
+            if e.is_permanent() {
+                DeliveryError::Permanent(text)
+            } else {
+                DeliveryError::Retryable(text)
+            }
+        })
+    }
+}

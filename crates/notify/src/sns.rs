@@ -1,0 +1,84 @@
+//! AWS SNS: publish the subject and body to a topic.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_sns::config::Region;
+use aws_sdk_sns::error::SdkError;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+use crate::{DeliveryError, Outgoing, error_chain, outcome_for_status};
+
+/// SNS limits subjects to 100 printable ASCII characters on one line.
+const MAX_SUBJECT: usize = 100;
+
+/// An SNS topic.
+#[derive(Debug)]
+pub struct Sns {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl Sns {
+    /// A client for the topic. The region comes from `region` or the ARN; credentials from
+    /// the usual AWS chain (environment, profile, instance role).
+    pub async fn new(topic_arn: &str, region: Option<&str>, endpoint_url: Option<&str>, timeout: Duration) -> Sns {
+        let region = region
+            .map(str::to_owned)
+            .or_else(|| topic_arn.split(':').nth(3).map(str::to_owned))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .region(Region::new(region))
+            .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build());
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Sns {
+            client: aws_sdk_sns::Client::new(&config),
+            topic_arn: topic_arn.to_owned(),
+        }
+    }
+
+    /// Publishes the message.
+    ///
+    /// # Errors
+    /// Permanent for 4xx answers (unknown topic, no permission), retryable otherwise.
+    pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
+        let result = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(subject(&msg.subject))
+            .message(&msg.body)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => {
+                let status = e.raw().status().as_u16();
+                let detail = aws_sdk_sns::error::ProvideErrorMetadata::message(e.err())
+                    .unwrap_or_default()
+                    .to_owned();
+                outcome_for_status(status, &detail)
+            }
+            Err(e @ SdkError::ConstructionFailure(_)) => {
+                Err(DeliveryError::Permanent(error_chain(&e)))
+            }
+            Err(e) => Err(DeliveryError::Retryable(error_chain(&e))),
+        }
+    }
+}
+
+/// The subject as SNS accepts it: printable ASCII, one line, at most 100 characters.
+fn subject(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .take(MAX_SUBJECT)
+        .collect()
+}
