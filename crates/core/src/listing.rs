@@ -83,3 +83,32 @@ pub fn occurrences(
     });
     Ok(rows)
 }
+
+/// One listed occurrence as shown to users: `windows --format json` and `GET /v1/windows`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedView {
+    /// Cluster name.
+    pub cluster: String,
+    /// Node, cluster or customer the window belongs to.
+    pub owner: String,
+    /// Window name.
+    pub window: String,
+    /// Start, RFC 3339 with the zone's offset.
+    pub start: String,
+    /// End, RFC 3339 with the zone's offset.
+    pub end: String,
+}
+
+impl Listed {
+    /// The user-facing view of this row.
+    pub fn view(&self, inventory: &Inventory) -> ListedView {
+        let w = inventory.window(self.window);
+        ListedView {
+            cluster: inventory.cluster(self.cluster).name.clone(),
+            owner: inventory.owner_name(w.owner).to_owned(),
+            window: w.name.clone(),
+            start: crate::classify::rfc3339(&self.occurrence.start),
+            end: crate::classify::rfc3339(&self.occurrence.end),
+        }
+    }
+}

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use failover_core::classify::rfc3339;
 use failover_core::ics;
 use failover_core::listing::{self, Filter};
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
 
 use crate::{load, time_arg};
 
@@ -46,16 +44,6 @@ pub struct Args {
     format: Format,
 }
 
-/// One row of `windows --format json`.
-#[derive(Debug, Serialize)]
-struct Row<'a> {
-    cluster: &'a str,
-    owner: &'a str,
-    window: &'a str,
-    start: String,
-    end: String,
-}
-
 /// Runs `windows`.
 ///
 /// # Errors
@@ -91,19 +79,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Ics => print!("{}", ics::calendar(&inv, &rows, now)),
         Format::Json => {
-            let out: Vec<Row> = rows
-                .iter()
-                .map(|r| {
-                    let w = inv.window(r.window);
-                    Row {
-                        cluster: &inv.cluster(r.cluster).name,
-                        owner: inv.owner_name(w.owner),
-                        window: &w.name,
-                        start: rfc3339(&r.occurrence.start),
-                        end: rfc3339(&r.occurrence.end),
-                    }
-                })
-                .collect();
+            let out: Vec<_> = rows.iter().map(|r| r.view(&inv)).collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Format::Table => print!("{}", table(&inv, &rows)),
