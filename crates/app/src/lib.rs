@@ -1,1 +1,92 @@
-//! placeholder
+//! failover-notify's service: the HTTP API, classification with the stored history, and the
+//! outbox worker that delivers messages. `serve` and the tests start it the same way, through
+//! [`launch_with_listener`]; the Lambda entry (later) serves the same [`router`].
+//!
+//! # Layout
+//! - [`state`]: shared state, live inventory reload, ad-hoc windows, API keys
+//! - [`reports`]: `POST /` and `POST /v1/reports`
+//! - [`query`]: events, windows, maintenance, health, metrics
+//! - [`worker`]: the delivery worker
+//! - [`error`]: `ApiError`, one JSON error shape
+//! - [`metrics`]: Prometheus counters
+//! - [`clock`]: the only clock read
+
+pub mod clock;
+pub mod error;
+pub mod metrics;
+pub mod query;
+pub mod reports;
+pub mod state;
+pub mod worker;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use failover_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+pub use crate::state::AppState;
+
+/// Every route of the API.
+pub fn router<S: Store>(state: AppState<S>) -> Router {
+    Router::new()
+        .route("/", post(reports::post::<S>))
+        .route("/v1/reports", post(reports::post::<S>))
+        .route("/v1/events", get(query::events::<S>))
+        .route("/v1/windows", get(query::windows::<S>))
+        .route("/v1/windows.ics", get(query::windows_ics::<S>))
+        .route(
+            "/v1/maintenance",
+            post(query::add_maintenance::<S>).get(query::list_maintenance::<S>),
+        )
+        .route("/v1/maintenance/{id}", delete(query::end_maintenance::<S>))
+        .route("/healthz", get(query::healthz::<S>))
+        .route("/metrics", get(query::metrics::<S>))
+        .method_not_allowed_fallback(|| async {
+            ApiError::client(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+        })
+        .fallback(|| async {
+            ApiError::client(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(DefaultBodyLimit::max(reports::MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` and runs the delivery worker until `shutdown` resolves;
+/// then stops accepting, finishes requests in flight and lets sends in flight end.
+/// Undelivered rows stay in the store for the next start.
+///
+/// # Errors
+/// The I/O error if serving fails.
+pub async fn launch_with_listener<S: Store>(
+    state: AppState<S>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let worker = tokio::spawn(worker::run(state.clone(), stop_rx.clone()));
+    let mut stopped = stop_rx;
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
+    let stop = std::sync::Arc::clone(&stop_tx);
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let result = server.await;
+    signal.abort();
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    result
+}

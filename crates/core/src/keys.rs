@@ -44,7 +44,12 @@ impl KeyHash {
 
     /// Whether `key` hashes to this value, compared in constant time.
     pub fn matches(&self, key: &str) -> bool {
-        let other = KeyHash::of(key);
+        self.same(&KeyHash::of(key))
+    }
+
+    /// Whether two hashes are equal, compared in constant time (hash the presented key once,
+    /// then compare it with every configured hash).
+    pub fn same(&self, other: &KeyHash) -> bool {
         self.0
             .iter()
             .zip(other.0.iter())

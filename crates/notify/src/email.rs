@@ -12,7 +12,7 @@ use crate::{DeliveryError, Outgoing};
 
 /// An SMTP channel.
 pub struct Email {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Result<AsyncSmtpTransport<Tokio1Executor>, String>,
     from: Mailbox,
     to: Vec<Mailbox>,
 }
@@ -52,18 +52,29 @@ impl Email {
         let builder = match tls {
             SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(smtp_host),
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(smtp_host),
-            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp_host)),
+            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                smtp_host,
+            )),
         }
         .map_err(|e| format!("SMTP host `{smtp_host}`: {e}"))?;
         let mut builder = builder.port(*smtp_port).timeout(Some(timeout));
+        // A missing password fails each delivery visibly rather than the whole service.
+        let mut transport = Ok(());
         if let Some(user) = username {
             let var = password_env.as_deref().unwrap_or("SMTP_PASSWORD");
-            let password = std::env::var(var)
-                .map_err(|_| format!("environment variable `{var}` with the SMTP password is not set"))?;
-            builder = builder.credentials(Credentials::new(user.clone(), password));
+            match std::env::var(var) {
+                Ok(password) => {
+                    builder = builder.credentials(Credentials::new(user.clone(), password))
+                }
+                Err(_) => {
+                    transport = Err(format!(
+                        "environment variable `{var}` with the SMTP password is not set"
+                    ))
+                }
+            }
         }
         Ok(Email {
-            transport: builder.build(),
+            transport: transport.map(|()| builder.build()),
             from: mailbox(from)?,
             to: to.iter().map(mailbox).collect::<Result<_, _>>()?,
         })
@@ -84,7 +95,11 @@ impl Email {
         let email = builder
             .body(msg.body.clone())
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        self.transport.send(email).await.map(|_| ()).map_err(|e| {
+        let transport = self
+            .transport
+            .as_ref()
+            .map_err(|e| DeliveryError::Permanent(e.clone()))?;
+        transport.send(email).await.map(|_| ()).map_err(|e| {
             let text = crate::error_chain(&e);
             if e.is_permanent() {
                 DeliveryError::Permanent(text)

@@ -67,9 +67,9 @@ pub fn outcome_for_status(status: u16, detail: &str) -> Result<(), DeliveryError
 #[derive(Debug)]
 pub enum Notifier {
     /// AWS SNS.
-    Sns(sns::Sns),
+    Sns(Box<sns::Sns>),
     /// SMTP.
-    Email(email::Email),
+    Email(Box<email::Email>),
     /// HTTP POST.
     Webhook(webhook::Webhook),
     /// JSON lines.
@@ -91,7 +91,10 @@ impl Notifier {
     ///
     /// # Errors
     /// [`SetupError`] when a file cannot be opened or a client cannot be built.
-    pub async fn build(channel: &Channel, timeout: std::time::Duration) -> Result<Notifier, SetupError> {
+    pub async fn build(
+        channel: &Channel,
+        timeout: std::time::Duration,
+    ) -> Result<Notifier, SetupError> {
         let err = |problem: String| SetupError {
             channel: channel.name.clone(),
             problem,
@@ -101,13 +104,25 @@ impl Notifier {
                 topic_arn,
                 region,
                 endpoint_url,
-            } => Notifier::Sns(
-                sns::Sns::new(topic_arn, region.as_deref(), endpoint_url.as_deref(), timeout).await,
+            } => Notifier::Sns(Box::new(
+                sns::Sns::new(
+                    topic_arn,
+                    region.as_deref(),
+                    endpoint_url.as_deref(),
+                    timeout,
+                )
+                .await,
+            )),
+            ChannelKind::Email { .. } => Notifier::Email(Box::new(
+                email::Email::new(&channel.kind, timeout).map_err(err)?,
+            )),
+            ChannelKind::Webhook {
+                url,
+                format,
+                headers,
+            } => Notifier::Webhook(
+                webhook::Webhook::new(url, *format, headers, timeout).map_err(err)?,
             ),
-            ChannelKind::Email { .. } => Notifier::Email(email::Email::new(&channel.kind, timeout).map_err(err)?),
-            ChannelKind::Webhook { url, format, headers } => {
-                Notifier::Webhook(webhook::Webhook::new(url, *format, headers, timeout).map_err(err)?)
-            }
             ChannelKind::Log { path } => {
                 Notifier::Log(log::Log::open(path.as_deref()).map_err(|e| err(e.to_string()))?)
             }

@@ -96,7 +96,8 @@ impl Log {
     /// # Errors
     /// [`DeliveryError::Retryable`] when writing or syncing fails (a full disk may clear).
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
-        let mut line = serde_json::to_vec(msg).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(msg).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         line.push(b'\n');
         let Some(a) = self.file.clone() else {
             let mut out = std::io::stdout().lock();

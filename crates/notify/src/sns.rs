@@ -23,7 +23,12 @@ pub struct Sns {
 impl Sns {
     /// A client for the topic. The region comes from `region` or the ARN; credentials from
     /// the usual AWS chain (environment, profile, instance role).
-    pub async fn new(topic_arn: &str, region: Option<&str>, endpoint_url: Option<&str>, timeout: Duration) -> Sns {
+    pub async fn new(
+        topic_arn: &str,
+        region: Option<&str>,
+        endpoint_url: Option<&str>,
+        timeout: Duration,
+    ) -> Sns {
         let region = region
             .map(str::to_owned)
             .or_else(|| topic_arn.split(':').nth(3).map(str::to_owned))
@@ -78,7 +83,13 @@ impl Sns {
 /// The subject as SNS accepts it: printable ASCII, one line, at most 100 characters.
 fn subject(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(MAX_SUBJECT)
         .collect()
 }

@@ -30,7 +30,8 @@ impl Webhook {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::try_from(k).map_err(|_| format!("invalid header name `{k}`"))?;
-            let value = HeaderValue::try_from(v).map_err(|_| format!("invalid value for header `{k}`"))?;
+            let value =
+                HeaderValue::try_from(v).map_err(|_| format!("invalid value for header `{k}`"))?;
             map.insert(name, value);
         }
         let client = reqwest::Client::builder()
@@ -61,8 +62,9 @@ impl Webhook {
                 "text": msg.body,
                 "themeColor": if msg.verdict == "planned" { "2EB886" } else { "D00000" },
             }),
-            WebhookFormat::Generic => serde_json::to_value(msg)
-                .map_err(|e| DeliveryError::Permanent(e.to_string()))?,
+            WebhookFormat::Generic => {
+                serde_json::to_value(msg).map_err(|e| DeliveryError::Permanent(e.to_string()))?
+            }
         };
         let response = self
             .client

@@ -103,7 +103,7 @@ pub enum Decision {
     /// Attach it to an existing event; deliver nothing new.
     Merge(EventId),
     /// Record a new event and its deliveries.
-    New(NewEvent),
+    New(Box<NewEvent>),
 }
 
 /// Runs inside the write transaction with the history of [`NewReport::history`].

@@ -379,6 +379,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             (id, true)
         }
         Decision::New(e) => {
+            let e = *e;
             let channels = serde_json::to_string(&e.channels).unwrap_or_else(|_| "[]".into());
             conn.prepare_cached(
                 "INSERT INTO events (cluster, customer, active, previous, verdict, at_ms,

@@ -51,7 +51,11 @@ async fn store_story() {
             report("r1", "db1", "2026-12-09T21:00:00Z"),
             Box::new(|h| {
                 assert!(h.is_empty());
-                Decision::New(new_event("db1", "2026-12-09T21:00:00Z", &["log", "mail"]))
+                Decision::New(Box::new(new_event(
+                    "db1",
+                    "2026-12-09T21:00:00Z",
+                    &["log", "mail"],
+                )))
             }),
         )
         .await
@@ -97,7 +101,7 @@ async fn store_story() {
             store
                 .record(
                     report(&format!("c{i}"), "db1", at),
-                    Box::new(move |_| Decision::New(new_event("db1", at, &["log"]))),
+                    Box::new(move |_| Decision::New(Box::new(new_event("db1", at, &["log"])))),
                 )
                 .await
         }));

@@ -1,0 +1,91 @@
+//! One error type for every handler: a status, a stable code and a message for the caller.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use failover_store::StoreError;
+use serde_json::json;
+
+/// What a handler answers when it cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 4xx: the caller's request is wrong; the message says how.
+    #[error("{message}")]
+    Client {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+        /// The JSON field at fault.
+        field: Option<String>,
+    },
+    /// 5xx: logged with its cause, answered generically.
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// A 4xx error.
+    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Client {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 400 naming the field at fault.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Client {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// 401 without saying whether the key was missing or wrong.
+    pub fn unauthorized() -> ApiError {
+        ApiError::client(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid API key",
+        )
+    }
+
+    /// 403 for a key of another customer.
+    pub fn forbidden(what: impl Into<String>) -> ApiError {
+        ApiError::client(StatusCode::FORBIDDEN, "forbidden", what)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Client {
+                status,
+                code,
+                message,
+                field,
+            } => {
+                let mut body = json!({ "error": message, "code": code });
+                if let Some(f) = field {
+                    body["field"] = f.into();
+                }
+                (status, Json(body)).into_response()
+            }
+            ApiError::Store(err) => {
+                tracing::error!(error = ?err, "request failed");
+                let status = match err {
+                    StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let body = json!({ "error": "the server could not store the request; retry", "code": "internal" });
+                (status, Json(body)).into_response()
+            }
+        }
+    }
+}

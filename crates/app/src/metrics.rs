@@ -1,0 +1,120 @@
+//! Prometheus text metrics, kept in atomics (no registry crate needed for a handful).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use failover_core::inventory::Verdict;
+
+/// Upper bounds of the report latency histogram, seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Counters of the running service.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    reports: [AtomicU64; 3],
+    rejected: AtomicU64,
+    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// A report was recorded with this verdict, taking `seconds`.
+    pub fn report(&self, verdict: Verdict, seconds: f64) {
+        let i = Verdict::ALL.iter().position(|v| *v == verdict).unwrap_or(0);
+        self.reports[i].fetch_add(1, Ordering::Relaxed);
+        for (b, bound) in self.latency_buckets.iter().zip(BUCKETS) {
+            if seconds <= bound {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// A report was refused (4xx).
+    pub fn rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery attempt ended with `outcome` (`delivered`, `retry`, `failed`).
+    pub fn delivery(&self, channel: &str, outcome: &'static str) {
+        if let Ok(mut d) = self.deliveries.lock() {
+            *d.entry((channel.to_owned(), outcome)).or_default() += 1;
+        }
+    }
+
+    /// The exposition text; `queue` is the number of deliveries by status in the store.
+    pub fn render(&self, queue: &[(String, u64)]) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP failover_reports_total Reports recorded, by verdict."
+        );
+        let _ = writeln!(s, "# TYPE failover_reports_total counter");
+        for (v, n) in Verdict::ALL.iter().zip(&self.reports) {
+            let _ = writeln!(
+                s,
+                "failover_reports_total{{verdict=\"{}\"}} {}",
+                v.as_str(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP failover_reports_rejected_total Reports refused with a 4xx answer."
+        );
+        let _ = writeln!(s, "# TYPE failover_reports_rejected_total counter");
+        let _ = writeln!(
+            s,
+            "failover_reports_rejected_total {}",
+            self.rejected.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP failover_delivery_attempts_total Delivery attempts, by channel and outcome."
+        );
+        let _ = writeln!(s, "# TYPE failover_delivery_attempts_total counter");
+        if let Ok(d) = self.deliveries.lock() {
+            for ((channel, outcome), n) in d.iter() {
+                let _ = writeln!(
+                    s,
+                    "failover_delivery_attempts_total{{channel=\"{channel}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP failover_deliveries Deliveries in the outbox, by status (pending = queue depth)."
+        );
+        let _ = writeln!(s, "# TYPE failover_deliveries gauge");
+        for (status, n) in queue {
+            let _ = writeln!(s, "failover_deliveries{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP failover_report_seconds Time to classify and durably record a report."
+        );
+        let _ = writeln!(s, "# TYPE failover_report_seconds histogram");
+        for (b, bound) in self.latency_buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(
+                s,
+                "failover_report_seconds_bucket{{le=\"{bound}\"}} {}",
+                b.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(s, "failover_report_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "failover_report_seconds_sum {}",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(s, "failover_report_seconds_count {count}");
+        s
+    }
+}

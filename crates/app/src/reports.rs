@@ -1,0 +1,309 @@
+//! `POST /` and `POST /v1/reports`: classify a report, relate it to the cluster's history,
+//! and store it with its deliveries before answering.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use failover_core::classify::{Classification, classify};
+use failover_core::event::{PastEvent, assess};
+use failover_core::inventory::{ApiKey, ClusterId, Inventory, Verdict};
+use failover_core::message::{HistoryFlags, context};
+use failover_core::report::{self, Action, FailoverReport};
+use failover_core::window::MaintenanceWindow;
+use failover_store::{Decision, EventId, HistoryEvent, NewEvent, NewReport, Store};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::state::{AppState, find_key};
+
+/// Largest accepted body.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Handles one report.
+///
+/// # Errors
+/// 401/403 for keys, 400 naming the field, 413 for a large body, 422 for an unknown host
+/// (recorded and routed all the same), 5xx when the store fails.
+pub async fn post<S: Store>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let started = Instant::now();
+    let result = handle(&state, &headers, body).await;
+    match &result {
+        Ok((_, _, verdict)) => state
+            .metrics
+            .report(*verdict, started.elapsed().as_secs_f64()),
+        Err(ApiError::Client { .. }) => state.metrics.rejected(),
+        Err(_) => {}
+    }
+    result.map(|(status, body, _)| (status, Json(body)))
+}
+
+async fn handle<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Value, Verdict), ApiError> {
+    let live = state.live();
+    let inv = Arc::clone(&live.inventory);
+    let key = find_key(&inv, headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .ok_or_else(ApiError::unauthorized)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        } else {
+            ApiError::client(e.status(), "invalid_body", e.body_text())
+        }
+    })?;
+    let now = clock::now();
+    let report = report::parse(&body, now).map_err(|e| match e.field() {
+        Some(f) => ApiError::field(f, e.to_string()),
+        None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
+    })?;
+    let ad_hoc = Arc::clone(&live.ad_hoc);
+    let c = classify(
+        &inv,
+        &ad_hoc,
+        &report.hostname,
+        key.customer,
+        report.occurred_at,
+    )
+    .map_err(|e| ApiError::field("occurred_at", e.to_string()))?;
+    if c.verdict == Verdict::UnknownHost
+        && key.customer.is_some()
+        && inv.find_node(&report.hostname, None).is_some()
+    {
+        return Err(ApiError::forbidden(format!(
+            "host `{}` belongs to another customer than key `{}`",
+            report.hostname, key.name
+        )));
+    }
+
+    let new = new_report(&inv, key, &report, &c, now);
+    let verdict = c.verdict;
+    let decide = {
+        let inv = Arc::clone(&inv);
+        Box::new(move |history: &[HistoryEvent]| decide(&inv, &ad_hoc, &report, &c, history))
+    };
+    let recorded = state.store.record(new, decide).await?;
+    if !recorded.duplicate && !recorded.merged && !recorded.event.deliveries.is_empty() {
+        state.wake.notify_one();
+    }
+    let event = &recorded.event;
+    let body = json!({
+        "event_id": event.id,
+        "verdict": event.event.classification,
+        "merged": recorded.merged,
+        "duplicate": recorded.duplicate,
+        "flapping": event.event.flapping,
+        "failback_of": event.event.failback_of,
+        "deliveries": event.deliveries.iter().map(|d| &d.channel).collect::<Vec<_>>(),
+    });
+    if verdict == Verdict::UnknownHost {
+        let mut body = body;
+        body["error"] = format!(
+            "unknown host `{}`: it is in no cluster of the inventory; the operators were told",
+            body["verdict"]["host"].as_str().unwrap_or_default()
+        )
+        .into();
+        body["code"] = "unknown_host".into();
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, body, verdict));
+    }
+    Ok((StatusCode::OK, body, verdict))
+}
+
+fn new_report(
+    inv: &Inventory,
+    key: &ApiKey,
+    r: &FailoverReport,
+    c: &Classification,
+    now: Timestamp,
+) -> NewReport {
+    let p = &inv.events;
+    let lookback = p.merge_within.max(p.flapping_within).max(p.failback_within);
+    NewReport {
+        client_id: r.id.clone(),
+        scope: key
+            .customer
+            .map_or_else(|| "*".to_owned(), |c| inv.customers[c.index()].name.clone()),
+        host: r.hostname.clone(),
+        action: r.action.as_str().to_owned(),
+        previous: r.previous.clone(),
+        resource: r.resource.clone(),
+        source: r.source.clone(),
+        occurred_at: r.occurred_at,
+        received_at: now,
+        history: c
+            .cluster
+            .map(|id| (inv.cluster(id).name.clone(), r.occurred_at - lookback)),
+    }
+}
+
+/// Merge, flapping and failback on the cluster's committed history; runs in the store's
+/// write transaction.
+fn decide(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    history: &[HistoryEvent],
+) -> Decision {
+    let (Some(cluster), Some(node)) = (c.cluster, c.node) else {
+        return Decision::New(Box::new(new_event(
+            inv,
+            ad_hoc,
+            r,
+            c,
+            HistoryFlags::default(),
+            None,
+            false,
+        )));
+    };
+    let customer = inv.cluster(cluster).customer;
+    let past: Vec<PastEvent> = history
+        .iter()
+        .filter_map(|h| {
+            Some(PastEvent {
+                id: h.id.0.clone(),
+                cluster,
+                active: inv.find_node(h.active.as_deref()?, customer)?,
+                previous: h
+                    .previous
+                    .as_deref()
+                    .and_then(|p| inv.find_node(p, customer)),
+                at: h.at,
+                report_ids: Vec::new(),
+                flapping: h.flapping,
+            })
+        })
+        .collect();
+    if r.action == Action::Release {
+        // A release is part of the failover another node reports; alone, it is recorded
+        // without a message.
+        let nearby = history
+            .iter()
+            .filter(|h| r.occurred_at.duration_since(h.at).abs() <= inv.events.merge_within)
+            .max_by_key(|h| h.at);
+        return match nearby {
+            Some(h) => Decision::Merge(h.id.clone()),
+            None => Decision::New(Box::new(new_event(
+                inv,
+                ad_hoc,
+                r,
+                c,
+                HistoryFlags::default(),
+                None,
+                true,
+            ))),
+        };
+    }
+    let a = assess(&inv.events, &past, cluster, node, r.occurred_at, None);
+    if let Some(into) = a.merge_into {
+        return Decision::Merge(EventId(into));
+    }
+    let failback = a
+        .failback_of
+        .as_ref()
+        .and_then(|id| history.iter().find(|h| &h.id.0 == id));
+    let flags = HistoryFlags {
+        flapping: a.flapping,
+        failback_of: failback.map(|h| h.at),
+    };
+    // Flapping is said once: later events of the same flapping spell are only recorded.
+    let silent = a.flapping && !a.flapping_started;
+    Decision::New(Box::new(new_event(
+        inv,
+        ad_hoc,
+        r,
+        c,
+        flags,
+        failback.map(|h| h.id.clone()),
+        silent,
+    )))
+}
+
+fn new_event(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    flags: HistoryFlags,
+    failback_of: Option<EventId>,
+    silent: bool,
+) -> NewEvent {
+    let cluster = c.cluster.map(|id| inv.cluster(id));
+    let previous_node = r
+        .previous
+        .as_deref()
+        .and_then(|p| inv.find_node(p, cluster.and_then(|cl| cl.customer)));
+    NewEvent {
+        cluster: cluster.map(|cl| cl.name.clone()),
+        customer: cluster
+            .and_then(|cl| cl.customer)
+            .map(|id| inv.customers[id.index()].name.clone()),
+        active: c
+            .node
+            .filter(|_| r.action != Action::Release)
+            .map(|n| inv.node(n).name.clone()),
+        previous: previous_node.map(|n| inv.node(n).name.clone()),
+        verdict: c.verdict.as_str().to_owned(),
+        at: r.occurred_at,
+        flapping: flags.flapping,
+        failback_of,
+        classification: serde_json::to_value(c.view(inv, ad_hoc, &r.hostname, r.occurred_at))
+            .unwrap_or(Value::Null),
+        context: serde_json::to_value(context(
+            inv,
+            ad_hoc,
+            c,
+            &r.hostname,
+            r.previous.as_deref(),
+            r.occurred_at,
+            flags,
+        ))
+        .unwrap_or(Value::Null),
+        channels: if silent {
+            Vec::new()
+        } else {
+            channels_for(inv, c.verdict, c.cluster)
+        },
+    }
+}
+
+/// The channels of every route that carries this verdict for this cluster; an unknown host
+/// goes to the routes that name no customer and no cluster (the operators').
+pub fn channels_for(inv: &Inventory, verdict: Verdict, cluster: Option<ClusterId>) -> Vec<String> {
+    let customer = cluster.and_then(|c| inv.cluster(c).customer);
+    let mut out: Vec<String> = Vec::new();
+    for route in &inv.routes {
+        let applies = match cluster {
+            None => route.customer.is_none() && route.cluster.is_none(),
+            Some(c) => {
+                route.cluster.is_none_or(|rc| rc == c)
+                    && route.customer.is_none_or(|rc| Some(rc) == customer)
+            }
+        };
+        if applies && route.verdicts.contains(&verdict) {
+            for &i in &route.channels {
+                let name = &inv.channels[i].name;
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+    }
+    out
+}

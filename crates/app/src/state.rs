@@ -1,0 +1,189 @@
+//! What every handler and the worker share: the store, the live inventory with its channels
+//! and ad-hoc windows (swapped whole on reload), metrics, and the worker's wake-up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use failover_channels::{Notifier, SetupError};
+use failover_core::inventory::{ApiKey, Inventory};
+use failover_core::keys::KeyHash;
+use failover_core::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
+use failover_store::{Maintenance, Store, StoreError};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::Notify;
+
+use crate::clock;
+use crate::metrics::Metrics;
+
+/// How far back ad-hoc windows stay loaded: a spooled report may arrive this late.
+const AD_HOC_LOOKBACK: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// The inventory in force, with everything built from it.
+#[derive(Debug)]
+pub struct Live {
+    /// The validated inventory.
+    pub inventory: Arc<Inventory>,
+    /// Senders by channel name.
+    pub notifiers: HashMap<String, Arc<Notifier>>,
+    /// Ad-hoc windows that apply to this inventory.
+    pub ad_hoc: Arc<Vec<MaintenanceWindow>>,
+}
+
+/// Shared state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState<S> {
+    /// Durable storage.
+    pub store: S,
+    live: Arc<RwLock<Arc<Live>>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Wakes the delivery worker when new deliveries are recorded.
+    pub wake: Arc<Notify>,
+}
+
+impl<S: Store> AppState<S> {
+    /// Builds the channels of `inventory` and loads the ad-hoc windows.
+    ///
+    /// # Errors
+    /// [`SetupError`] when a channel cannot be built (a missing SMTP password variable).
+    pub async fn new(store: S, inventory: Inventory) -> Result<AppState<S>, StartError> {
+        let live = build_live(&store, Arc::new(inventory)).await?;
+        Ok(AppState {
+            store,
+            live: Arc::new(RwLock::new(Arc::new(live))),
+            metrics: Arc::new(Metrics::default()),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The inventory and channels in force now.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(l) => Arc::clone(&l),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn swap(&self, live: Live) {
+        let live = Arc::new(live);
+        match self.live.write() {
+            Ok(mut l) => *l = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+    }
+
+    /// Replaces the inventory (SIGHUP, file change). On error the old one stays.
+    ///
+    /// # Errors
+    /// [`StartError`] when the new inventory's channels cannot be built.
+    pub async fn reload(&self, inventory: Inventory) -> Result<(), StartError> {
+        let live = build_live(&self.store, Arc::new(inventory)).await?;
+        self.swap(live);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Reloads the ad-hoc windows after one was added or ended.
+    ///
+    /// # Errors
+    /// [`StoreError`] when they cannot be read.
+    pub async fn refresh_ad_hoc(&self) -> Result<(), StoreError> {
+        let old = self.live();
+        let ad_hoc = ad_hoc_windows(&self.store, &old.inventory).await?;
+        self.swap(Live {
+            inventory: Arc::clone(&old.inventory),
+            notifiers: old.notifiers.clone(),
+            ad_hoc: Arc::new(ad_hoc),
+        });
+        Ok(())
+    }
+}
+
+/// Why the service could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A channel could not be built.
+    #[error(transparent)]
+    Channel(#[from] SetupError),
+    /// The store failed.
+    #[error("loading ad-hoc windows")]
+    Store(#[from] StoreError),
+}
+
+async fn build_live<S: Store>(store: &S, inventory: Arc<Inventory>) -> Result<Live, StartError> {
+    let timeout = Duration::try_from(inventory.delivery.timeout).unwrap_or(Duration::from_secs(15));
+    let mut notifiers = HashMap::new();
+    for c in &inventory.channels {
+        notifiers.insert(c.name.clone(), Arc::new(Notifier::build(c, timeout).await?));
+    }
+    let ad_hoc = ad_hoc_windows(store, &inventory).await?;
+    Ok(Live {
+        inventory,
+        notifiers,
+        ad_hoc: Arc::new(ad_hoc),
+    })
+}
+
+async fn ad_hoc_windows<S: Store>(
+    store: &S,
+    inv: &Inventory,
+) -> Result<Vec<MaintenanceWindow>, StoreError> {
+    let after = clock::now() - AD_HOC_LOOKBACK;
+    let rows = store.maintenance(after).await?;
+    Ok(rows.iter().filter_map(|m| ad_hoc_window(inv, m)).collect())
+}
+
+/// The classification form of a stored ad-hoc window; `None` when its target is no longer
+/// in the inventory or it has no length left.
+pub fn ad_hoc_window(inv: &Inventory, m: &Maintenance) -> Option<MaintenanceWindow> {
+    let w = &m.window;
+    let owner = target_owner(inv, &w.target_kind, &w.target)?;
+    let start = w.start.to_zoned_datetime(TimeZone::UTC);
+    MaintenanceWindow::new(
+        format!("maintenance #{}: {}", m.id, w.reason),
+        owner,
+        TimeZone::UTC,
+        Schedule::Once { date: start.date() },
+        Some(start.time()),
+        Length::Exact(w.end.duration_since(w.start)),
+        Grace {
+            before: SignedDuration::ZERO,
+            after: SignedDuration::ZERO,
+        },
+    )
+    .ok()
+}
+
+/// The owner named by an ad-hoc window's target.
+pub fn target_owner(inv: &Inventory, kind: &str, name: &str) -> Option<Owner> {
+    match kind {
+        "node" => inv.find_node(name, None).map(Owner::Node),
+        "cluster" => inv.find_cluster(name).map(Owner::Cluster),
+        "customer" => inv
+            .customers
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .map(|i| Owner::Customer(failover_core::inventory::CustomerId(i as u32))),
+        _ => None,
+    }
+}
+
+/// The configured key matching `presented`, compared in constant time against every key.
+pub fn find_key<'a>(inv: &'a Inventory, presented: Option<&str>) -> Option<&'a ApiKey> {
+    let hash = KeyHash::of(presented?);
+    // Compare with all keys (no early exit), so timing does not tell which one matched.
+    inv.keys.iter().fold(None, |found, k| {
+        if k.hash.same(&hash) {
+            found.or(Some(k))
+        } else {
+            found
+        }
+    })
+}
+
+/// Now, for handlers.
+pub fn now() -> Timestamp {
+    clock::now()
+}

@@ -1,0 +1,192 @@
+//! The outbox worker: claims due deliveries, renders and sends them, and records each
+//! outcome with backoff and give-up per the inventory's `[delivery]` policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_channels::{DeliveryError, Notifier, Outgoing};
+use failover_core::inventory::{Inventory, Verdict};
+use failover_store::{DueDelivery, Outcome, Store};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::clock;
+use crate::state::AppState;
+
+/// Deliveries claimed per round.
+const BATCH: u32 = 256;
+/// Sends in flight at once.
+const CONCURRENCY: usize = 64;
+/// Longest sleep when nothing is due (new reports wake the worker sooner).
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true, then waits for the sends in flight.
+pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
+    skip_logged(&state).await;
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let finisher = tokio::spawn(finish(state.clone(), done_rx));
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut sends = JoinSet::new();
+    while !*shutdown.borrow() {
+        let due = match state.store.claim_due(clock::now(), BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = ?e, "cannot claim deliveries");
+                Vec::new()
+            }
+        };
+        let full = due.len() == BATCH as usize;
+        for d in due {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let (state, done) = (state.clone(), done_tx.clone());
+            sends.spawn(async move {
+                let outcome = attempt(&state, &d).await;
+                let _ = done.send((d.id, outcome));
+                drop(permit);
+            });
+        }
+        while sends.try_join_next().is_some() {}
+        if full {
+            continue;
+        }
+        let wait = match state.store.next_due().await {
+            Ok(Some(at)) => Duration::try_from(at.duration_since(clock::now()))
+                .unwrap_or_default()
+                .min(IDLE),
+            _ => IDLE,
+        };
+        tokio::select! {
+            () = state.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    while sends.join_next().await.is_some() {}
+    drop(done_tx);
+    let _ = finisher.await;
+}
+
+/// Writes outcomes in batches: whatever finished while the last batch was committing.
+async fn finish<S: Store>(state: AppState<S>, mut done: mpsc::UnboundedReceiver<(i64, Outcome)>) {
+    let mut batch = Vec::new();
+    while done.recv_many(&mut batch, 1024).await > 0 {
+        if let Err(e) = state
+            .store
+            .finish(std::mem::take(&mut batch), clock::now())
+            .await
+        {
+            // The claims stay; the next start releases them and the deliveries are retried.
+            tracing::error!(error = ?e, "cannot record delivery outcomes");
+        }
+    }
+}
+
+/// Before the first claim: deliveries whose log line was written by a process that died
+/// before recording it are marked delivered instead of being written twice.
+async fn skip_logged<S: Store>(state: &AppState<S>) {
+    let live = state.live();
+    let mut delivered = Vec::new();
+    for (name, n) in &live.notifiers {
+        let Notifier::Log(log) = n.as_ref() else {
+            continue;
+        };
+        if log.path().is_none() {
+            continue;
+        }
+        let pending = match state.store.pending_of(name).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = ?e, "cannot list pending deliveries");
+                continue;
+            }
+        };
+        let log = log.clone();
+        let found = tokio::task::spawn_blocking(move || log.written(&pending)).await;
+        match found {
+            Ok(Ok(ids)) => delivered.extend(ids.into_iter().map(|id| (id, Outcome::Delivered))),
+            Ok(Err(e)) => {
+                tracing::warn!(channel = %name, error = %e, "cannot read the log file back")
+            }
+            Err(e) => tracing::warn!(channel = %name, error = %e, "cannot read the log file back"),
+        }
+    }
+    if !delivered.is_empty() {
+        tracing::info!(
+            count = delivered.len(),
+            "deliveries already in their log file marked delivered"
+        );
+        if let Err(e) = state.store.finish(delivered, clock::now()).await {
+            tracing::error!(error = ?e, "cannot record delivery outcomes");
+        }
+    }
+}
+
+async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
+    let live = state.live();
+    let policy = live.inventory.delivery;
+    let result = match live.notifiers.get(&d.channel) {
+        None => Err(DeliveryError::Permanent(format!(
+            "channel `{}` is no longer in the inventory",
+            d.channel
+        ))),
+        Some(n) => match render(&live.inventory, d) {
+            Err(e) => Err(DeliveryError::Permanent(e)),
+            Ok(msg) => {
+                let limit = Duration::try_from(policy.timeout).unwrap_or(Duration::from_secs(15));
+                tokio::time::timeout(limit + Duration::from_secs(1), n.send(&msg))
+                    .await
+                    .unwrap_or_else(|_| Err(DeliveryError::Retryable("timed out".into())))
+            }
+        },
+    };
+    let attempts = d.attempts + 1;
+    let (outcome, label) = match result {
+        Ok(()) => (Outcome::Delivered, "delivered"),
+        Err(DeliveryError::Permanent(error)) => (Outcome::Failed { error }, "failed"),
+        Err(DeliveryError::Retryable(error)) => {
+            match policy.next_attempt(attempts, d.created_at, clock::now(), fastrand::f64()) {
+                Some(at) => (Outcome::Retry { at, error }, "retry"),
+                None => (
+                    Outcome::Failed {
+                        error: format!("gave up after {attempts} attempts: {error}"),
+                    },
+                    "failed",
+                ),
+            }
+        }
+    };
+    match &outcome {
+        Outcome::Delivered => tracing::debug!(delivery = d.id, channel = %d.channel, "delivered"),
+        Outcome::Retry { at, error } => {
+            tracing::warn!(delivery = d.id, channel = %d.channel, %error, next = %at, "delivery failed; will retry");
+        }
+        Outcome::Failed { error } => {
+            tracing::error!(delivery = d.id, event = %d.event, channel = %d.channel, %error, "delivery given up");
+        }
+    }
+    state.metrics.delivery(&d.channel, label);
+    outcome
+}
+
+fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
+    let verdict = Verdict::ALL
+        .into_iter()
+        .find(|v| v.as_str() == d.verdict)
+        .ok_or_else(|| format!("unknown verdict `{}`", d.verdict))?;
+    let cluster = d.cluster.as_deref().and_then(|c| inv.find_cluster(c));
+    let customer = cluster.and_then(|c| inv.cluster(c).customer);
+    let msg = inv
+        .templates
+        .render(&d.context, verdict, cluster, customer)
+        .map_err(|e| format!("{e}: {}", e.source))?;
+    Ok(Outgoing {
+        delivery: d.id,
+        event: d.event.0.clone(),
+        verdict: d.verdict.clone(),
+        subject: msg.subject,
+        body: msg.body,
+        context: d.context.clone(),
+    })
+}
