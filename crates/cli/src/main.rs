@@ -1,6 +1,7 @@
 //! `failover-notify`: the command-line entry point. Each command lives in its own file
 //! under `cmd/`; this file only parses arguments and prints errors.
 
+mod api;
 mod cmd;
 mod load;
 mod time_arg;
@@ -19,6 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: HTTP API, SQLite store and delivery worker.
+    Serve(cmd::serve::Args),
+    /// Show recent failover events from a running service.
+    Events(cmd::events::Args),
+    /// Ad-hoc maintenance windows on a running service.
+    #[command(subcommand)]
+    Maintenance(cmd::maintenance::Command),
     /// Check inventory files; print `ok` or every problem with its line and column.
     Validate(cmd::validate::Args),
     /// Dry run: classify a failover of HOST at an instant and say why.
@@ -35,6 +43,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(&args),
+        Command::Events(args) => cmd::events::run(&args),
+        Command::Maintenance(command) => cmd::maintenance::run(&command),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Check(args) => cmd::check::run(&args),
         Command::Windows(args) => cmd::windows::run(&args),

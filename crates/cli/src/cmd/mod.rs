@@ -1,7 +1,10 @@
 //! One file per command.
 
 pub mod check;
+pub mod events;
 pub mod import_lambda;
 pub mod keys;
+pub mod maintenance;
+pub mod serve;
 pub mod validate;
 pub mod windows;

@@ -1,0 +1,124 @@
+//! `maintenance add|list|end`: ad-hoc windows on a running service.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::api::Target;
+
+/// `maintenance` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Open an ad-hoc window now (or at --start) on a node, cluster or customer.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// A node.
+        #[arg(long, group = "what", required = true)]
+        node: Option<String>,
+        /// A cluster.
+        #[arg(long, group = "what")]
+        cluster: Option<String>,
+        /// A customer.
+        #[arg(long, group = "what")]
+        customer: Option<String>,
+        /// Start (RFC 3339); default now.
+        #[arg(long)]
+        start: Option<String>,
+        /// How long: `2h`, `90m`.
+        #[arg(long, group = "until", required = true)]
+        duration: Option<String>,
+        /// End (RFC 3339).
+        #[arg(long, group = "until")]
+        end: Option<String>,
+        /// Why (shown in messages).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List ad-hoc windows that have not ended.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// End an ad-hoc window now.
+    End {
+        #[command(flatten)]
+        target: Target,
+        /// Its id.
+        id: i64,
+    },
+}
+
+/// Runs a `maintenance` subcommand.
+///
+/// # Errors
+/// The service cannot be reached or refuses the request.
+pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Add {
+            target,
+            node,
+            cluster,
+            customer,
+            start,
+            duration,
+            end,
+            reason,
+        } => {
+            let body = json!({
+                "node": node, "cluster": cluster, "customer": customer,
+                "start": start, "duration": duration, "end": end, "reason": reason,
+            });
+            let body: Value = body
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let m = target.call(reqwest::Method::POST, "/v1/maintenance", &[], Some(body))?;
+            println!(
+                "added maintenance window #{} on {} `{}` from {} to {}",
+                m["id"],
+                s(&m["target_kind"]),
+                s(&m["target"]),
+                s(&m["start"]),
+                s(&m["end"])
+            );
+        }
+        Command::List { target } => {
+            let answer = target.call(reqwest::Method::GET, "/v1/maintenance", &[], None)?;
+            println!(
+                "{:<5} {:<9} {:<20} {:<22} {:<22} REASON",
+                "ID", "ON", "TARGET", "START (UTC)", "END (UTC)"
+            );
+            for m in answer["maintenance"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<5} {:<9} {:<20} {:<22} {:<22} {}",
+                    m["id"],
+                    s(&m["target_kind"]),
+                    s(&m["target"]),
+                    s(&m["start"]),
+                    s(&m["end"]),
+                    s(&m["reason"])
+                );
+            }
+        }
+        Command::End { target, id } => {
+            target.call(
+                reqwest::Method::DELETE,
+                &format!("/v1/maintenance/{id}"),
+                &[],
+                None,
+            )?;
+            println!("ended maintenance window #{id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or("-").to_owned()
+}

@@ -1,0 +1,178 @@
+//! `serve`: the HTTP API, the SQLite store and the delivery worker in one process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use failover_app::AppState;
+use failover_core::config;
+use failover_store::sqlite::Sqlite;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::load;
+
+/// How often the inventory file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Inventory file; without it, the built-in example inventory (log channel on stdout).
+    #[arg(short, long, env = "FAILOVER_NOTIFY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database: `sqlite://PATH` or a path. Default: `failover-notify.db` in the data
+    /// directory ($FAILOVER_NOTIFY_DATA, else $XDG_DATA_HOME/failover-notify, else
+    /// ~/.local/share/failover-notify).
+    #[arg(long, env = "FAILOVER_NOTIFY_DB")]
+    db: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "FAILOVER_NOTIFY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+fn data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("FAILOVER_NOTIFY_DATA") {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(d).join("failover-notify"));
+    }
+    let home = std::env::var_os("HOME").context("set --db, FAILOVER_NOTIFY_DATA or HOME")?;
+    Ok(PathBuf::from(home).join(".local/share/failover-notify"))
+}
+
+fn db_path(db: Option<&str>) -> anyhow::Result<PathBuf> {
+    let path = match db {
+        Some(url) => match url.split_once("://") {
+            Some(("sqlite", path)) => PathBuf::from(path),
+            Some((scheme, _)) => {
+                anyhow::bail!("unsupported database `{scheme}://`; use `sqlite://PATH`")
+            }
+            None => PathBuf::from(url),
+        },
+        None => data_dir()?.join("failover-notify.db"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+    }
+    Ok(path)
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Runs `serve` until SIGTERM or SIGINT.
+///
+/// # Errors
+/// Invalid inventory, unusable database, address in use.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let inventory = match &args.config {
+        Some(p) => load::inventory(p)?,
+        None => config::parse(config::EXAMPLE)
+            .map_err(|_| anyhow::anyhow!("the built-in example inventory is invalid"))?,
+    };
+    let path = db_path(args.db.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = Sqlite::open(&path).with_context(|| format!("opening database `{}`", path.display()))?;
+        let state = AppState::new(store, inventory).await?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            db = %path.display(),
+            config = %args.config.as_deref().map_or_else(|| "built-in example".into(), |p| p.display().to_string()),
+            "serving"
+        );
+        if let Some(config) = args.config.clone() {
+            tokio::spawn(watch(state.clone(), config));
+        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("shutting down: finishing requests in flight");
+        };
+        failover_app::launch_with_listener(state, listener, shutdown).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Reloads the inventory on SIGHUP and when the file changes; a broken file keeps the old one.
+async fn watch(state: AppState<Sqlite>, path: PathBuf) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload on file change only");
+        return;
+    };
+    let mut seen = modified(&path);
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            () = tokio::time::sleep(WATCH_EVERY) => false,
+        };
+        let now = modified(&path);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        match load::inventory(&path) {
+            Ok(inv) => match state.reload(inv).await {
+                Ok(()) => tracing::info!(config = %path.display(), "inventory reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "inventory not reloaded; keeping the old one")
+                }
+            },
+            Err(e) => tracing::error!("inventory not reloaded; keeping the old one:\n{e:#}"),
+        }
+    }
+}
+
+/// The example inventory with only its log channel delivering, so a first `serve` needs no
+/// cloud account and sends nothing anywhere (its SNS, e-mail and webhook channels are
+/// placeholders).
+fn demo_inventory() -> anyhow::Result<failover_core::inventory::Inventory> {
+    use failover_core::inventory::ChannelKind;
+    let mut inv = config::parse(config::EXAMPLE)
+        .map_err(|_| anyhow::anyhow!("the built-in example inventory is invalid"))?;
+    let log_only: Vec<bool> = inv
+        .channels
+        .iter()
+        .map(|c| matches!(c.kind, ChannelKind::Log { .. }))
+        .collect();
+    for route in &mut inv.routes {
+        route.channels.retain(|&i| log_only[i]);
+    }
+    tracing::info!("no --config: serving the built-in example inventory; only its log channel delivers (stdout)");
+    Ok(inv)
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .try_init();
+}
