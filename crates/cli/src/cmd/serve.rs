@@ -73,8 +73,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_logging();
     let inventory = match &args.config {
         Some(p) => load::inventory(p)?,
-        None => config::parse(config::EXAMPLE)
-            .map_err(|_| anyhow::anyhow!("the built-in example inventory is invalid"))?,
+        None => demo_inventory()?,
     };
     let path = db_path(args.db.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
