@@ -154,7 +154,9 @@ fn demo_inventory() -> anyhow::Result<failover_core::inventory::Inventory> {
     for route in &mut inv.routes {
         route.channels.retain(|&i| log_only[i]);
     }
-    tracing::info!("no --config: serving the built-in example inventory; only its log channel delivers (stdout)");
+    tracing::info!(
+        "no --config: serving the built-in example inventory; only its log channel delivers (stdout)"
+    );
     Ok(inv)
 }
 

@@ -1,0 +1,352 @@
+//! Real peers for the service tests: the `serve` binary, a moto server (SNS), aiosmtpd
+//! (SMTP, Maildir) and a local webhook receiver. `scripts/test` starts moto and aiosmtpd once
+//! and exports their addresses; without them each test starts its own.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The demo key of the example inventory's `acme-nodes` entry.
+pub const KEY: &str = "secret";
+/// An admin key for the test inventories.
+pub const ADMIN: &str = "admin-test-key";
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("FAILOVER_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"))
+}
+
+/// Waits until `f` returns `Some`, polling; panics with `what` after `secs`.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process stopped (by PID) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// moto's SNS endpoint.
+pub struct Moto {
+    pub url: String,
+    _proc: Option<Proc>,
+}
+
+impl Moto {
+    pub fn get() -> Moto {
+        if let Ok(url) = std::env::var("FAILOVER_TEST_MOTO_URL") {
+            return Moto { url, _proc: None };
+        }
+        let port = free_port();
+        let child = Command::new(venv().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server from the venv (run scripts/test once to install it)");
+        let proc = Proc(child);
+        wait_for("moto", 30, || port_open(port).then_some(()));
+        Moto {
+            url: format!("http://127.0.0.1:{port}"),
+            _proc: Some(proc),
+        }
+    }
+
+    /// Creates a topic and returns its ARN.
+    pub fn topic(&self, name: &str) -> String {
+        let resp = http()
+            .post(&self.url)
+            .form(&[("Action", "CreateTopic"), ("Name", name), ("Version", "2010-03-31")])
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261125/us-east-1/sns/aws4_request, SignedHeaders=host, Signature=x")
+            .send()
+            .expect("moto answers");
+        assert!(resp.status().is_success(), "CreateTopic: {}", resp.status());
+        format!("arn:aws:sns:us-east-1:123456789012:{name}")
+    }
+
+    /// (subject, message) of everything published to `arn`.
+    pub fn published(&self, arn: &str) -> Vec<(String, String)> {
+        let data: Value = http()
+            .get(format!("{}/moto-api/data.json", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("moto data");
+        let mut out = Vec::new();
+        for t in data["sns"]["Topic"].as_array().into_iter().flatten() {
+            if t["arn"] != arn {
+                continue;
+            }
+            for n in t["sent_notifications"].as_array().into_iter().flatten() {
+                // [message_id, message, subject, attributes, group id]
+                out.push((
+                    n[2].as_str().unwrap_or_default().to_owned(),
+                    n[1].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// aiosmtpd writing a Maildir.
+pub struct Smtp {
+    pub port: u16,
+    pub maildir: PathBuf,
+    _proc: Option<Proc>,
+}
+
+impl Smtp {
+    pub fn get() -> Smtp {
+        if let (Ok(port), Ok(dir)) = (
+            std::env::var("FAILOVER_TEST_SMTP_PORT"),
+            std::env::var("FAILOVER_TEST_MAILDIR"),
+        ) {
+            return Smtp {
+                port: port.parse().expect("numeric port"),
+                maildir: dir.into(),
+                _proc: None,
+            };
+        }
+        let dir = std::env::temp_dir().join(format!("failover-maildir-{}", std::process::id()));
+        Smtp::start(free_port(), &dir)
+    }
+
+    /// Starts aiosmtpd on `port`.
+    pub fn start(port: u16, maildir: &Path) -> Smtp {
+        let child = Command::new(venv().join("bin/python"))
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd from the venv (run scripts/test once to install it)");
+        let proc = Proc(child);
+        wait_for("aiosmtpd", 30, || port_open(port).then_some(()));
+        Smtp {
+            port,
+            maildir: maildir.to_owned(),
+            _proc: Some(proc),
+        }
+    }
+
+    /// Raw messages addressed to `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .filter(|m| m.lines().any(|l| l.starts_with("To:") && l.contains(to)))
+            .collect()
+    }
+}
+
+/// A webhook receiver answering with the queued statuses, then 200.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub statuses: Arc<Mutex<Vec<u16>>>,
+    pub received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    pub fn start(statuses: &[u16]) -> Receiver {
+        let listener = StdListener::bind("127.0.0.1:0").expect("binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let r = Receiver {
+            url,
+            statuses: Arc::new(Mutex::new(statuses.iter().rev().copied().collect())),
+            received: Arc::new(Mutex::new(Vec::new())),
+        };
+        let state = r.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let app = axum::Router::new().route(
+                    "/hook",
+                    axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                        let state = state.clone();
+                        async move {
+                            state.received.lock().expect("lock").push(body);
+                            let status = state.statuses.lock().expect("lock").pop().unwrap_or(200);
+                            axum::http::StatusCode::from_u16(status).expect("status")
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        r
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("lock").len()
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A running `failover-notify serve`.
+pub struct Serve {
+    pub url: String,
+    pub config: PathBuf,
+    pub db: PathBuf,
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+impl Serve {
+    pub fn start(config: &Path, db: &Path) -> Serve {
+        let mut s = Serve {
+            url: String::new(),
+            config: config.to_owned(),
+            db: db.to_owned(),
+            port: free_port(),
+            proc: None,
+        };
+        s.url = format!("http://127.0.0.1:{}", s.port);
+        s.restart();
+        s
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--db")
+            .arg(&self.db)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        self.proc = Some(Proc(child));
+        let url = format!("{}/healthz", self.url);
+        wait_for("serve to answer /healthz", 30, || {
+            http()
+                .get(&url)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+    }
+
+    /// SIGTERM and wait (graceful shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let pid = p.0.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let status = p.0.wait().expect("waits");
+            assert!(status.success(), "serve exited with {status} after SIGTERM");
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
+    pub fn report(&self, key: &str, body: &str) -> (u16, Value) {
+        let resp = http()
+            .post(format!("{}/v1/reports", self.url))
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .expect("serve answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        http()
+            .get(format!("{}{path}", self.url))
+            .header("x-api-key", ADMIN)
+            .send()
+            .and_then(|r| r.json())
+            .expect("serve answers JSON")
+    }
+
+    pub fn event(&self, id: &str) -> Value {
+        let events = self.get("/v1/events?limit=1000");
+        events["events"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["id"] == id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until every delivery of the event has left `pending`; returns the event.
+    pub fn settled(&self, id: &str) -> Value {
+        wait_for(&format!("deliveries of event {id}"), 30, || {
+            let e = self.event(id);
+            let done = e["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|d| d["status"] != "pending"));
+            done.then_some(e)
+        })
+    }
+}
+
+/// The admin key line for test inventories.
+pub fn admin_key_toml() -> String {
+    format!(
+        "[[keys]]\nname = \"test-admin\"\nadmin = true\nhash = \"{}\"\n",
+        failover_core::keys::KeyHash::of(ADMIN)
+    )
+}

@@ -1,0 +1,504 @@
+//! `serve` against real peers: the original curl line, every channel, history rules, bad
+//! input, retries, permanent failures and a restart with a delivery pending.
+
+// Test inventories put windows around the real current time.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{ADMIN, KEY, Moto, Receiver, Serve, Smtp, admin_key_toml, wait_for};
+use serde_json::Value;
+
+/// An inventory with a cluster inside a one-off window around now (`db`), one without
+/// windows (`app`), and one for flapping (`flap`), delivering to every channel kind.
+fn inventory(
+    dir: &std::path::Path,
+    topic: &str,
+    moto: &str,
+    smtp_port: u16,
+    to: &str,
+    hook: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let now = jiff::Timestamp::now();
+    let z = |t: jiff::Timestamp| {
+        t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    let start = z(now - jiff::SignedDuration::from_hours(1));
+    let end = z(now + jiff::SignedDuration::from_hours(1));
+    let (date, start) = start.split_once(' ').expect("date and time");
+    let log = dir.join("messages.log");
+    let toml = format!(
+        r#"
+[delivery]
+first_retry = "200ms"
+max_backoff = "1s"
+
+[[customers]]
+name = "acme"
+time_zone = "Europe/Berlin"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[windows]]
+name = "kernel-patching"
+node = "db1"
+date = "{date}"
+start = "{start}"
+end = "{end}"
+time_zone = "UTC"
+
+[[clusters]]
+name = "app"
+customer = "acme"
+nodes = ["app1", "app2"]
+
+[[clusters]]
+name = "flap"
+customer = "acme"
+nodes = ["flap1", "flap2"]
+
+[[channels]]
+name = "file"
+kind = "log"
+path = "{log}"
+
+[[channels]]
+name = "sns"
+kind = "sns"
+topic_arn = "{topic}"
+endpoint_url = "{moto}"
+
+[[channels]]
+name = "mail"
+kind = "email"
+to = ["{to}"]
+from = "failover-notify@test.example"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+tls = "none"
+
+[[channels]]
+name = "hook"
+kind = "webhook"
+format = "generic"
+url = "{hook}"
+
+[[routes]]
+channels = ["file", "sns", "mail", "hook"]
+
+[[keys]]
+name = "acme-nodes"
+customer = "acme"
+hash = "{key}"
+
+{admin}
+{extra}
+"#,
+        log = log.display(),
+        key = failover_core::keys::KeyHash::of(KEY),
+        admin = admin_key_toml(),
+    );
+    let path = dir.join("inventory.toml");
+    std::fs::write(&path, toml).expect("writes inventory");
+    path
+}
+
+fn log_lines(dir: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("messages.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
+        .collect()
+}
+
+#[test]
+fn the_originals_curl_line_and_every_channel() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let moto = Moto::get();
+    let smtp = Smtp::get();
+    let hook = Receiver::start(&[]);
+    let topic = moto.topic(&format!("failover-{}", std::process::id()));
+    let to = format!("ops-{}@test.example", std::process::id());
+    let config = inventory(dir.path(), &topic, &moto.url, smtp.port, &to, &hook.url, "");
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+
+    // The original's curl line, verbatim but for key and URL.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            &format!("x-api-key: {KEY}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"hostname":"db1"}"#,
+        ])
+        .arg(format!("{}/", serve.url))
+        .output()
+        .expect("curl runs");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(answer["verdict"]["verdict"], "planned", "{answer}");
+    assert_eq!(answer["verdict"]["window"]["name"], "kernel-patching");
+    let id = answer["event_id"].as_str().expect("event id").to_owned();
+    let event = serve.settled(&id);
+    assert!(
+        event["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .all(|d| d["status"] == "delivered"),
+        "{event}"
+    );
+
+    // Every channel got the planned message once.
+    let sns = moto.published(&topic);
+    assert_eq!(sns.len(), 1, "{sns:?}");
+    assert!(sns[0].0.starts_with("Planned failover"), "{}", sns[0].0);
+    assert!(sns[0].1.contains("db1"), "{}", sns[0].1);
+    let mails = smtp.mails_to(&to);
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].contains("Subject: Planned failover"),
+        "{}",
+        mails[0]
+    );
+    assert_eq!(hook.count(), 1);
+    assert_eq!(hook.received.lock().expect("lock")[0]["verdict"], "planned");
+    let lines = log_lines(dir.path());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event"], id.as_str());
+
+    // A retry with the same id is the same report: same answer, nothing sent again.
+    let body = r#"{"hostname":"app2","previous":"app1","id":"r-1"}"#;
+    let (s1, a1) = serve.report(KEY, body);
+    let (s2, a2) = serve.report(KEY, body);
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(a1["verdict"]["verdict"], "unplanned");
+    assert_eq!(a2["event_id"], a1["event_id"]);
+    assert_eq!(a2["duplicate"], true);
+    // The other node's release of the same failover joins the event.
+    let (_, a3) = serve.report(KEY, r#"{"hostname":"app1","action":"release"}"#);
+    assert_eq!(
+        (a3["event_id"].clone(), a3["merged"].clone()),
+        (a1["event_id"].clone(), Value::Bool(true))
+    );
+    let unplanned = serve.settled(a1["event_id"].as_str().expect("id"));
+    assert_eq!(unplanned["reports"], 2);
+    // Failback: app1 takes back over; linked to the failover it undoes.
+    let (_, fb) = serve.report(
+        KEY,
+        r#"{"hostname":"app1","previous":"app2","occurred_at":"2099-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(
+        fb["field"], "occurred_at",
+        "future instants are refused: {fb}"
+    );
+    let (_, fb) = serve.report(KEY, r#"{"hostname":"app1","previous":"app2"}"#);
+    assert_eq!(fb["failback_of"], a1["event_id"], "{fb}");
+    serve.settled(fb["event_id"].as_str().expect("id"));
+    assert!(
+        moto.published(&topic)
+            .iter()
+            .any(|(_, m)| m.contains("failback")),
+        "the failback is said"
+    );
+
+    // Unknown host: 422, recorded, routed to the operators' route.
+    let (status, unknown) = serve.report(KEY, r#"{"hostname":"nosuch"}"#);
+    assert_eq!(status, 422);
+    assert_eq!(unknown["code"], "unknown_host");
+    let e = serve.settled(unknown["event_id"].as_str().expect("id"));
+    assert_eq!(e["verdict"], "unknown-host");
+
+    // Flapping: 4 failovers within 30 minutes; the 4th says so, the 5th is only recorded.
+    let now = jiff::Timestamp::now();
+    let mut answers = Vec::new();
+    for (i, host) in ["flap1", "flap2", "flap1", "flap2", "flap1"]
+        .iter()
+        .enumerate()
+    {
+        let at = now - jiff::SignedDuration::from_mins(25 - 5 * i as i64);
+        let (_, a) = serve.report(
+            KEY,
+            &format!(r#"{{"hostname":"{host}","occurred_at":"{at}"}}"#),
+        );
+        answers.push(a);
+    }
+    assert_eq!(
+        answers
+            .iter()
+            .map(|a| a["flapping"] == true)
+            .collect::<Vec<_>>(),
+        [false, false, false, true, true]
+    );
+    assert!(
+        !answers[3]["deliveries"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        answers[4]["deliveries"]
+            .as_array()
+            .expect("list")
+            .is_empty(),
+        "flapping is said once"
+    );
+
+    let all = serve.get("/v1/events?limit=1000");
+    let count = all["events"].as_array().expect("events").len();
+    assert_eq!(count, 1 + 1 + 1 + 1 + 5);
+    let filtered = serve.get("/v1/events?cluster=flap&limit=2");
+    assert_eq!(filtered["events"].as_array().expect("events").len(), 2);
+    assert!(
+        filtered["next"]
+            .as_str()
+            .expect("next page")
+            .starts_with("before=")
+    );
+
+    // Bad input: a clear 4xx naming the field, nothing written.
+    let bad: &[(&str, &str, u16, &str)] = &[
+        (KEY, r#"{"hostname":"db1""#, 400, ""),
+        (KEY, r#"{}"#, 400, "hostname"),
+        (KEY, r#"{"hostname":""}"#, 400, "hostname"),
+        (KEY, r#"{"hostname":"db 1"}"#, 400, "hostname"),
+        (
+            KEY,
+            &format!(r#"{{"hostname":"{}"}}"#, "a".repeat(254)),
+            400,
+            "hostname",
+        ),
+        (
+            KEY,
+            r#"{"hostname":"db1","occurred_at":"soon"}"#,
+            400,
+            "occurred_at",
+        ),
+        (KEY, r#"{"hostname":"db1","colour":"red"}"#, 400, "colour"),
+        (
+            KEY,
+            &format!(
+                r#"{{"hostname":"db1","resource":"{}"}}"#,
+                "x".repeat(17 * 1024)
+            ),
+            413,
+            "",
+        ),
+        ("wrong", r#"{"hostname":"db1"}"#, 401, ""),
+        ("", r#"{"hostname":"db1"}"#, 401, ""),
+    ];
+    for (key, body, status, field) in bad {
+        let (got, answer) = serve.report(key, body);
+        assert_eq!(got, *status, "{body}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["field"], *field, "{answer}");
+        }
+    }
+    let wrong_method = common::http()
+        .get(format!("{}/v1/reports", serve.url))
+        .send()
+        .expect("answers");
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    let after = serve.get("/v1/events?limit=1000");
+    assert_eq!(
+        after["events"].as_array().expect("events").len(),
+        count,
+        "bad input wrote nothing"
+    );
+    let metrics = common::http()
+        .get(format!("{}/metrics", serve.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("failover_reports_total{verdict=\"planned\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("failover_reports_rejected_total 11"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn ad_hoc_maintenance_makes_a_failover_planned_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = inventory(
+        dir.path(),
+        "arn:aws:sns:us-east-1:123456789012:none",
+        "http://127.0.0.1:1",
+        1,
+        "x@test.example",
+        "http://127.0.0.1:1/hook",
+        "",
+    );
+    // Only the log file here.
+    let text = std::fs::read_to_string(&config).expect("reads").replace(
+        r#"channels = ["file", "sns", "mail", "hook"]"#,
+        r#"channels = ["file"]"#,
+    );
+    std::fs::write(&config, text).expect("writes");
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    let add = |key: &str, body: &str| {
+        common::http()
+            .post(format!("{}/v1/maintenance", serve.url))
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .expect("answers")
+    };
+    let r = add(KEY, r#"{"cluster":"app","duration":"2h"}"#);
+    assert_eq!(r.status().as_u16(), 400, "a reason is required");
+    let r = add(
+        KEY,
+        r#"{"cluster":"app","duration":"2h","reason":"database upgrade"}"#,
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let m: Value = r.json().expect("JSON");
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    assert_eq!(a["verdict"]["verdict"], "planned", "{a}");
+    assert!(
+        a["verdict"]["window"]["name"]
+            .as_str()
+            .expect("name")
+            .contains("database upgrade")
+    );
+    let list = serve.get("/v1/maintenance");
+    assert_eq!(list["maintenance"].as_array().expect("list").len(), 1);
+    let del = common::http()
+        .delete(format!("{}/v1/maintenance/{}", serve.url, m["id"]))
+        .header("x-api-key", ADMIN)
+        .send()
+        .expect("answers");
+    assert_eq!(del.status().as_u16(), 204);
+    let (_, b) = serve.report(KEY, r#"{"hostname":"app2"}"#);
+    assert_eq!(b["verdict"]["verdict"], "unplanned", "{b}");
+    // Windows API, JSON and iCalendar.
+    let windows = serve.get("/v1/windows?cluster=db");
+    assert_eq!(windows[0]["window"], "kernel-patching");
+    let ics = common::http()
+        .get(format!("{}/v1/windows.ics", serve.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("ics");
+    assert!(ics.starts_with("BEGIN:VCALENDAR"));
+}
+
+#[test]
+fn smtp_down_then_up_is_delivered_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let to = format!("late-{}@test.example", std::process::id());
+    let config = inventory(
+        dir.path(),
+        "arn:aws:sns:us-east-1:123456789012:none",
+        "http://127.0.0.1:1",
+        port,
+        &to,
+        "http://127.0.0.1:1/hook",
+        "",
+    );
+    let text = std::fs::read_to_string(&config).expect("reads").replace(
+        r#"channels = ["file", "sns", "mail", "hook"]"#,
+        r#"channels = ["mail"]"#,
+    );
+    std::fs::write(&config, text).expect("writes");
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let id = a["event_id"].as_str().expect("id").to_owned();
+    // The server is down: attempts fail and are rescheduled.
+    wait_for("two failed attempts", 30, || {
+        let e = serve.event(&id);
+        (e["deliveries"][0]["attempts"].as_u64() >= Some(2)
+            && e["deliveries"][0]["status"] == "pending")
+            .then_some(())
+    });
+    let smtp = Smtp::start(port, &dir.path().join("maildir"));
+    let e = serve.settled(&id);
+    assert_eq!(e["deliveries"][0]["status"], "delivered", "{e}");
+    assert_eq!(smtp.mails_to(&to).len(), 1);
+}
+
+#[test]
+fn webhook_retries_on_500_and_gives_up_on_400() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flaky = Receiver::start(&[500, 500]);
+    let broken = Receiver::start(&[400, 400, 400]);
+    let extra = format!(
+        "[[channels]]\nname = \"broken\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+        broken.url
+    );
+    let config = inventory(
+        dir.path(),
+        "arn:aws:sns:us-east-1:123456789012:none",
+        "http://127.0.0.1:1",
+        1,
+        "x@test.example",
+        &flaky.url,
+        &extra,
+    );
+    let text = std::fs::read_to_string(&config).expect("reads").replace(
+        r#"channels = ["file", "sns", "mail", "hook"]"#,
+        r#"channels = ["hook", "broken"]"#,
+    );
+    std::fs::write(&config, text).expect("writes");
+    let mut serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let e = serve.settled(a["event_id"].as_str().expect("id"));
+    let d = |name: &str| {
+        e["deliveries"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|d| d["channel"] == name)
+            .cloned()
+            .expect("delivery")
+    };
+    assert_eq!(d("hook")["status"], "delivered");
+    assert_eq!(d("hook")["attempts"], 3);
+    assert_eq!(flaky.count(), 3);
+    assert_eq!(d("broken")["status"], "failed");
+    assert_eq!(d("broken")["attempts"], 1, "a 400 is not retried");
+    assert!(
+        d("broken")["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("400")
+    );
+    assert_eq!(broken.count(), 1);
+
+    // Restart with a delivery pending: it is delivered after the restart, once.
+    flaky.statuses.lock().expect("lock").extend([500; 100]);
+    let (_, b) = serve.report(KEY, r#"{"hostname":"app2"}"#);
+    let id = b["event_id"].as_str().expect("id").to_owned();
+    wait_for("a failed attempt", 30, || {
+        (flaky.count() >= 4).then_some(())
+    });
+    serve.stop();
+    flaky.statuses.lock().expect("lock").clear();
+    let before = flaky.count();
+    serve.restart();
+    let e = serve.settled(&id);
+    let hook = e["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| d["channel"] == "hook")
+        .cloned()
+        .expect("hook");
+    assert_eq!(hook["status"], "delivered", "{e}");
+    assert_eq!(flaky.count(), before + 1);
+}
