@@ -36,7 +36,8 @@ CREATE TABLE events (
     failback_of    INTEGER,
     classification TEXT    NOT NULL,
     context        TEXT    NOT NULL,
-    channels       TEXT    NOT NULL
+    channels       TEXT    NOT NULL,
+    reports        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX events_cluster_at ON events (cluster, at_ms);
 CREATE TABLE reports (
@@ -262,8 +263,7 @@ fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, cluster, customer, active, previous, verdict, at_ms, received_ms,
-                    flapping, failback_of, classification, context, channels,
-                    (SELECT count(*) FROM reports r WHERE r.event_id = e.id)
+                    flapping, failback_of, classification, context, channels, reports
              FROM events e WHERE id = ?1",
         )
         .map_err(db)?;
@@ -444,6 +444,10 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
         }
         e => db(e),
     })?;
+    conn.prepare_cached("UPDATE events SET reports = reports + 1 WHERE id = ?1")
+        .map_err(db)?
+        .execute([id])
+        .map_err(db)?;
     Ok(Recorded {
         event: load_event(conn, id)?,
         merged,
@@ -452,8 +456,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
 }
 
 const EVENT_COLUMNS: &str = "SELECT id, cluster, customer, active, previous, verdict, at_ms,
-    received_ms, flapping, failback_of, classification, context, channels,
-    (SELECT count(*) FROM reports r WHERE r.event_id = e.id) FROM events e";
+    received_ms, flapping, failback_of, classification, context, channels, reports FROM events e";
 
 fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
     let mut sql = format!("{EVENT_COLUMNS} WHERE 1 = 1");
