@@ -9,6 +9,8 @@ async fn main() -> std::io::Result<()> {
         "/v1/reports",
         post(|body: axum::body::Bytes| async move { format!("{{\"len\":{}}}", body.len()) }),
     );
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".into());
     axum::serve(tokio::net::TcpListener::bind(addr).await?, app).await
 }
