@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +17,13 @@ use serde_json::{Value, json};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AppState, find_key, target_owner};
+use crate::state::{AppState, authorize, target_owner};
 
-fn authorize<'a>(inv: &'a Inventory, headers: &HeaderMap) -> Result<&'a ApiKey, ApiError> {
-    find_key(inv, headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .ok_or_else(ApiError::unauthorized)
+/// The parsed query string, or a 400 that says what is wrong with it.
+fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
 
 fn customer_name(inv: &Inventory, key: &ApiKey) -> Option<String> {
@@ -54,12 +57,11 @@ pub struct EventsParams {
 pub async fn events<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
-    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let live = state.live();
     let key = authorize(&live.inventory, &headers)?;
-    let Query(p) = params
-        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let p = query(params)?;
     if let Some(v) = &p.verdict
         && !["planned", "unplanned", "unknown-host"].contains(&v.as_str())
     {
@@ -128,10 +130,9 @@ fn listed(state_inv: &Inventory, p: &WindowsParams) -> Result<Vec<listing::Liste
 /// 400 for bad times or an unknown cluster.
 pub async fn windows<S: Store>(
     State(state): State<AppState<S>>,
-    params: Result<Query<WindowsParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = params
-        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let p = query(params)?;
     let inv = Arc::clone(&state.live().inventory);
     let rows = listed(&inv, &p)?;
     Ok(Json(json!(
@@ -145,10 +146,9 @@ pub async fn windows<S: Store>(
 /// 400 for bad times or an unknown cluster.
 pub async fn windows_ics<S: Store>(
     State(state): State<AppState<S>>,
-    params: Result<Query<WindowsParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params
-        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let p = query(params)?;
     let inv = Arc::clone(&state.live().inventory);
     let rows = listed(&inv, &p)?;
     let body = failover_core::ics::calendar(&inv, &rows, clock::now());

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AppState, find_key};
+use crate::state::{AppState, authorize};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -55,8 +55,7 @@ async fn handle<S: Store>(
 ) -> Result<(StatusCode, Value, Verdict), ApiError> {
     let live = state.live();
     let inv = Arc::clone(&live.inventory);
-    let key = find_key(&inv, headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .ok_or_else(ApiError::unauthorized)?;
+    let key = authorize(&inv, headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::client(
@@ -94,6 +93,7 @@ async fn handle<S: Store>(
 
     let new = new_report(&inv, key, &report, &c, now);
     let verdict = c.verdict;
+    let unknown = (verdict == Verdict::UnknownHost).then(|| report.hostname.clone());
     let decide = {
         let inv = Arc::clone(&inv);
         Box::new(move |history: &[HistoryEvent]| decide(&inv, &ad_hoc, &report, &c, history))
@@ -112,11 +112,10 @@ async fn handle<S: Store>(
         "failback_of": event.event.failback_of,
         "deliveries": event.deliveries.iter().map(|d| &d.channel).collect::<Vec<_>>(),
     });
-    if verdict == Verdict::UnknownHost {
+    if let Some(host) = unknown {
         let mut body = body;
         body["error"] = format!(
-            "unknown host `{}`: it is in no cluster of the inventory; the operators were told",
-            body["verdict"]["host"].as_str().unwrap_or_default()
+            "unknown host `{host}`: it is in no cluster of the inventory; the operators were told"
         )
         .into();
         body["code"] = "unknown_host".into();
@@ -172,24 +171,6 @@ fn decide(
             false,
         )));
     };
-    let customer = inv.cluster(cluster).customer;
-    let past: Vec<PastEvent> = history
-        .iter()
-        .filter_map(|h| {
-            Some(PastEvent {
-                id: h.id.0.clone(),
-                cluster,
-                active: inv.find_node(h.active.as_deref()?, customer)?,
-                previous: h
-                    .previous
-                    .as_deref()
-                    .and_then(|p| inv.find_node(p, customer)),
-                at: h.at,
-                report_ids: Vec::new(),
-                flapping: h.flapping,
-            })
-        })
-        .collect();
     if r.action == Action::Release {
         // A release is part of the failover another node reports; alone, it is recorded
         // without a message.
@@ -210,6 +191,24 @@ fn decide(
             ))),
         };
     }
+    let customer = inv.cluster(cluster).customer;
+    let past: Vec<PastEvent> = history
+        .iter()
+        .filter_map(|h| {
+            Some(PastEvent {
+                id: h.id.0.clone(),
+                cluster,
+                active: inv.find_node(h.active.as_deref()?, customer)?,
+                previous: h
+                    .previous
+                    .as_deref()
+                    .and_then(|p| inv.find_node(p, customer)),
+                at: h.at,
+                report_ids: Vec::new(),
+                flapping: h.flapping,
+            })
+        })
+        .collect();
     let a = assess(&inv.events, &past, cluster, node, r.occurred_at, None);
     if let Some(into) = a.merge_into {
         return Decision::Merge(EventId(into));

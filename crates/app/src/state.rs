@@ -5,16 +5,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use failover_channels::{Notifier, SetupError};
 use failover_core::inventory::{ApiKey, Inventory};
 use failover_core::keys::KeyHash;
 use failover_core::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
 use failover_store::{Maintenance, Store, StoreError};
+use jiff::SignedDuration;
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
 use crate::clock;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// How far back ad-hoc windows stay loaded: a spooled report may arrive this late.
@@ -170,20 +172,22 @@ pub fn target_owner(inv: &Inventory, kind: &str, name: &str) -> Option<Owner> {
     }
 }
 
-/// The configured key matching `presented`, compared in constant time against every key.
-pub fn find_key<'a>(inv: &'a Inventory, presented: Option<&str>) -> Option<&'a ApiKey> {
-    let hash = KeyHash::of(presented?);
+/// The configured key sent in `x-api-key`, compared in constant time against every key.
+///
+/// # Errors
+/// [`ApiError::unauthorized`] when the header is missing or matches no key.
+pub fn authorize<'a>(inv: &'a Inventory, headers: &HeaderMap) -> Result<&'a ApiKey, ApiError> {
+    let presented = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let hash = KeyHash::of(presented.ok_or_else(ApiError::unauthorized)?);
     // Compare with all keys (no early exit), so timing does not tell which one matched.
-    inv.keys.iter().fold(None, |found, k| {
-        if k.hash.same(&hash) {
-            found.or(Some(k))
-        } else {
-            found
-        }
-    })
-}
-
-/// Now, for handlers.
-pub fn now() -> Timestamp {
-    clock::now()
+    inv.keys
+        .iter()
+        .fold(None, |found, k| {
+            if k.hash.same(&hash) {
+                found.or(Some(k))
+            } else {
+                found
+            }
+        })
+        .ok_or_else(ApiError::unauthorized)
 }

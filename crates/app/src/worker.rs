@@ -103,12 +103,12 @@ async fn skip_logged<S: Store>(state: &AppState<S>) {
             }
         };
         let log = log.clone();
-        let found = tokio::task::spawn_blocking(move || log.written(&pending)).await;
+        let found = tokio::task::spawn_blocking(move || log.written(&pending))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
         match found {
-            Ok(Ok(ids)) => delivered.extend(ids.into_iter().map(|id| (id, Outcome::Delivered))),
-            Ok(Err(e)) => {
-                tracing::warn!(channel = %name, error = %e, "cannot read the log file back")
-            }
+            Ok(ids) => delivered.extend(ids.into_iter().map(|id| (id, Outcome::Delivered))),
             Err(e) => tracing::warn!(channel = %name, error = %e, "cannot read the log file back"),
         }
     }

@@ -122,8 +122,8 @@ fn log_lines(dir: &std::path::Path) -> Vec<Value> {
 #[test]
 fn the_originals_curl_line_and_every_channel() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let moto = Moto::get();
-    let smtp = Smtp::get();
+    let moto = Moto::start();
+    let smtp = Smtp::start(common::free_port(), &dir.path().join("maildir"));
     let hook = Receiver::start(&[]);
     let topic = moto.topic(&format!("failover-{}", std::process::id()));
     let to = format!("ops-{}@test.example", std::process::id());

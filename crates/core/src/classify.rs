@@ -17,6 +17,21 @@ pub enum WindowRef {
     AdHoc(usize),
 }
 
+impl WindowRef {
+    /// The window this refers to, in the inventory or in the ad-hoc windows given to
+    /// [`classify`].
+    pub fn resolve<'a>(
+        self,
+        inventory: &'a Inventory,
+        ad_hoc: &'a [MaintenanceWindow],
+    ) -> &'a MaintenanceWindow {
+        match self {
+            WindowRef::Inventory(id) => inventory.window(id),
+            WindowRef::AdHoc(i) => &ad_hoc[i],
+        }
+    }
+}
+
 /// The window and occurrence that make a failover planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Explanation {
@@ -154,10 +169,7 @@ impl Classification {
         at: Timestamp,
     ) -> ClassificationView {
         let window = self.explanation.as_ref().map(|e| {
-            let w = match e.window {
-                WindowRef::Inventory(id) => inventory.window(id),
-                WindowRef::AdHoc(i) => &ad_hoc[i],
-            };
+            let w = e.window.resolve(inventory, ad_hoc);
             WindowView {
                 name: w.name.clone(),
                 owner: inventory.owner_name(w.owner).to_owned(),

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::classify::{Classification, WindowRef};
+use crate::classify::Classification;
 use crate::inventory::{Inventory, Verdict};
 use crate::template::{MessageContext, WindowContext};
 use crate::window::MaintenanceWindow;
@@ -60,10 +60,7 @@ pub fn context(
         (None, None) => String::new(),
     };
     let window = classification.explanation.as_ref().map(|e| {
-        let w = match e.window {
-            WindowRef::Inventory(id) => inventory.window(id),
-            WindowRef::AdHoc(i) => &ad_hoc[i],
-        };
+        let w = e.window.resolve(inventory, ad_hoc);
         WindowContext {
             name: w.name.clone(),
             owner: inventory.owner_name(w.owner).to_owned(),

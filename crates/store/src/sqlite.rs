@@ -259,19 +259,21 @@ fn writer(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
     }
 }
 
+const EVENT_COLUMNS: &str = "SELECT id, cluster, customer, active, previous, verdict, at_ms,
+    received_ms, flapping, failback_of, classification, context, channels, reports FROM events";
+
 fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, cluster, customer, active, previous, verdict, at_ms, received_ms,
-                    flapping, failback_of, classification, context, channels, reports
-             FROM events e WHERE id = ?1",
-        )
-        .map_err(db)?;
-    let mut event = stmt
+    let event = conn
+        .prepare_cached(&format!("{EVENT_COLUMNS} WHERE id = ?1"))
+        .map_err(db)?
         .query_row([id], event_row)
         .optional()
         .map_err(db)?
         .ok_or_else(|| StoreError::NotFound(event_id(id)))?;
+    with_deliveries(conn, event)
+}
+
+fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEvent, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, channel, status, attempts, last_error, finished_ms
@@ -279,7 +281,7 @@ fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
         )
         .map_err(db)?;
     event.deliveries = stmt
-        .query_map([id], |r| {
+        .query_map([row_id(&event.id)?], |r| {
             Ok(DeliveryStatus {
                 id: r.get(0)?,
                 channel: r.get(1)?,
@@ -455,9 +457,6 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
     })
 }
 
-const EVENT_COLUMNS: &str = "SELECT id, cluster, customer, active, previous, verdict, at_ms,
-    received_ms, flapping, failback_of, classification, context, channels, reports FROM events e";
-
 fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
     let mut sql = format!("{EVENT_COLUMNS} WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -478,7 +477,6 @@ fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreEr
         arg(&mut sql, "id <", b.into());
     }
     if let Some(customers) = &q.customers {
-        // Customer names come from the validated inventory; bind them anyway.
         let start = args.len();
         args.extend(customers.iter().map(|c| c.clone().into()));
         let list: Vec<String> = (start + 1..=args.len()).map(|i| format!("?{i}")).collect();
@@ -486,11 +484,14 @@ fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreEr
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.max(1)));
     let mut stmt = conn.prepare(&sql).map_err(db)?;
-    let ids: Vec<i64> = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
+    let events: Vec<StoredEvent> = stmt
+        .query_map(rusqlite::params_from_iter(args), event_row)
         .and_then(Iterator::collect)
         .map_err(db)?;
-    ids.into_iter().map(|id| load_event(conn, id)).collect()
+    events
+        .into_iter()
+        .map(|e| with_deliveries(conn, e))
+        .collect()
 }
 
 fn claim_due(

@@ -1,6 +1,6 @@
 //! Real peers for the service tests: the `serve` binary, a moto server (SNS), aiosmtpd
-//! (SMTP, Maildir) and a local webhook receiver. `scripts/test` starts moto and aiosmtpd once
-//! and exports their addresses; without them each test starts its own.
+//! (SMTP, Maildir) and a local webhook receiver. Each test starts the peers it needs from the
+//! venv `scripts/test` installs (`FAILOVER_TEST_VENV`), on free loopback ports.
 
 #![allow(dead_code)]
 
@@ -56,29 +56,34 @@ fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
+/// Starts a peer from the venv and waits until it listens on `port`.
+fn peer(command: &mut Command, port: u16, what: &str) -> Proc {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{what} from the venv (run scripts/test once to install it): {e}")
+        });
+    let proc = Proc(child);
+    wait_for(what, 30, || port_open(port).then_some(()));
+    proc
+}
+
 /// moto's SNS endpoint.
 pub struct Moto {
     pub url: String,
-    _proc: Option<Proc>,
+    _proc: Proc,
 }
 
 impl Moto {
-    pub fn get() -> Moto {
-        if let Ok(url) = std::env::var("FAILOVER_TEST_MOTO_URL") {
-            return Moto { url, _proc: None };
-        }
+    pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(venv().join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server from the venv (run scripts/test once to install it)");
-        let proc = Proc(child);
-        wait_for("moto", 30, || port_open(port).then_some(()));
+        let mut command = Command::new(venv().join("bin/moto_server"));
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         Moto {
             url: format!("http://127.0.0.1:{port}"),
-            _proc: Some(proc),
+            _proc: peer(&mut command, port, "moto_server"),
         }
     }
 
@@ -122,48 +127,21 @@ impl Moto {
 pub struct Smtp {
     pub port: u16,
     pub maildir: PathBuf,
-    _proc: Option<Proc>,
+    _proc: Proc,
 }
 
 impl Smtp {
-    pub fn get() -> Smtp {
-        if let (Ok(port), Ok(dir)) = (
-            std::env::var("FAILOVER_TEST_SMTP_PORT"),
-            std::env::var("FAILOVER_TEST_MAILDIR"),
-        ) {
-            return Smtp {
-                port: port.parse().expect("numeric port"),
-                maildir: dir.into(),
-                _proc: None,
-            };
-        }
-        let dir = std::env::temp_dir().join(format!("failover-maildir-{}", std::process::id()));
-        Smtp::start(free_port(), &dir)
-    }
-
     /// Starts aiosmtpd on `port`.
     pub fn start(port: u16, maildir: &Path) -> Smtp {
-        let child = Command::new(venv().join("bin/python"))
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd from the venv (run scripts/test once to install it)");
-        let proc = Proc(child);
-        wait_for("aiosmtpd", 30, || port_open(port).then_some(()));
+        let mut command = Command::new(venv().join("bin/python"));
+        command
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir);
         Smtp {
             port,
             maildir: maildir.to_owned(),
-            _proc: Some(proc),
+            _proc: peer(&mut command, port, "aiosmtpd"),
         }
     }
 

@@ -537,31 +537,28 @@ fn add_templates(
     }
 }
 
+/// A positive duration when given (an error is recorded when it is not), else `default`.
+fn duration_or(ctx: &mut Ctx, s: &Option<S<String>>, default: SignedDuration) -> SignedDuration {
+    s.as_ref()
+        .and_then(|s| ctx.positive_duration(s))
+        .unwrap_or(default)
+}
+
 fn retry_policy(ctx: &mut Ctx, e: &schema::DeliverySection) -> RetryPolicy {
     let d = RetryPolicy::default();
-    let mut dur = |s: &Option<S<String>>, default| {
-        s.as_ref()
-            .and_then(|s| ctx.positive_duration(s))
-            .unwrap_or(default)
-    };
     RetryPolicy {
-        first_retry: dur(&e.first_retry, d.first_retry),
-        max_backoff: dur(&e.max_backoff, d.max_backoff),
-        give_up_after: dur(&e.give_up_after, d.give_up_after),
-        timeout: dur(&e.timeout, d.timeout),
+        first_retry: duration_or(ctx, &e.first_retry, d.first_retry),
+        max_backoff: duration_or(ctx, &e.max_backoff, d.max_backoff),
+        give_up_after: duration_or(ctx, &e.give_up_after, d.give_up_after),
+        timeout: duration_or(ctx, &e.timeout, d.timeout),
     }
 }
 
 fn event_policy(ctx: &mut Ctx, e: &schema::EventsSection) -> EventPolicy {
     let d = EventPolicy::default();
-    let mut dur = |s: &Option<S<String>>, default| {
-        s.as_ref()
-            .and_then(|s| ctx.positive_duration(s))
-            .unwrap_or(default)
-    };
-    let merge_within = dur(&e.merge_within, d.merge_within);
-    let flapping_within = dur(&e.flapping_within, d.flapping_within);
-    let failback_within = dur(&e.failback_within, d.failback_within);
+    let merge_within = duration_or(ctx, &e.merge_within, d.merge_within);
+    let flapping_within = duration_or(ctx, &e.flapping_within, d.flapping_within);
+    let failback_within = duration_or(ctx, &e.failback_within, d.failback_within);
     let flapping_count = match &e.flapping_count {
         Some(c) if *c.get_ref() < 1 || *c.get_ref() > i64::from(u32::MAX) => {
             ctx.err(
