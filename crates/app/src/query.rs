@@ -97,7 +97,14 @@ pub struct WindowsParams {
     cluster: Option<String>,
 }
 
-fn listed(state_inv: &Inventory, p: &WindowsParams) -> Result<Vec<listing::Listed>, ApiError> {
+/// The occurrences asked for, limited to the key's customer for a customer's key.
+fn listed(
+    inv: &Inventory,
+    headers: &HeaderMap,
+    params: Result<Query<WindowsParams>, QueryRejection>,
+) -> Result<Vec<listing::Listed>, ApiError> {
+    let key = authorize(inv, headers)?;
+    let p = query(params)?;
     let from = p
         .from
         .as_deref()
@@ -114,27 +121,30 @@ fn listed(state_inv: &Inventory, p: &WindowsParams) -> Result<Vec<listing::Liste
     }
     let filter = match &p.cluster {
         Some(c) => Filter::Cluster(
-            state_inv
-                .find_cluster(c)
+            inv.find_cluster(c)
                 .ok_or_else(|| ApiError::field("cluster", format!("unknown cluster `{c}`")))?,
         ),
         None => Filter::All,
     };
-    listing::occurrences(state_inv, from, to, filter)
-        .map_err(|e| ApiError::field("from", e.to_string()))
+    let mut rows = listing::occurrences(inv, from, to, filter)
+        .map_err(|e| ApiError::field("from", e.to_string()))?;
+    if key.customer.is_some() {
+        rows.retain(|r| inv.cluster(r.cluster).customer == key.customer);
+    }
+    Ok(rows)
 }
 
 /// `GET /v1/windows`: occurrences as JSON (the `windows --format json` rows).
 ///
 /// # Errors
-/// 400 for bad times or an unknown cluster.
+/// 401 without a key, 400 for bad times or an unknown cluster.
 pub async fn windows<S: Store>(
     State(state): State<AppState<S>>,
+    headers: HeaderMap,
     params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(params)?;
     let inv = Arc::clone(&state.live().inventory);
-    let rows = listed(&inv, &p)?;
+    let rows = listed(&inv, &headers, params)?;
     Ok(Json(json!(
         rows.iter().map(|r| r.view(&inv)).collect::<Vec<_>>()
     )))
@@ -143,14 +153,14 @@ pub async fn windows<S: Store>(
 /// `GET /v1/windows.ics`: the same as an iCalendar feed.
 ///
 /// # Errors
-/// 400 for bad times or an unknown cluster.
+/// 401 without a key, 400 for bad times or an unknown cluster.
 pub async fn windows_ics<S: Store>(
     State(state): State<AppState<S>>,
+    headers: HeaderMap,
     params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = query(params)?;
     let inv = Arc::clone(&state.live().inventory);
-    let rows = listed(&inv, &p)?;
+    let rows = listed(&inv, &headers, params)?;
     let body = failover_core::ics::calendar(&inv, &rows, clock::now());
     Ok((
         [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],

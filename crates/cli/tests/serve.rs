@@ -389,8 +389,14 @@ fn ad_hoc_maintenance_makes_a_failover_planned_at_once() {
     // Windows API, JSON and iCalendar.
     let windows = serve.get("/v1/windows?cluster=db");
     assert_eq!(windows[0]["window"], "kernel-patching");
+    let anonymous = common::http()
+        .get(format!("{}/v1/windows", serve.url))
+        .send()
+        .expect("answers");
+    assert_eq!(anonymous.status().as_u16(), 401, "windows need a key");
     let ics = common::http()
         .get(format!("{}/v1/windows.ics", serve.url))
+        .header("x-api-key", KEY)
         .send()
         .and_then(|r| r.text())
         .expect("ics");
