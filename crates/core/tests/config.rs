@@ -49,3 +49,82 @@ fn bad_configs_render_line_column_and_snippet() {
         insta::assert_snapshot!(name, rendered);
     }
 }
+
+/// `n` two-node clusters, about 75 bytes each, after a customer.
+fn clusters(n: usize) -> String {
+    let mut s = String::from("[[customers]]\nname = \"acme\"\ntime_zone = \"UTC\"\n\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "[[clusters]]\nname = \"c{i}\"\ncustomer = \"acme\"\nnodes = [\"n{i}-a\", \"n{i}-b\"]\n\n"
+        ));
+    }
+    s
+}
+
+/// Large files are parsed a piece at a time; the result must be the same as one document:
+/// sub-tables stay with their array element, a string holding header-like lines is not cut,
+/// and every span still points into the whole file.
+#[test]
+fn large_inventory_is_parsed_like_one_document() {
+    let mut src = clusters(12_000); // ~900 KB: several pieces
+    src.push_str(concat!(
+        "[[customers]]\nname = \"late\"\n",
+        "[customers.templates.unplanned]\n",
+        "subject = \"late {{ host }}\"\n",
+        "body = \"\"\"\n[[clusters]]\nname = \"not-a-cluster\"\n\"\"\"\n\n",
+        "[[clusters]]\nname = \"last\"\ncustomer = \"late\"\nnodes = [\"z1\", \"z2\"]\n",
+    ));
+    let inv = config::parse(&src)
+        .unwrap_or_else(|e| panic!("{}", config::render_errors("big", &src, &e)));
+    assert_eq!(inv.clusters.len(), 12_001);
+    assert_eq!(inv.customers.len(), 2);
+    let last = inv.find_cluster("last").expect("last cluster");
+    assert!(inv.find_cluster("not-a-cluster").is_none());
+    let ctx = failover_core::template::sample_context(failover_core::inventory::Verdict::Unplanned);
+    let msg = inv
+        .templates
+        .render(
+            &ctx,
+            failover_core::inventory::Verdict::Unplanned,
+            Some(last),
+            inv.cluster(last).customer,
+        )
+        .expect("renders");
+    assert!(
+        msg.body.contains("name = \"not-a-cluster\""),
+        "{}",
+        msg.body
+    );
+
+    // An error near the end is reported on its own line.
+    let bad = src.replace("name = \"c11990\"", "name = \"c11990\"\ncolour = \"red\"");
+    let errors = config::parse(&bad).expect_err("unknown field");
+    let line = bad
+        .lines()
+        .position(|l| l == "colour = \"red\"")
+        .expect("inserted")
+        + 1;
+    let rendered = config::render_errors("big.toml", &bad, &errors);
+    assert!(
+        rendered.contains(&format!("big.toml:{line}:")),
+        "{rendered}"
+    );
+    assert!(rendered.contains("colour"), "{rendered}");
+}
+
+/// A table that TOML allows once is still allowed once when it lands in two pieces.
+#[test]
+fn table_defined_in_two_pieces_is_a_duplicate() {
+    let src = format!(
+        "[events]\nmerge_within = \"2m\"\n\n{}[events]\nflapping_count = 5\n",
+        clusters(6_000)
+    );
+    let errors = config::parse(&src).expect_err("duplicate table");
+    let rendered = config::render_errors("big.toml", &src, &errors);
+    let line = src.lines().count() - 1;
+    assert!(
+        rendered.contains(&format!("big.toml:{line}:")),
+        "{rendered}"
+    );
+    assert!(rendered.contains("duplicate key `events`"), "{rendered}");
+}

@@ -36,15 +36,93 @@ pub const EXAMPLE: &str = include_str!("../../../../examples/inventory.toml");
 /// # Errors
 /// Every problem found, each with the byte range of the value it is about.
 pub fn parse(src: &str) -> Result<Inventory, ConfigErrors> {
-    let file: schema::File = toml::from_str(src).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            span: e.span().unwrap_or(0..0),
-            kind: ConfigErrorKind::Syntax {
-                message: e.message().trim_end().to_owned(),
-            },
-        }])
-    })?;
+    let mut file = schema::File::default();
+    let mut padded = String::new();
+    for piece in pieces(src) {
+        // Spaces in place of the pieces before keep every span an offset into `src`.
+        padded.clear();
+        padded.extend(std::iter::repeat_n(' ', piece.start));
+        padded.push_str(&src[piece]);
+        let part: schema::File = toml::from_str(&padded)
+            .map_err(|e| single(e.span().unwrap_or(0..0), e.message().trim_end().to_owned()))?;
+        file.absorb(part).map_err(|(key, span)| {
+            single(
+                span,
+                format!("duplicate key `{key}`: the table is defined twice"),
+            )
+        })?;
+    }
     validate::build(file, src)
+}
+
+fn single(span: Range<usize>, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        span,
+        kind: ConfigErrorKind::Syntax { message },
+    }])
+}
+
+/// About this many bytes of TOML are parsed at a time.
+const PIECE: usize = 256 * 1024;
+
+/// Splits a large file before top-level `[[name]]` headers into pieces of about [`PIECE`]
+/// bytes, each a TOML document of its own.
+///
+/// The TOML parser holds about 30 bytes per byte of input until it is done; parsing a
+/// 25,000-node inventory at once peaked above 100 MB, and glibc kept most of it after the
+/// parse. Splitting only before a top-level array-of-tables header keeps every table and
+/// its sub-tables in one piece; the pieces' arrays are concatenated (`schema::File::absorb`).
+fn pieces(src: &str) -> Vec<Range<usize>> {
+    use toml_parser::lexer::TokenKind as T;
+    let mut cuts = vec![0];
+    let mut depth = 0usize; // open `[` / `{` inside values
+    let mut line_start = true;
+    let mut in_header = false;
+    for token in toml_parser::Source::new(src).lex() {
+        let start = token.span().start();
+        match token.kind() {
+            T::Newline => {
+                line_start = true;
+                in_header = false;
+                continue;
+            }
+            T::Whitespace | T::Comment => continue,
+            T::LeftSquareBracket if depth == 0 && (line_start || in_header) => {
+                if line_start
+                    && start - cuts[cuts.len() - 1] >= PIECE
+                    && top_level_array_header(&src[start..])
+                {
+                    cuts.push(start);
+                }
+                in_header = true;
+            }
+            T::RightSquareBracket if in_header => {}
+            T::LeftSquareBracket | T::LeftCurlyBracket => depth += 1,
+            T::RightSquareBracket | T::RightCurlyBracket => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        line_start = false;
+    }
+    cuts.push(src.len());
+    cuts.windows(2).map(|w| w[0]..w[1]).collect()
+}
+
+/// `[[name]]` with a bare key, then only whitespace or a comment on the line.
+fn top_level_array_header(line: &str) -> bool {
+    let line = line.lines().next().unwrap_or_default();
+    let Some(rest) = line.strip_prefix("[[") else {
+        return false;
+    };
+    let Some((name, after)) = rest.split_once("]]") else {
+        return false;
+    };
+    let after = after.trim_start();
+    !name.trim().is_empty()
+        && name
+            .trim()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && (after.is_empty() || after.starts_with('#'))
 }
 
 /// All problems of one file.
@@ -215,4 +293,44 @@ pub enum ConfigErrorKind {
     Count { field: &'static str, value: i64 },
     #[error("name must not be empty")]
     EmptyName,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Filler just short of a piece, then `tail`: the first possible cut lies in `tail`.
+    fn after_a_piece(tail: &str) -> String {
+        let mut s = String::new();
+        while s.len() + 40 < PIECE {
+            s.push_str("[[customers]]\nname = \"filler\"\n\n");
+        }
+        s.push_str(tail);
+        s
+    }
+
+    fn cuts(src: &str) -> Vec<usize> {
+        pieces(src).iter().map(|p| p.start).skip(1).collect()
+    }
+
+    #[test]
+    fn cuts_only_before_top_level_array_headers() {
+        let tail = concat!(
+            "[[customers]]\nname = \"x\"\n",
+            "[customers.templates.planned]\n",
+            "body = \"\"\"\n[[clusters]]\n\"\"\"\n",
+            "nodes = [\n[[\"a\"]],\n]\n",
+            "[[windows.nested]]\n",
+            "[[ \"quoted\" ]]\n",
+            "[[clusters]] # the first real one\n",
+        );
+        let src = after_a_piece(tail);
+        let real = src.rfind("[[clusters]] #").expect("header");
+        assert_eq!(cuts(&src), vec![real]);
+    }
+
+    #[test]
+    fn small_files_are_one_piece() {
+        assert_eq!(pieces(EXAMPLE), vec![0..EXAMPLE.len()]);
+    }
 }

@@ -14,7 +14,7 @@ use toml::Spanned;
 pub type S<T> = Spanned<T>;
 
 /// The whole inventory file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     #[serde(default)]
@@ -37,6 +37,55 @@ pub struct File {
     pub routes: Vec<S<RouteSection>>,
     #[serde(default)]
     pub keys: Vec<S<KeySection>>,
+}
+
+impl File {
+    /// Adds a later piece of the same file (see `config::pieces`): arrays are concatenated,
+    /// and a table set in both is an error naming the key and the later table's span.
+    pub fn absorb(&mut self, later: File) -> Result<(), (&'static str, std::ops::Range<usize>)> {
+        fn once<T>(
+            key: &'static str,
+            slot: &mut Option<S<T>>,
+            later: Option<S<T>>,
+        ) -> Result<(), (&'static str, std::ops::Range<usize>)> {
+            match (slot.is_some(), later) {
+                (true, Some(l)) => Err((key, l.span())),
+                (false, Some(l)) => {
+                    *slot = Some(l);
+                    Ok(())
+                }
+                (_, None) => Ok(()),
+            }
+        }
+        let File {
+            defaults,
+            events,
+            delivery,
+            templates,
+            customers,
+            clusters,
+            windows,
+            channels,
+            routes,
+            keys,
+        } = later;
+        once(
+            "defaults.time_zone",
+            &mut self.defaults.time_zone,
+            defaults.time_zone,
+        )?;
+        once("defaults.grace", &mut self.defaults.grace, defaults.grace)?;
+        once("events", &mut self.events, events)?;
+        once("delivery", &mut self.delivery, delivery)?;
+        once("templates", &mut self.templates, templates)?;
+        self.customers.extend(customers);
+        self.clusters.extend(clusters);
+        self.windows.extend(windows);
+        self.channels.extend(channels);
+        self.routes.extend(routes);
+        self.keys.extend(keys);
+        Ok(())
+    }
 }
 
 /// `[defaults]`: values every customer, cluster and window inherits.
