@@ -15,7 +15,7 @@ use failover_core::inventory::{ApiKey, ClusterId, Inventory, Verdict};
 use failover_core::message::{HistoryFlags, context};
 use failover_core::report::{self, Action, FailoverReport};
 use failover_core::window::MaintenanceWindow;
-use failover_store::{Decision, EventId, HistoryEvent, NewEvent, NewReport, Store};
+use failover_store::{Decision, EventId, HistoryEvent, NewEvent, NewReport, Outcome, Store};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -103,6 +103,14 @@ async fn handle<S: Store>(
         state.wake.notify_one();
     }
     let event = &recorded.event;
+    let mut failed = Vec::new();
+    if state.inline {
+        for (channel, outcome) in crate::worker::deliver_event(state, &event.id).await? {
+            if let Outcome::Retry { error, .. } = outcome {
+                failed.push(json!({"channel": channel, "error": error}));
+            }
+        }
+    }
     let body = json!({
         "event_id": event.id,
         "verdict": event.event.classification,
@@ -112,6 +120,14 @@ async fn handle<S: Store>(
         "failback_of": event.event.failback_of,
         "deliveries": event.deliveries.iter().map(|d| &d.channel).collect::<Vec<_>>(),
     });
+    if !failed.is_empty() {
+        let mut body = body;
+        body["error"] = "recorded, but a channel has not taken the message yet; send the report again with the same id"
+            .into();
+        body["code"] = "delivery_pending".into();
+        body["failed"] = failed.into();
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, body, verdict));
+    }
     if let Some(host) = unknown {
         let mut body = body;
         body["error"] = format!(

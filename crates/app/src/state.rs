@@ -43,6 +43,8 @@ pub struct AppState<S> {
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker when new deliveries are recorded.
     pub wake: Arc<Notify>,
+    /// Deliver within the request (AWS Lambda runs nothing after the response).
+    pub inline: bool,
 }
 
 impl<S: Store> AppState<S> {
@@ -57,7 +59,17 @@ impl<S: Store> AppState<S> {
             live: Arc::new(RwLock::new(Arc::new(live))),
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
+            inline: false,
         })
+    }
+
+    /// The same state delivering within each report's request: the answer is 503 while a
+    /// channel has not taken the message, and a retry with the same id sends only to the
+    /// channels that have not (the Lambda deployment).
+    #[must_use]
+    pub fn delivering_inline(mut self) -> AppState<S> {
+        self.inline = true;
+        self
     }
 
     /// The inventory and channels in force now.

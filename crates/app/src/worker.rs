@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failover_channels::{DeliveryError, Notifier, Outgoing};
 use failover_core::inventory::{Inventory, Verdict};
-use failover_store::{DueDelivery, Outcome, Store};
+use failover_store::{DueDelivery, EventId, Outcome, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -66,6 +66,63 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
     while sends.join_next().await.is_some() {}
     drop(done_tx);
     let _ = finisher.await;
+}
+
+/// Sends every pending delivery of one event now and records the outcomes: the request
+/// path of the Lambda deployment. Returns each attempted channel with its outcome.
+///
+/// # Errors
+/// [`StoreError`] when the deliveries cannot be claimed or their outcomes recorded.
+pub async fn deliver_event<S: Store>(
+    state: &AppState<S>,
+    event: &EventId,
+) -> Result<Vec<(String, Outcome)>, StoreError> {
+    let due = state.store.claim_event(event, clock::now()).await?;
+    send_all(state, due).await
+}
+
+/// Sends everything due, round after round, until nothing is due or `budget` is spent:
+/// the scheduled invocation of the Lambda deployment. Returns how many were attempted.
+///
+/// # Errors
+/// [`StoreError`] when deliveries cannot be claimed or their outcomes recorded.
+pub async fn drain<S: Store>(state: &AppState<S>, budget: Duration) -> Result<usize, StoreError> {
+    let started = tokio::time::Instant::now();
+    let mut attempted = 0;
+    while started.elapsed() < budget {
+        let due = state.store.claim_due(clock::now(), BATCH).await?;
+        if due.is_empty() {
+            break;
+        }
+        attempted += send_all(state, due).await?.len();
+    }
+    Ok(attempted)
+}
+
+async fn send_all<S: Store>(
+    state: &AppState<S>,
+    due: Vec<DueDelivery>,
+) -> Result<Vec<(String, Outcome)>, StoreError> {
+    let mut sends = JoinSet::new();
+    for d in due {
+        let state = state.clone();
+        sends.spawn(async move {
+            let outcome = attempt(&state, &d).await;
+            (d.id, d.channel, outcome)
+        });
+    }
+    let mut outcomes = Vec::new();
+    let mut by_channel = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        if let Ok((id, channel, outcome)) = done {
+            by_channel.push((channel, outcome.clone()));
+            outcomes.push((id, outcome));
+        }
+    }
+    if !outcomes.is_empty() {
+        state.store.finish(outcomes, clock::now()).await?;
+    }
+    Ok(by_channel)
 }
 
 /// Writes outcomes in batches: whatever finished while the last batch was committing.

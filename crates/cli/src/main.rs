@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP API, SQLite store and delivery worker.
     Serve(cmd::serve::Args),
+    /// Run as an AWS Lambda function (API Gateway, function URL, EventBridge schedule)
+    /// with DynamoDB; started with no arguments on Lambda, this is the default.
+    Lambda(cmd::lambda::Args),
     /// Show recent failover events from a running service.
     Events(cmd::events::Args),
     /// Ad-hoc maintenance windows on a running service.
@@ -41,9 +44,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let cli = if on_lambda && std::env::args_os().len() == 1 {
+        Cli::parse_from(["failover-notify", "lambda"])
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(&args),
+        Command::Lambda(args) => cmd::lambda::run(&args),
         Command::Events(args) => cmd::events::run(&args),
         Command::Maintenance(command) => cmd::maintenance::run(&command),
         Command::Validate(args) => cmd::validate::run(&args),

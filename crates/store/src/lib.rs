@@ -16,10 +16,10 @@ pub mod sqlite;
 use std::future::Future;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An event's id, unique within a store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(pub String);
 
@@ -71,7 +71,7 @@ pub struct HistoryEvent {
 }
 
 /// A new event with its deliveries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewEvent {
     /// Cluster name, `None` for an unknown host.
     pub cluster: Option<String>,
@@ -106,8 +106,9 @@ pub enum Decision {
     New(Box<NewEvent>),
 }
 
-/// Runs inside the write transaction with the history of [`NewReport::history`].
-pub type Decide = Box<dyn FnOnce(&[HistoryEvent]) -> Decision + Send>;
+/// Runs inside the write transaction with the history of [`NewReport::history`]; a backend
+/// with optimistic writes runs it again on fresh history after losing a race.
+pub type Decide = Box<dyn Fn(&[HistoryEvent]) -> Decision + Send>;
 
 /// The outcome of [`Store::record`].
 #[derive(Debug, Clone, Serialize)]
@@ -121,7 +122,7 @@ pub struct Recorded {
 }
 
 /// One delivery of an event to a channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryStatus {
     /// Delivery id.
     pub id: i64,
@@ -213,7 +214,7 @@ pub struct EventQuery {
 }
 
 /// What an ad-hoc window applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMaintenance {
     /// `node`, `cluster` or `customer`.
     pub target_kind: String,
@@ -305,6 +306,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         outcomes: Vec<(i64, Outcome)>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims every pending, unclaimed delivery of one event, due or not: the Lambda
+    /// deployment delivers within the request, and a reporter's retry tries again at once.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn claim_event(
+        &self,
+        event: &EventId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<DueDelivery>, StoreError>> + Send;
 
     /// Pending deliveries of one channel (for the log channel's restart check).
     ///

@@ -511,6 +511,26 @@ fn claim_due(
         .query_map(params![ms(now), limit], |r| r.get::<_, i64>(0))
         .and_then(Iterator::collect)
         .map_err(db)?;
+    claimed(conn, ids)
+}
+
+fn claim_event(conn: &Connection, event: &EventId) -> Result<Vec<DueDelivery>, StoreError> {
+    let event = row_id(event)?;
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "UPDATE deliveries SET claimed = 1
+             WHERE event_id = ?1 AND status = 'pending' AND claimed = 0
+             RETURNING id",
+        )
+        .map_err(db)?
+        .query_map([event], |r| r.get::<_, i64>(0))
+        .and_then(Iterator::collect)
+        .map_err(db)?;
+    claimed(conn, ids)
+}
+
+/// The claimed deliveries with what their channels need.
+fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
@@ -599,6 +619,15 @@ impl Store for Sqlite {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.write(move |conn| finish(conn, &outcomes, now)).await
+    }
+
+    async fn claim_event(
+        &self,
+        event: &EventId,
+        _now: Timestamp,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let event = event.clone();
+        self.write(move |conn| claim_event(conn, &event)).await
     }
 
     async fn pending_of(&self, channel: &str) -> Result<Vec<i64>, StoreError> {

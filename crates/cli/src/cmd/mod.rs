@@ -4,6 +4,7 @@ pub mod check;
 pub mod events;
 pub mod import_lambda;
 pub mod keys;
+pub mod lambda;
 pub mod maintenance;
 pub mod serve;
 pub mod validate;

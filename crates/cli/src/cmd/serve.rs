@@ -160,7 +160,7 @@ fn demo_inventory() -> anyhow::Result<failover_core::inventory::Inventory> {
     Ok(inv)
 }
 
-fn init_logging() {
+pub fn init_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;

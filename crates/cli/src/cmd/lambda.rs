@@ -1,0 +1,122 @@
+//! `lambda`: the same router on AWS Lambda behind API Gateway (REST or HTTP API) or a
+//! function URL, with state in DynamoDB. Deliveries happen within the request; a scheduled
+//! EventBridge invocation sends whatever is still pending.
+//!
+//! On Lambda the binary is the `bootstrap` of a `provided.al2023` function and is started
+//! with no arguments; `main` then runs this command with its settings from the environment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Body as AxumBody;
+use failover_app::AppState;
+use failover_store_dynamodb::Dynamo;
+use lambda_http::request::{LambdaRequest, RequestContext};
+use lambda_http::{Adapter, LambdaEvent, RequestExt, Service, service_fn};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::load;
+
+/// How long a scheduled invocation keeps sending (the template gives the function 60 s).
+const DRAIN_BUDGET: Duration = Duration::from_secs(45);
+
+/// Arguments of `lambda`, normally set as the function's environment variables.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Inventory bundled with the function. Default: `inventory.toml` in $LAMBDA_TASK_ROOT.
+    #[arg(short, long, env = "FAILOVER_NOTIFY_CONFIG")]
+    config: Option<PathBuf>,
+    /// DynamoDB table (partition key `pk`, sort key `sk`, TTL on `expires_at`).
+    #[arg(long, env = "FAILOVER_NOTIFY_TABLE")]
+    table: String,
+    /// DynamoDB endpoint instead of AWS's (tests: a moto server).
+    #[arg(long, env = "FAILOVER_NOTIFY_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// How long rows are kept before DynamoDB's TTL removes them (2160h = 90 days).
+    #[arg(long, env = "FAILOVER_NOTIFY_KEEP", default_value = "2160h")]
+    keep: jiff::SignedDuration,
+}
+
+/// Runs the Lambda runtime loop until the runtime stops the process.
+///
+/// # Errors
+/// A broken inventory or a missing setting: the cold start fails loudly and Lambda reports
+/// an initialization error for the first invocation.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    crate::cmd::serve::init_logging();
+    let config = args.config.clone().unwrap_or_else(|| {
+        std::env::var_os("LAMBDA_TASK_ROOT")
+            .map_or_else(PathBuf::new, PathBuf::from)
+            .join("inventory.toml")
+    });
+    let inventory = load::inventory(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = Dynamo::new(&args.table, args.dynamodb_endpoint.as_deref(), args.keep).await;
+        let state = AppState::new(store, inventory).await?.delivering_inline();
+        let router = failover_app::router(state.clone());
+        let http = service_fn(move |req: lambda_http::Request| {
+            let router = router.clone();
+            async move { router.oneshot(without_stage(req)).await }
+        });
+        let handler = service_fn(move |event: LambdaEvent<Value>| {
+            let (state, mut http) = (state.clone(), Adapter::from(http.clone()));
+            async move {
+                if is_schedule(&event.payload) {
+                    let sent = failover_app::worker::drain(&state, DRAIN_BUDGET).await?;
+                    tracing::info!(sent, "scheduled drain done");
+                    return Ok::<Value, lambda_http::Error>(json!({ "attempted": sent }));
+                }
+                let request: LambdaRequest = serde_json::from_value(event.payload)
+                    .context("the event is neither an HTTP request nor a schedule")?;
+                let response = http.call(LambdaEvent::new(request, event.context)).await?;
+                Ok(serde_json::to_value(response)?)
+            }
+        });
+        lambda_http::lambda_runtime::run(handler)
+            .await
+            .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// An EventBridge schedule's event.
+fn is_schedule(payload: &Value) -> bool {
+    payload.get("source").and_then(Value::as_str) == Some("aws.events")
+}
+
+/// The request with a REST API stage (`/prod/v1/reports`) taken off the path, so the routes
+/// match under any stage name; the body as axum's.
+fn without_stage(req: lambda_http::Request) -> axum::http::Request<AxumBody> {
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    };
+    let (mut parts, body) = req.into_parts();
+    if let Some(stage) = stage.filter(|s| s != "$default") {
+        let prefix = format!("/{stage}");
+        let path = parts.uri.path();
+        if let Some(rest) = path
+            .strip_prefix(&prefix)
+            .filter(|r| r.is_empty() || r.starts_with('/'))
+        {
+            let rest = if rest.is_empty() { "/" } else { rest };
+            let query = parts
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            if let Ok(uri) = format!("{rest}{query}").parse() {
+                parts.uri = uri;
+            }
+        }
+    }
+    axum::http::Request::from_parts(parts, AxumBody::from(body.to_vec()))
+}
