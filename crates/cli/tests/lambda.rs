@@ -1,0 +1,396 @@
+//! The Lambda entry against a Runtime API emulator (the protocol Lambda speaks to a
+//! `provided.al2023` bootstrap), with DynamoDB and SNS on a moto server and a real webhook
+//! receiver: REST (v1) and HTTP API (v2) events shaped like the original's curl line.
+
+// Test inventories put windows around the real current time.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{ADMIN, KEY, Moto, Proc, Receiver, admin_key_toml, free_port, wait_for};
+use serde_json::{Value, json};
+
+/// Lambda's Runtime API: hands queued events to the function and keeps its answers.
+#[derive(Clone, Default)]
+struct Emulator {
+    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
+    answers: Arc<Mutex<HashMap<String, Result<Value, String>>>>,
+    next_id: Arc<Mutex<u64>>,
+}
+
+impl Emulator {
+    fn start(port: u16) -> Emulator {
+        use axum::extract::{Path, State};
+        use axum::routing::{get, post};
+        let emu = Emulator::default();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let state = emu.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let app = axum::Router::new()
+                    .route(
+                        "/2018-06-01/runtime/invocation/next",
+                        get(|State(e): State<Emulator>| async move {
+                            loop {
+                                let next = e.queue.lock().expect("lock").pop_front();
+                                if let Some((id, event)) = next {
+                                    let deadline = jiff::Timestamp::now().as_millisecond() + 60_000;
+                                    return (
+                                        [
+                                            ("lambda-runtime-aws-request-id", id),
+                                            ("lambda-runtime-deadline-ms", deadline.to_string()),
+                                            (
+                                                "lambda-runtime-invoked-function-arn",
+                                                "arn:aws:lambda:us-east-1:123456789012:function:failover-notify".to_owned(),
+                                            ),
+                                            ("lambda-runtime-trace-id", "Root=1-0-0".to_owned()),
+                                        ],
+                                        event.to_string(),
+                                    );
+                                }
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                            }
+                        }),
+                    )
+                    .route(
+                        "/2018-06-01/runtime/invocation/{id}/response",
+                        post(|State(e): State<Emulator>, Path(id): Path<String>, body: String| async move {
+                            let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
+                            e.answers.lock().expect("lock").insert(id, Ok(v));
+                            axum::http::StatusCode::ACCEPTED
+                        }),
+                    )
+                    .route(
+                        "/2018-06-01/runtime/invocation/{id}/error",
+                        post(|State(e): State<Emulator>, Path(id): Path<String>, body: String| async move {
+                            e.answers.lock().expect("lock").insert(id, Err(body));
+                            axum::http::StatusCode::ACCEPTED
+                        }),
+                    )
+                    .route(
+                        "/2018-06-01/runtime/init/error",
+                        post(|State(e): State<Emulator>, body: String| async move {
+                            e.answers.lock().expect("lock").insert("init".into(), Err(body));
+                            axum::http::StatusCode::ACCEPTED
+                        }),
+                    )
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        emu
+    }
+
+    /// Invokes the function with `event` and waits for its answer.
+    fn invoke(&self, event: Value) -> Result<Value, String> {
+        let id = {
+            let mut n = self.next_id.lock().expect("lock");
+            *n += 1;
+            format!("req-{n}")
+        };
+        self.queue
+            .lock()
+            .expect("lock")
+            .push_back((id.clone(), event));
+        wait_for("the function's answer", 60, || {
+            self.answers.lock().expect("lock").remove(&id)
+        })
+    }
+}
+
+/// A REST API (v1) event for `POST {path}` through stage `prod`, as API Gateway sends it.
+fn rest(path: &str, key: &str, body: &str) -> Value {
+    json!({
+        "resource": path, "path": path, "httpMethod": "POST",
+        "headers": {"x-api-key": key, "content-type": "application/x-www-form-urlencoded", "user-agent": "curl/7.88.1"},
+        "multiValueHeaders": {"x-api-key": [key], "content-type": ["application/x-www-form-urlencoded"], "user-agent": ["curl/7.88.1"]},
+        "queryStringParameters": null, "multiValueQueryStringParameters": null,
+        "pathParameters": null, "stageVariables": null,
+        "requestContext": {
+            "resourcePath": path, "httpMethod": "POST", "path": format!("/prod{path}"), "stage": "prod",
+            "requestId": "r", "accountId": "123456789012", "apiId": "api",
+            "identity": {"sourceIp": "192.0.2.10", "apiKey": key}, "protocol": "HTTP/1.1", "requestTimeEpoch": 0
+        },
+        "body": body, "isBase64Encoded": false
+    })
+}
+
+/// An HTTP API (v2) event.
+fn http_api(method: &str, path: &str, query: &str, key: &str, body: &str) -> Value {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": {"x-api-key": key, "content-type": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example", "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10", "userAgent": "curl"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:10:00:00 +0000", "timeEpoch": 0
+        },
+        "body": body, "isBase64Encoded": false
+    })
+}
+
+/// Status and JSON body of an API Gateway answer.
+fn answer(v: Result<Value, String>) -> (u16, Value) {
+    let v = v.unwrap_or_else(|e| panic!("the invocation failed: {e}"));
+    let status = v["statusCode"].as_u64().expect("statusCode") as u16;
+    let body = serde_json::from_str(v["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+    (status, body)
+}
+
+struct Function {
+    emu: Emulator,
+    _proc: Proc,
+}
+
+fn start_function(config: &std::path::Path, table: &str, moto: &str) -> Function {
+    let port = free_port();
+    let emu = Emulator::start(port);
+    let child = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "failover-notify")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("FAILOVER_NOTIFY_CONFIG", config)
+        .env("FAILOVER_NOTIFY_TABLE", table)
+        .env("FAILOVER_NOTIFY_DYNAMODB_ENDPOINT", moto)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the function starts");
+    Function {
+        emu,
+        _proc: Proc(child),
+    }
+}
+
+fn create_table(moto: &str, table: &str) {
+    let python =
+        std::env::var("FAILOVER_TEST_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(python);
+    let script = format!(
+        "import boto3\nd = boto3.client('dynamodb', endpoint_url='{moto}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
+         d.create_table(TableName='{table}', BillingMode='PAY_PER_REQUEST', KeySchema=[{{'AttributeName':'pk','KeyType':'HASH'}},{{'AttributeName':'sk','KeyType':'RANGE'}}], AttributeDefinitions=[{{'AttributeName':'pk','AttributeType':'S'}},{{'AttributeName':'sk','AttributeType':'S'}}])\n\
+         d.update_time_to_live(TableName='{table}', TimeToLiveSpecification={{'Enabled': True, 'AttributeName': 'expires_at'}})\n"
+    );
+    let status = Command::new(&python)
+        .args(["-c", &script])
+        .status()
+        .expect("python from the venv");
+    assert!(status.success(), "creating the table");
+}
+
+fn inventory(dir: &std::path::Path, topic: &str, moto: &str, hook: &str) -> std::path::PathBuf {
+    let now = jiff::Timestamp::now();
+    let z = |t: jiff::Timestamp| {
+        t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    let start = z(now - jiff::SignedDuration::from_hours(1));
+    let end = z(now + jiff::SignedDuration::from_hours(1));
+    let (date, start) = start.split_once(' ').expect("date and time");
+    let path = dir.join("inventory.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[delivery]
+first_retry = "200ms"
+max_backoff = "1s"
+
+[[customers]]
+name = "acme"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[windows]]
+name = "kernel-patching"
+node = "db1"
+date = "{date}"
+start = "{start}"
+end = "{end}"
+time_zone = "UTC"
+
+[[clusters]]
+name = "app"
+customer = "acme"
+nodes = ["app1", "app2"]
+
+[[clusters]]
+name = "web"
+customer = "acme"
+nodes = ["web1", "web2"]
+
+[[clusters]]
+name = "burst"
+customer = "acme"
+nodes = ["burst1", "burst2"]
+
+[[channels]]
+name = "sns"
+kind = "sns"
+topic_arn = "{topic}"
+endpoint_url = "{moto}"
+
+[[channels]]
+name = "hook"
+kind = "webhook"
+url = "{hook}"
+format = "generic"
+
+[[routes]]
+channels = ["sns", "hook"]
+
+[[keys]]
+name = "acme-nodes"
+customer = "acme"
+hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+{admin}
+"#,
+            admin = admin_key_toml()
+        ),
+    )
+    .expect("inventory written");
+    path
+}
+
+#[test]
+fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start();
+    let topic = moto.topic("failovers");
+    create_table(&moto.url, "failover-notify");
+    // The webhook fails the first try of db1's event and of web1's (the fifth call).
+    let hook = Receiver::start(&[500, 200, 200, 200, 500]);
+    let config = inventory(dir.path(), &topic, &moto.url, &hook.url);
+    let f = start_function(&config, "failover-notify", &moto.url);
+    let published = |host: &str| {
+        moto.published(&topic)
+            .iter()
+            .filter(|(s, _)| s.contains(host))
+            .count()
+    };
+
+    // Planned, through a REST API stage, the original's curl body on `POST /`: SNS takes it,
+    // the webhook answers 500, so the reporter is told to send it again.
+    let body = r#"{"hostname":"db1","id":"r-db1"}"#;
+    let (status, first) = answer(f.emu.invoke(rest("/", KEY, body)));
+    assert_eq!(status, 503, "{first}");
+    assert_eq!(first["verdict"]["verdict"], "planned", "{first}");
+    assert_eq!(first["failed"][0]["channel"], "hook", "{first}");
+    assert_eq!(published("db1"), 1);
+    // The retry with the same id: the same event, only the webhook is tried, SNS not again.
+    let (status, retry) = answer(f.emu.invoke(rest("/", KEY, body)));
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(retry["event_id"], first["event_id"]);
+    assert_eq!(retry["duplicate"], true);
+    assert_eq!(published("db1"), 1, "SNS must not get the retry");
+    assert_eq!(hook.count(), 2);
+
+    // Unplanned, HTTP API, `POST /v1/reports`.
+    let (status, app) = answer(f.emu.invoke(http_api(
+        "POST",
+        "/v1/reports",
+        "",
+        KEY,
+        r#"{"hostname":"app1"}"#,
+    )));
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(app["verdict"]["verdict"], "unplanned", "{app}");
+    assert_eq!(published("app1"), 1);
+
+    // Unknown host: recorded, told, answered 422. A wrong key: 401, nothing recorded.
+    let (status, unknown) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"ghost1"}"#)));
+    assert_eq!(status, 422, "{unknown}");
+    assert_eq!(unknown["code"], "unknown_host");
+    let (status, _) = answer(f.emu.invoke(rest("/", "wrong", r#"{"hostname":"app1"}"#)));
+    assert_eq!(status, 401);
+
+    // A webhook failure left pending, then the scheduled drain delivers it.
+    let (status, web) = answer(
+        f.emu
+            .invoke(rest("/", KEY, r#"{"hostname":"web1","id":"r-web"}"#)),
+    );
+    assert_eq!(status, 503, "{web}");
+    std::thread::sleep(Duration::from_millis(400)); // first_retry is 200ms
+    let drained = f
+        .emu
+        .invoke(json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}));
+    assert_eq!(drained.expect("drain answers")["attempted"], 1);
+    let events = |query: &str| {
+        answer(
+            f.emu
+                .invoke(http_api("GET", "/v1/events", query, ADMIN, "")),
+        )
+    };
+    let (_, listed) = events("cluster=web");
+    let statuses: Vec<&Value> = listed["events"][0]["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| &d["status"])
+        .collect();
+    assert_eq!(statuses, ["delivered", "delivered"], "{listed}");
+
+    // A burst of 200 reports of one failover (distinct ids): all acknowledged, one event,
+    // one message.
+    for i in 0..200 {
+        let host = if i % 2 == 0 { "burst1" } else { "burst2" };
+        let action = if i % 2 == 0 { "takeover" } else { "release" };
+        let body = format!(r#"{{"hostname":"{host}","action":"{action}","id":"burst-{i}"}}"#);
+        let (status, b) = answer(
+            f.emu
+                .invoke(http_api("POST", "/v1/reports", "", KEY, &body)),
+        );
+        assert_eq!(status, 200, "report {i}: {b}");
+    }
+    let (_, listed) = events("cluster=burst");
+    assert_eq!(
+        listed["events"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["events"][0]["reports"], 200, "{listed}");
+    assert_eq!(published("burst1"), 1);
+}
+
+#[test]
+fn broken_inventory_fails_the_cold_start_loudly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("inventory.toml");
+    std::fs::write(&config, "[[clusters]]\nname = \"db\"\nnodes = [\"db1\"]\n").expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("FAILOVER_NOTIFY_CONFIG", &config)
+        .env("FAILOVER_NOTIFY_TABLE", "t")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("inventory.toml:3:"), "{stderr}");
+    assert!(stderr.contains("at least two nodes"), "{stderr}");
+}
