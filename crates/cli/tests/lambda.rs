@@ -394,3 +394,28 @@ fn broken_inventory_fails_the_cold_start_loudly() {
     assert!(stderr.contains("inventory.toml:3:"), "{stderr}");
     assert!(stderr.contains("at least two nodes"), "{stderr}");
 }
+
+/// Every setting the CloudFormation template passes is one the function reads.
+#[test]
+fn template_sets_only_settings_the_function_reads() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cloudformation.yaml"),
+    )
+    .expect("template");
+    let help = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .args(["lambda", "--help"])
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let set: Vec<&str> = template
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("FAILOVER_NOTIFY_"))
+        .collect();
+    assert!(set.contains(&"FAILOVER_NOTIFY_TABLE"), "{set:?}");
+    for var in set {
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "`{var}` is not read by `lambda`"
+        );
+    }
+}

@@ -35,9 +35,9 @@ pub struct Args {
     /// DynamoDB endpoint instead of AWS's (tests: a moto server).
     #[arg(long, env = "FAILOVER_NOTIFY_DYNAMODB_ENDPOINT")]
     dynamodb_endpoint: Option<String>,
-    /// How long rows are kept before DynamoDB's TTL removes them (2160h = 90 days).
-    #[arg(long, env = "FAILOVER_NOTIFY_KEEP", default_value = "2160h")]
-    keep: jiff::SignedDuration,
+    /// Days rows are kept before DynamoDB's TTL removes them.
+    #[arg(long, env = "FAILOVER_NOTIFY_KEEP_DAYS", default_value_t = 90)]
+    keep_days: u16,
 }
 
 /// Runs the Lambda runtime loop until the runtime stops the process.
@@ -58,7 +58,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let store = Dynamo::new(&args.table, args.dynamodb_endpoint.as_deref(), args.keep).await;
+        let store = Dynamo::new(
+            &args.table,
+            args.dynamodb_endpoint.as_deref(),
+            jiff::SignedDuration::from_hours(24 * i64::from(args.keep_days)),
+        )
+        .await;
         let state = AppState::new(store, inventory).await?.delivering_inline();
         let router = failover_app::router(state.clone());
         let http = service_fn(move |req: lambda_http::Request| {
