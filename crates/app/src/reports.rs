@@ -72,7 +72,13 @@ async fn handle<S: Store>(
         Some(f) => ApiError::field(f, e.to_string()),
         None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
     })?;
-    let ad_hoc = Arc::clone(&live.ad_hoc);
+    let ad_hoc = if state.inline {
+        // Other function instances may have added or ended ad-hoc windows.
+        state.refresh_ad_hoc().await?;
+        Arc::clone(&state.live().ad_hoc)
+    } else {
+        Arc::clone(&live.ad_hoc)
+    };
     let c = classify(
         &inv,
         &ad_hoc,
@@ -91,7 +97,7 @@ async fn handle<S: Store>(
         )));
     }
 
-    let new = new_report(&inv, key, &report, &c, now);
+    let new = new_report(state.inline, &inv, key, &report, &c, now);
     let verdict = c.verdict;
     let unknown = (verdict == Verdict::UnknownHost).then(|| report.hostname.clone());
     let decide = {
@@ -105,10 +111,14 @@ async fn handle<S: Store>(
     let event = &recorded.event;
     let mut failed = Vec::new();
     if state.inline {
-        for (channel, outcome) in crate::worker::deliver_event(state, &event.id).await? {
+        let (sent, elsewhere) = crate::worker::deliver_recorded(state, &recorded).await?;
+        for (channel, outcome) in sent {
             if let Outcome::Retry { error, .. } = outcome {
                 failed.push(json!({"channel": channel, "error": error}));
             }
+        }
+        for channel in elsewhere {
+            failed.push(json!({"channel": channel, "error": "another request is sending it"}));
         }
     }
     let body = json!({
@@ -141,6 +151,7 @@ async fn handle<S: Store>(
 }
 
 fn new_report(
+    inline: bool,
     inv: &Inventory,
     key: &ApiKey,
     r: &FailoverReport,
@@ -164,6 +175,7 @@ fn new_report(
         history: c
             .cluster
             .map(|id| (inv.cluster(id).name.clone(), r.occurred_at - lookback)),
+        claimed: inline,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failover_channels::{DeliveryError, Notifier, Outgoing};
 use failover_core::inventory::{Inventory, Verdict};
-use failover_store::{DueDelivery, EventId, Outcome, Store, StoreError};
+use failover_store::{DueDelivery, Outcome, Recorded, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -68,17 +68,44 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
     let _ = finisher.await;
 }
 
-/// Sends every pending delivery of one event now and records the outcomes: the request
-/// path of the Lambda deployment. Returns each attempted channel with its outcome.
+/// Sends the pending deliveries of a just recorded report's event now and records the
+/// outcomes: the request path of the Lambda deployment. A new event's deliveries were
+/// recorded claimed; for a retry or a merge, the event's unclaimed pending deliveries are
+/// claimed first. Returns each attempted channel with its outcome, and the channels still
+/// pending that another request is sending.
 ///
 /// # Errors
 /// [`StoreError`] when the deliveries cannot be claimed or their outcomes recorded.
-pub async fn deliver_event<S: Store>(
+pub async fn deliver_recorded<S: Store>(
     state: &AppState<S>,
-    event: &EventId,
-) -> Result<Vec<(String, Outcome)>, StoreError> {
-    let due = state.store.claim_event(event, clock::now()).await?;
-    send_all(state, due).await
+    recorded: &Recorded,
+) -> Result<(Vec<(String, Outcome)>, Vec<String>), StoreError> {
+    let e = &recorded.event;
+    let due = if recorded.duplicate || recorded.merged {
+        state.store.claim_event(&e.id, clock::now()).await?
+    } else {
+        e.deliveries
+            .iter()
+            .map(|d| DueDelivery {
+                id: d.id,
+                channel: d.channel.clone(),
+                attempts: d.attempts,
+                created_at: e.received_at,
+                event: e.id.clone(),
+                verdict: e.event.verdict.clone(),
+                cluster: e.event.cluster.clone(),
+                customer: e.event.customer.clone(),
+                context: e.event.context.clone(),
+            })
+            .collect()
+    };
+    let elsewhere = e
+        .deliveries
+        .iter()
+        .filter(|d| d.status == "pending" && !due.iter().any(|x| x.id == d.id))
+        .map(|d| d.channel.clone())
+        .collect();
+    Ok((send_all(state, due).await?, elsewhere))
 }
 
 /// Sends everything due, round after round, until nothing is due or `budget` is spent:

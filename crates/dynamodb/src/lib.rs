@@ -7,20 +7,27 @@
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `SEQ` | `SEQ` | the id counter (atomic `ADD`) |
-//! | `EVENT` | id, zero-padded | an event with its deliveries and a `version` |
-//! | `PENDING` | id, zero-padded | present while the event has pending deliveries |
+//! | `SEQ` | `SEQ` | the counter of ad-hoc window ids (atomic `ADD`) |
+//! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below) |
+//! | `PENDING` | id, zero-padded | marks an event that had pending deliveries (removed lazily) |
 //! | `CLUSTER#name` | `HEAD` | the cluster's `version`: a write that saw older history fails |
 //! | `CLUSTER#name` | `H#millis#id` | the cluster's history for merging, flapping and failback |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
 //! | `MAINT` | id, zero-padded | an ad-hoc maintenance window |
 //!
-//! Every write that depends on what was read is a conditional transaction on a `version`;
-//! a lost race reads again and decides again, so two reports of one failover that arrive at
-//! once still become one event. Failovers are rare, so the `EVENT` and `PENDING` partitions
-//! stay far below DynamoDB's per-partition limits.
+//! A new event is written in one transaction with the cluster's `HEAD` updated on the
+//! condition that its `version` is the one the history was read at; a lost race reads again
+//! and decides again, so two reports of one failover that arrive at once still become one
+//! event. Failovers are rare, so the `EVENT` and `PENDING` partitions stay far below
+//! DynamoDB's per-partition limits.
 //!
-//! A delivery's id is `event id × 1000 + its position`, so an outcome finds its event.
+//! Event ids are the millisecond of receipt × 100 plus a random number below 100 (the put is
+//! conditional, so a collision just draws again): ordered by time, no counter round trip. A
+//! delivery's id is `event id × 1000 + its position i`, so an outcome finds its event; its
+//! state lives in the event item as `ch_i` (channel), `st_i` (status), `a_i` (attempts),
+//! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms), `c_i` (claimed until, ms)
+//! and `p_i` (present while pending). A claim and an outcome each update only those
+//! attributes, so they need no read and never overwrite each other.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,6 +36,8 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Region;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use failover_store::{
@@ -36,7 +45,6 @@ use failover_store::{
     NewEvent, NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
 };
 use jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -135,10 +143,6 @@ impl Dynamo {
         Ok(())
     }
 
-    fn expires(&self, now: Timestamp) -> AttributeValue {
-        n((now + self.keep).as_second())
-    }
-
     async fn next_ids(&self, count: i64) -> Result<i64, StoreError> {
         let out = self
             .client
@@ -162,6 +166,10 @@ impl Dynamo {
         Ok(last - count + 1)
     }
 
+    fn expires(&self, now: Timestamp) -> AttributeValue {
+        n((now + self.keep).as_second())
+    }
+
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -176,7 +184,8 @@ impl Dynamo {
         Ok(out.item)
     }
 
-    /// Items of a partition, sort keys in `from..=to`, newest first when `reverse`.
+    /// Items of a partition (sort keys in `from..=to` when given), in sort key order or
+    /// reversed, until `each` returns false.
     async fn query(
         &self,
         pk: &str,
@@ -217,7 +226,7 @@ impl Dynamo {
     async fn event(&self, id: i64) -> Result<Option<Row>, StoreError> {
         self.get("EVENT", &pad(id))
             .await?
-            .map(Row::from_item)
+            .map(|item| Row::from_item(&item))
             .transpose()
     }
 
@@ -232,7 +241,7 @@ impl Dynamo {
         {
             Ok(_) => Ok(true),
             Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+                Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
                 _ => Err(backend(e)),
             },
         }
@@ -248,90 +257,92 @@ impl Dynamo {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Saves a changed event if nobody else changed it since `row.version`, keeping the
-    /// `PENDING` marker in step.
-    async fn save(&self, row: &Row, now: Timestamp) -> Result<bool, StoreError> {
-        let mut item = row.to_item();
-        item.insert("version".into(), n(row.version + 1));
-        item.insert("expires_at".into(), self.expires(now));
-        let mut items = vec![self.put(item, Some("version = :v"))?];
-        if let Some(TransactWriteItem { put: Some(put), .. }) = items.first_mut() {
-            let mut values = HashMap::new();
-            values.insert(":v".to_owned(), n(row.version));
-            put.expression_attribute_values = Some(values);
-        }
-        items.push(self.pending_marker(row, now)?);
-        self.transact(items).await
-    }
-
-    fn pending_marker(&self, row: &Row, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let key = [
-            ("pk".to_owned(), s("PENDING")),
-            ("sk".to_owned(), s(&pad(row.id))),
-        ];
-        if row.deliveries.iter().any(|d| d.status.status == "pending") {
-            let mut item: Item = key.into_iter().collect();
-            item.insert("expires_at".into(), self.expires(now));
-            self.put(item, None)
-        } else {
-            let delete = aws_sdk_dynamodb::types::Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key.into_iter().collect()))
-                .build()
-                .map_err(backend)?;
-            Ok(TransactWriteItem::builder().delete(delete).build())
+    /// Runs an update of one event's attributes; `Ok(false)` when its condition failed.
+    async fn update_event(&self, id: i64, u: Expr) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("EVENT"))
+            .key("sk", s(&pad(id)))
+            .update_expression(u.update())
+            .set_condition_expression(u.condition)
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(backend(e)),
+            },
         }
     }
 
-    /// Events with pending deliveries.
+    /// Events marked as having pending deliveries; markers of finished events are removed.
     async fn pending_events(&self) -> Result<Vec<Row>, StoreError> {
         let mut ids = Vec::new();
         self.query("PENDING", None, false, |item| {
-            if let Some(id) = str_of(&item, "sk").and_then(|s| s.parse().ok()) {
-                ids.push(id);
-            }
+            ids.extend(str_of(&item, "sk").and_then(|s| s.parse::<i64>().ok()));
             true
         })
         .await?;
         let mut rows = Vec::new();
         for id in ids {
-            if let Some(row) = self.event(id).await? {
-                rows.push(row);
+            match self.event(id).await? {
+                Some(row) if row.deliveries.iter().any(Delivery::pending) => rows.push(row),
+                _ => {
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .key("pk", s("PENDING"))
+                        .key("sk", s(&pad(id)))
+                        .send()
+                        .await
+                        .map_err(backend)?;
+                }
             }
         }
         Ok(rows)
     }
 
-    /// Claims the deliveries `pick` selects in each event, retrying lost races.
+    /// Claims, in each event, the pending deliveries that nobody holds and `pick` selects.
     async fn claim(
         &self,
-        events: Vec<i64>,
+        rows: Vec<Row>,
         now: Timestamp,
         limit: usize,
         pick: impl Fn(&Delivery) -> bool,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut due = Vec::new();
-        for id in events {
-            for _ in 0..ATTEMPTS {
-                let Some(mut row) = self.event(id).await? else {
-                    break;
-                };
-                let mut picked = Vec::new();
-                for (i, d) in row.deliveries.iter_mut().enumerate() {
-                    let free = d.claimed_until.is_none_or(|until| until <= now);
-                    if due.len() + picked.len() < limit
-                        && d.status.status == "pending"
-                        && free
-                        && pick(d)
-                    {
-                        d.claimed_until = Some(now + LEASE);
-                        picked.push(i);
+        for mut row in rows {
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    match self.event(row.id).await? {
+                        Some(fresh) => row = fresh,
+                        None => break,
                     }
                 }
+                let picked: Vec<usize> = (0..row.deliveries.len())
+                    .filter(|&i| {
+                        let d = &row.deliveries[i];
+                        d.pending() && d.claimed_until.is_none_or(|c| c <= now) && pick(d)
+                    })
+                    .take(limit.saturating_sub(due.len()))
+                    .collect();
                 if picked.is_empty() {
                     break;
                 }
-                if self.save(&row, now).await? {
+                let mut u = Expr::default();
+                u.value(":now", n(now.as_millisecond()));
+                u.value(":until", n((now + LEASE).as_millisecond()));
+                for &i in &picked {
+                    u.set(format!("c_{i} = :until"));
+                    u.require(format!(
+                        "attribute_exists(p_{i}) AND (attribute_not_exists(c_{i}) OR c_{i} <= :now)"
+                    ));
+                }
+                if self.update_event(row.id, u).await? {
                     due.extend(picked.into_iter().map(|i| row.due(i)));
                     break;
                 }
@@ -339,15 +350,152 @@ impl Dynamo {
         }
         Ok(due)
     }
+
+    /// The answer recorded for a client id, if it was seen before.
+    async fn seen(&self, key: Option<&str>) -> Result<Option<Recorded>, StoreError> {
+        let Some(key) = key else { return Ok(None) };
+        let Some(item) = self.get(key, "-").await? else {
+            return Ok(None);
+        };
+        let id =
+            str_of(&item, "event")
+                .and_then(|e| e.parse().ok())
+                .ok_or(StoreError::Corrupt {
+                    what: "report",
+                    value: key.to_owned(),
+                })?;
+        let row = self
+            .event(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(EventId(id.to_string())))?;
+        Ok(Some(Recorded {
+            event: row.stored(),
+            merged: bool_of(&item, "merged"),
+            duplicate: true,
+        }))
+    }
+
+    /// The cluster's history since `since` and its `HEAD` version, in one query.
+    async fn history(
+        &self,
+        pk: &str,
+        since: Timestamp,
+    ) -> Result<(Vec<HistoryEvent>, Option<i64>), StoreError> {
+        let mut history = Vec::new();
+        let mut head = None;
+        // `H#...` sorts before `HEAD` (`#` < `E`), so one range holds both.
+        let range = (history_key(since, 0), "HEAD".to_owned());
+        self.query(pk, Some(range), false, |item| {
+            if str_of(&item, "sk") == Some("HEAD") {
+                head = num(&item, "version");
+            } else {
+                history.extend(history_event(&item));
+            }
+            true
+        })
+        .await?;
+        Ok((history, head))
+    }
+
+    /// The transaction items of a new event: the event with its deliveries, its pending
+    /// marker, and its place in the cluster's history.
+    fn new_event_items(
+        &self,
+        row: &Row,
+        report: &NewReport,
+        cluster_pk: Option<&str>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let now = report.received_at;
+        let e = &row.event;
+        let mut item = row.to_item();
+        for (i, d) in row.deliveries.iter().enumerate() {
+            item.insert(format!("n_{i}"), n(now.as_millisecond()));
+            item.insert(format!("p_{i}"), AttributeValue::Bool(true));
+            if let Some(c) = d.claimed_until {
+                item.insert(format!("c_{i}"), n(c.as_millisecond()));
+            }
+        }
+        item.insert("expires_at".into(), self.expires(now));
+        let mut items = vec![self.put(item, Some("attribute_not_exists(pk)"))?];
+        if !row.deliveries.is_empty() {
+            let marker = Item::from([
+                ("pk".to_owned(), s("PENDING")),
+                ("sk".to_owned(), s(&pad(row.id))),
+                ("expires_at".to_owned(), self.expires(now)),
+            ]);
+            items.push(self.put(marker, None)?);
+        }
+        if let Some(pk) = cluster_pk {
+            let mut h = Item::from([
+                ("pk".to_owned(), s(pk)),
+                ("sk".to_owned(), s(&history_key(e.at, row.id))),
+                ("id".to_owned(), s(&row.id.to_string())),
+                ("at".to_owned(), s(&e.at.to_string())),
+                ("flapping".to_owned(), AttributeValue::Bool(e.flapping)),
+                ("expires_at".to_owned(), self.expires(now)),
+            ]);
+            if let Some(a) = &e.active {
+                h.insert("active".into(), s(a));
+            }
+            if let Some(p) = &e.previous {
+                h.insert("previous".into(), s(p));
+            }
+            items.push(self.put(h, None)?);
+        }
+        Ok(items)
+    }
+}
+
+/// An update expression being built: `SET`, `REMOVE` and `ADD` clauses, conditions, values.
+#[derive(Default)]
+struct Expr {
+    set: Vec<String>,
+    remove: Vec<String>,
+    add: Vec<String>,
+    condition: Option<String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn set(&mut self, clause: String) {
+        self.set.push(clause);
+    }
+    fn value(&mut self, name: &str, v: AttributeValue) {
+        self.values.insert(name.to_owned(), v);
+    }
+    fn require(&mut self, c: String) {
+        self.condition = Some(match self.condition.take() {
+            Some(old) => format!("{old} AND ({c})"),
+            None => format!("({c})"),
+        });
+    }
+    fn update(&self) -> String {
+        let mut parts = Vec::new();
+        for (word, list) in [
+            ("SET", &self.set),
+            ("REMOVE", &self.remove),
+            ("ADD", &self.add),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{word} {}", list.join(", ")));
+            }
+        }
+        parts.join(" ")
+    }
 }
 
 /// One delivery inside an event item.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 struct Delivery {
-    #[serde(flatten)]
     status: DeliveryStatus,
     next_at: Timestamp,
     claimed_until: Option<Timestamp>,
+}
+
+impl Delivery {
+    fn pending(&self) -> bool {
+        self.status.status == "pending"
+    }
 }
 
 /// An event item.
@@ -358,45 +506,76 @@ struct Row {
     received_at: Timestamp,
     reports: u32,
     deliveries: Vec<Delivery>,
-    version: i64,
 }
 
 impl Row {
-    fn from_item(item: Item) -> Result<Row, StoreError> {
+    fn from_item(item: &Item) -> Result<Row, StoreError> {
         let corrupt = |what| StoreError::Corrupt {
             what,
-            value: str_of(&item, "sk").unwrap_or_default().to_owned(),
+            value: str_of(item, "sk").unwrap_or_default().to_owned(),
         };
-        let json = |name: &'static str| -> Result<Value, StoreError> {
-            serde_json::from_str(str_of(&item, name).ok_or_else(|| corrupt(name))?)
-                .map_err(|_| corrupt(name))
-        };
+        let id: i64 = str_of(item, "sk")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| corrupt("id"))?;
+        let event = str_of(item, "event")
+            .and_then(|e| serde_json::from_str(e).ok())
+            .ok_or_else(|| corrupt("event"))?;
+        let mut deliveries = Vec::new();
+        for i in 0.. {
+            let Some(channel) = str_of(item, &format!("ch_{i}")) else {
+                break;
+            };
+            let ms =
+                |name: String| num(item, &name).and_then(|v| Timestamp::from_millisecond(v).ok());
+            let status = if item.contains_key(&format!("p_{i}")) {
+                "pending"
+            } else {
+                str_of(item, &format!("st_{i}")).unwrap_or("pending")
+            };
+            deliveries.push(Delivery {
+                status: DeliveryStatus {
+                    id: id * PER_EVENT + i,
+                    channel: channel.to_owned(),
+                    status: status.to_owned(),
+                    attempts: num(item, &format!("a_{i}"))
+                        .and_then(|a| u32::try_from(a).ok())
+                        .unwrap_or(0),
+                    last_error: str_of(item, &format!("e_{i}")).map(str::to_owned),
+                    finished_at: ms(format!("f_{i}")),
+                },
+                next_at: ms(format!("n_{i}")).unwrap_or_default(),
+                claimed_until: ms(format!("c_{i}")),
+            });
+        }
         Ok(Row {
-            id: str_of(&item, "sk")
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| corrupt("id"))?,
-            event: serde_json::from_value(json("event")?).map_err(|_| corrupt("event"))?,
-            received_at: str_of(&item, "received_at")
+            id,
+            event,
+            received_at: str_of(item, "received_at")
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| corrupt("received_at"))?,
-            reports: num(&item, "reports")
+            reports: num(item, "reports")
                 .and_then(|r| u32::try_from(r).ok())
                 .ok_or_else(|| corrupt("reports"))?,
-            deliveries: serde_json::from_value(json("deliveries")?)
-                .map_err(|_| corrupt("deliveries"))?,
-            version: num(&item, "version").ok_or_else(|| corrupt("version"))?,
+            deliveries,
         })
     }
 
+    /// The item without per-delivery state other than each channel.
     fn to_item(&self) -> Item {
-        let mut item = Item::new();
-        item.insert("pk".into(), s("EVENT"));
-        item.insert("sk".into(), s(&pad(self.id)));
-        item.insert("event".into(), s(&json_string(&self.event)));
-        item.insert("received_at".into(), s(&self.received_at.to_string()));
-        item.insert("reports".into(), n(i64::from(self.reports)));
-        item.insert("deliveries".into(), s(&json_string(&self.deliveries)));
-        item.insert("version".into(), n(self.version));
+        let mut item = Item::from([
+            ("pk".to_owned(), s("EVENT")),
+            ("sk".to_owned(), s(&pad(self.id))),
+            (
+                "event".to_owned(),
+                s(&serde_json::to_string(&self.event).unwrap_or_default()),
+            ),
+            ("received_at".to_owned(), s(&self.received_at.to_string())),
+            ("reports".to_owned(), n(i64::from(self.reports))),
+        ]);
+        for (i, d) in self.deliveries.iter().enumerate() {
+            item.insert(format!("ch_{i}"), s(&d.status.channel));
+            item.insert(format!("a_{i}"), n(0));
+        }
         item
     }
 
@@ -446,12 +625,15 @@ fn num(item: &Item, name: &str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn pad(id: i64) -> String {
-    format!("{id:019}")
+fn bool_of(item: &Item, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
 }
 
-fn json_string<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+fn pad(id: i64) -> String {
+    format!("{id:019}")
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -466,6 +648,11 @@ fn event_number(id: &EventId) -> Result<i64, StoreError> {
     id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
 }
 
+/// A new event id: the millisecond of receipt and two random digits.
+fn new_event_id(now: Timestamp) -> i64 {
+    now.as_millisecond().max(0) * 100 + i64::from(fastrand::u8(..100))
+}
+
 impl Store for Dynamo {
     async fn record(&self, report: NewReport, decide: Decide) -> Result<Recorded, StoreError> {
         let report_key = report
@@ -476,59 +663,41 @@ impl Store for Dynamo {
             return Ok(known);
         }
         let now = report.received_at;
+        let cluster_pk = report.history.as_ref().map(|(c, _)| format!("CLUSTER#{c}"));
         for _ in 0..ATTEMPTS {
-            // The history and the version it was read at.
-            let (history, head) = match &report.history {
-                Some((cluster, since)) => {
-                    let pk = format!("CLUSTER#{cluster}");
-                    let head = self
-                        .get(&pk, "HEAD")
-                        .await?
-                        .and_then(|h| num(&h, "version"));
-                    let mut history = Vec::new();
-                    let range = (history_key(*since, 0), "H#~".to_owned());
-                    self.query(&pk, Some(range), false, |item| {
-                        if let Some(h) = history_event(&item) {
-                            history.push(h);
-                        }
-                        true
-                    })
-                    .await?;
-                    (history, Some((pk, head)))
-                }
-                None => (Vec::new(), None),
+            let (history, head) = match (&cluster_pk, &report.history) {
+                (Some(pk), Some((_, since))) => self.history(pk, *since).await?,
+                _ => (Vec::new(), None),
             };
-            let decision = decide(&history);
             let mut items = Vec::new();
-            let (row, merged) = match &decision {
+            let (row, merged) = match decide(&history) {
                 Decision::Merge(id) => {
+                    let number = event_number(&id)?;
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s("EVENT"))
+                        .key("sk", s(&pad(number)))
+                        .update_expression("ADD reports :one")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":one", n(1))
+                        .build()
+                        .map_err(backend)?;
+                    items.push(TransactWriteItem::builder().update(update).build());
                     let mut row = self
-                        .event(event_number(id)?)
+                        .event(number)
                         .await?
                         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-                    let mut item = row.to_item();
-                    item.insert("reports".into(), n(i64::from(row.reports) + 1));
-                    item.insert("version".into(), n(row.version + 1));
-                    item.insert("expires_at".into(), self.expires(now));
-                    let mut put = self.put(item, Some("version = :v"))?;
-                    if let Some(p) = put.put.as_mut() {
-                        p.expression_attribute_values =
-                            Some(HashMap::from([(":v".to_owned(), n(row.version))]));
-                    }
-                    items.push(put);
                     row.reports += 1;
-                    row.version += 1;
                     (row, true)
                 }
                 Decision::New(event) => {
-                    let id = self.next_ids(1).await?;
-                    let deliveries = event
-                        .channels
-                        .iter()
-                        .enumerate()
+                    let id = new_event_id(now);
+                    let claimed_until = report.claimed.then_some(now + LEASE);
+                    let deliveries = (0..)
+                        .zip(&event.channels)
                         .map(|(i, channel)| Delivery {
                             status: DeliveryStatus {
-                                id: id * PER_EVENT + i as i64,
+                                id: id * PER_EVENT + i,
                                 channel: channel.clone(),
                                 status: "pending".into(),
                                 attempts: 0,
@@ -536,45 +705,25 @@ impl Store for Dynamo {
                                 finished_at: None,
                             },
                             next_at: now,
-                            claimed_until: None,
+                            claimed_until,
                         })
                         .collect();
                     let row = Row {
                         id,
-                        event: (**event).clone(),
+                        event: *event,
                         received_at: now,
                         reports: 1,
                         deliveries,
-                        version: 0,
                     };
-                    let mut item = row.to_item();
-                    item.insert("expires_at".into(), self.expires(now));
-                    items.push(self.put(item, Some("attribute_not_exists(pk)"))?);
-                    items.push(self.pending_marker(&row, now)?);
-                    if let Some((pk, _)) = &head {
-                        let mut h = Item::new();
-                        h.insert("pk".into(), s(pk));
-                        h.insert("sk".into(), s(&history_key(event.at, id)));
-                        h.insert("id".into(), s(&id.to_string()));
-                        h.insert("at".into(), s(&event.at.to_string()));
-                        h.insert("flapping".into(), AttributeValue::Bool(event.flapping));
-                        if let Some(a) = &event.active {
-                            h.insert("active".into(), s(a));
-                        }
-                        if let Some(p) = &event.previous {
-                            h.insert("previous".into(), s(p));
-                        }
-                        h.insert("expires_at".into(), self.expires(now));
-                        items.push(self.put(h, None)?);
-                    }
+                    items.extend(self.new_event_items(&row, &report, cluster_pk.as_deref())?);
                     (row, false)
                 }
             };
-            if let Some((pk, seen)) = &head {
+            if let Some(pk) = &cluster_pk {
                 let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-                let condition = match seen {
+                let condition = match head {
                     Some(v) => {
-                        values.insert(":v".to_owned(), n(*v));
+                        values.insert(":v".to_owned(), n(v));
                         "version = :v"
                     }
                     None => "attribute_not_exists(version)",
@@ -591,12 +740,13 @@ impl Store for Dynamo {
                 items.push(TransactWriteItem::builder().update(update).build());
             }
             if let Some(key) = &report_key {
-                let mut r = Item::new();
-                r.insert("pk".into(), s(key));
-                r.insert("sk".into(), s("-"));
-                r.insert("event".into(), s(&row.id.to_string()));
-                r.insert("merged".into(), AttributeValue::Bool(merged));
-                r.insert("expires_at".into(), self.expires(now));
+                let r = Item::from([
+                    ("pk".to_owned(), s(key)),
+                    ("sk".to_owned(), s("-")),
+                    ("event".to_owned(), s(&row.id.to_string())),
+                    ("merged".to_owned(), AttributeValue::Bool(merged)),
+                    ("expires_at".to_owned(), self.expires(now)),
+                ]);
                 items.push(self.put(r, Some("attribute_not_exists(pk)"))?);
             }
             if self.transact(items).await? {
@@ -606,7 +756,8 @@ impl Store for Dynamo {
                     duplicate: false,
                 });
             }
-            // Lost a race: another report of this client id, or of this cluster, won.
+            // Lost a race: another report of this client id or this cluster won, or the new
+            // id was taken. Read again and decide again.
             if let Some(known) = self.seen(report_key.as_deref()).await? {
                 return Ok(known);
             }
@@ -622,7 +773,7 @@ impl Store for Dynamo {
         let mut failed = None;
         let limit = query.limit as usize;
         self.query("EVENT", Some((pad(0), to)), true, |item| {
-            match Row::from_item(item) {
+            match Row::from_item(&item) {
                 Ok(row) => {
                     let e = &row.event;
                     let keep = query
@@ -644,15 +795,12 @@ impl Store for Dynamo {
             failed.is_none() && found.len() < limit
         })
         .await?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(found),
-        }
+        failed.map_or(Ok(found), Err)
     }
 
     async fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
-        let ids = self.pending_events().await?.iter().map(|r| r.id).collect();
-        self.claim(ids, now, limit as usize, |d| d.next_at <= now)
+        let rows = self.pending_events().await?;
+        self.claim(rows, now, limit as usize, |d| d.next_at <= now)
             .await
     }
 
@@ -661,8 +809,12 @@ impl Store for Dynamo {
         event: &EventId,
         now: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.claim(vec![event_number(event)?], now, usize::MAX, |_| true)
-            .await
+        let rows = self
+            .event(event_number(event)?)
+            .await?
+            .into_iter()
+            .collect();
+        self.claim(rows, now, usize::MAX, |_| true).await
     }
 
     async fn finish(
@@ -670,51 +822,40 @@ impl Store for Dynamo {
         outcomes: Vec<(i64, Outcome)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut by_event: HashMap<i64, Vec<(i64, Outcome)>> = HashMap::new();
+        let mut by_event: HashMap<i64, Expr> = HashMap::new();
         for (id, outcome) in outcomes {
-            by_event
-                .entry(id / PER_EVENT)
-                .or_default()
-                .push((id, outcome));
-        }
-        for (event, outcomes) in by_event {
-            let mut saved = false;
-            for _ in 0..ATTEMPTS {
-                let Some(mut row) = self.event(event).await? else {
-                    break;
-                };
-                for (id, outcome) in &outcomes {
-                    let Some(d) = row.deliveries.iter_mut().find(|d| d.status.id == *id) else {
-                        continue;
-                    };
-                    d.claimed_until = None;
-                    d.status.attempts += 1;
-                    match outcome {
-                        Outcome::Delivered => {
-                            d.status.status = "delivered".into();
-                            d.status.finished_at = Some(now);
-                        }
-                        Outcome::Retry { at, error } => {
-                            d.next_at = *at;
-                            d.status.last_error = Some(error.clone());
-                        }
-                        Outcome::Failed { error } => {
-                            d.status.status = "failed".into();
-                            d.status.last_error = Some(error.clone());
-                            d.status.finished_at = Some(now);
-                        }
-                    }
+            let u = by_event.entry(id / PER_EVENT).or_default();
+            let i = id % PER_EVENT;
+            u.add.push(format!("a_{i} :one"));
+            u.remove.push(format!("c_{i}"));
+            match outcome {
+                Outcome::Delivered => {
+                    u.set(format!("st_{i} = :delivered, f_{i} = :now"));
+                    u.remove.push(format!("p_{i}"));
                 }
-                if self.save(&row, now).await? {
-                    saved = true;
-                    break;
+                Outcome::Retry { at, error } => {
+                    u.value(&format!(":n{i}"), n(at.as_millisecond()));
+                    u.value(&format!(":e{i}"), s(&error));
+                    u.set(format!("n_{i} = :n{i}, e_{i} = :e{i}"));
+                }
+                Outcome::Failed { error } => {
+                    u.value(&format!(":e{i}"), s(&error));
+                    u.set(format!("st_{i} = :failed, e_{i} = :e{i}, f_{i} = :now"));
+                    u.remove.push(format!("p_{i}"));
                 }
             }
-            if !saved {
-                tracing::warn!(
-                    event,
-                    "delivery outcomes not recorded: the event kept changing"
-                );
+        }
+        for (event, mut u) in by_event {
+            u.value(":one", n(1));
+            u.value(":now", n(now.as_millisecond()));
+            u.value(":delivered", s("delivered"));
+            u.value(":failed", s("failed"));
+            // DynamoDB refuses values the expression does not use.
+            let clauses = format!("{} {}", u.set.join(" "), u.add.join(" "));
+            u.values.retain(|k, _| clauses.contains(k.as_str()));
+            u.require("attribute_exists(pk)".to_owned());
+            if !self.update_event(event, u).await? {
+                tracing::warn!(event, "delivery outcomes of a removed event not recorded");
             }
         }
         Ok(())
@@ -726,7 +867,7 @@ impl Store for Dynamo {
             .await?
             .iter()
             .flat_map(|r| &r.deliveries)
-            .filter(|d| d.status.status == "pending" && d.status.channel == channel)
+            .filter(|d| d.pending() && d.status.channel == channel)
             .map(|d| d.status.id)
             .collect())
     }
@@ -737,8 +878,8 @@ impl Store for Dynamo {
             .await?
             .iter()
             .flat_map(|r| &r.deliveries)
-            .filter(|d| d.status.status == "pending" && d.claimed_until.is_none())
-            .map(|d| d.next_at)
+            .filter(|d| d.pending())
+            .map(|d| d.next_at.max(d.claimed_until.unwrap_or(d.next_at)))
             .min())
     }
 
@@ -748,17 +889,19 @@ impl Store for Dynamo {
             .await?
             .iter()
             .flat_map(|r| &r.deliveries)
-            .filter(|d| d.status.status == "pending")
+            .filter(|d| d.pending())
             .count();
         Ok(vec![("pending".to_owned(), pending as u64)])
     }
-
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
         let id = self.next_ids(1).await?;
         let mut item = Item::new();
         item.insert("pk".into(), s("MAINT"));
         item.insert("sk".into(), s(&pad(id)));
-        item.insert("window".into(), s(&json_string(&window)));
+        item.insert(
+            "window".into(),
+            s(&serde_json::to_string(&window).unwrap_or_default()),
+        );
         item.insert("expires_at".into(), self.expires(window.end));
         self.client
             .put_item()
@@ -813,41 +956,14 @@ impl Store for Dynamo {
             .key("sk", s(&pad(id)))
             .update_expression("SET #w = :w")
             .expression_attribute_names("#w", "window")
-            .expression_attribute_values(":w", s(&json_string(&m.window)))
+            .expression_attribute_values(
+                ":w",
+                s(&serde_json::to_string(&m.window).unwrap_or_default()),
+            )
             .send()
             .await
             .map_err(backend)?;
         Ok(true)
-    }
-}
-
-impl Dynamo {
-    /// The answer recorded for a client id, if it was seen before.
-    async fn seen(&self, key: Option<&str>) -> Result<Option<Recorded>, StoreError> {
-        let Some(key) = key else { return Ok(None) };
-        let Some(item) = self.get(key, "-").await? else {
-            return Ok(None);
-        };
-        let id =
-            str_of(&item, "event")
-                .and_then(|e| e.parse().ok())
-                .ok_or(StoreError::Corrupt {
-                    what: "report",
-                    value: key.to_owned(),
-                })?;
-        let row = self
-            .event(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(EventId(id.to_string())))?;
-        Ok(Some(Recorded {
-            event: row.stored(),
-            merged: item
-                .get("merged")
-                .and_then(|m| m.as_bool().ok())
-                .copied()
-                .unwrap_or(false),
-            duplicate: true,
-        }))
     }
 }
 

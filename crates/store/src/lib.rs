@@ -53,6 +53,9 @@ pub struct NewReport {
     pub received_at: Timestamp,
     /// The cluster whose history [`Decide`] needs, and from when.
     pub history: Option<(String, Timestamp)>,
+    /// The caller sends a new event's deliveries itself, within this request (the Lambda
+    /// deployment): record them already claimed, so no worker or drain takes them meanwhile.
+    pub claimed: bool,
 }
 
 /// A cluster's earlier event, as [`Decide`] sees it.

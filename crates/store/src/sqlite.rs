@@ -407,13 +407,13 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             let id = conn.last_insert_rowid();
             let mut insert = conn
                 .prepare_cached(
-                    "INSERT INTO deliveries (event_id, channel, created_ms, next_ms)
-                     VALUES (?1, ?2, ?3, ?3)",
+                    "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed)
+                     VALUES (?1, ?2, ?3, ?3, ?4)",
                 )
                 .map_err(db)?;
             for channel in &e.channels {
                 insert
-                    .execute(params![id, channel, ms(report.received_at)])
+                    .execute(params![id, channel, ms(report.received_at), report.claimed])
                     .map_err(db)?;
             }
             (id, false)

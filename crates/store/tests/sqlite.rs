@@ -20,6 +20,7 @@ fn report(id: &str, host: &str, at: &str) -> NewReport {
         occurred_at: t(at),
         received_at: t(at),
         history: Some(("db".into(), t(at) - SignedDuration::from_hours(1))),
+        claimed: false,
     }
 }
 
