@@ -356,6 +356,19 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
         .collect();
     assert_eq!(statuses, ["delivered", "delivered"], "{listed}");
 
+    // An ad-hoc window added through one request counts for the next report at once.
+    let (status, m) = answer(f.emu.invoke(http_api(
+        "POST",
+        "/v1/maintenance",
+        "",
+        ADMIN,
+        r#"{"cluster":"app","duration":"1h","reason":"disk swap"}"#,
+    )));
+    assert_eq!(status, 201, "{m}");
+    let (status, planned) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"app2"}"#)));
+    assert_eq!(status, 200, "{planned}");
+    assert_eq!(planned["verdict"]["verdict"], "planned", "{planned}");
+
     // A burst of 200 reports of one failover (distinct ids): all acknowledged, one event,
     // one message.
     for i in 0..200 {
