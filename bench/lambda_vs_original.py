@@ -11,6 +11,7 @@ import json, os, queue, socket, statistics, subprocess, sys, tempfile, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+EXTRA = {}
 
 exe = os.path.abspath(sys.argv[1])
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
@@ -131,7 +132,7 @@ try:
         return dict(aws_env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{rt_port}", AWS_LAMBDA_FUNCTION_NAME="f",
                     AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128", AWS_LAMBDA_FUNCTION_VERSION="1",
                     FAILOVER_NOTIFY_CONFIG=inv.name, FAILOVER_NOTIFY_TABLE="failover-notify",
-                    FAILOVER_NOTIFY_DYNAMODB_ENDPOINT=moto_url, RUST_LOG="warn")
+                    FAILOVER_NOTIFY_DYNAMODB_ENDPOINT=moto_url, RUST_LOG="warn", **EXTRA)
 
     def rust_process(hosts):
         t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 //! failover-notify's service: the HTTP API, classification with the stored history, and the
 //! outbox worker that delivers messages. `serve` and the tests start it the same way, through
-//! [`launch_with_listener`]; the Lambda entry (later) serves the same [`router`].
+//! [`launch_with_listener`]; the Lambda entry (`failover-notify lambda`) serves the same [`router`] with
+//! [`AppState::inline`].
 //!
 //! # Layout
 //! - [`state`]: shared state, live inventory reload, ad-hoc windows, API keys

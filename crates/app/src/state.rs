@@ -63,13 +63,27 @@ impl<S: Store> AppState<S> {
         })
     }
 
-    /// The same state delivering within each report's request: the answer is 503 while a
-    /// channel has not taken the message, and a retry with the same id sends only to the
-    /// channels that have not (the Lambda deployment).
-    #[must_use]
-    pub fn delivering_inline(mut self) -> AppState<S> {
-        self.inline = true;
-        self
+    /// State for the Lambda deployment: each report's messages are sent within its request
+    /// (the answer is 503 while a channel has not taken its message, and a retry with the same
+    /// id sends only to the channels that have not), and ad-hoc windows are read per report,
+    /// since other function instances may change them; none are loaded here.
+    ///
+    /// # Errors
+    /// [`SetupError`] when a channel cannot be built.
+    pub async fn inline(store: S, inventory: Inventory) -> Result<AppState<S>, StartError> {
+        let inventory = Arc::new(inventory);
+        let live = Live {
+            notifiers: notifiers(&inventory).await?,
+            inventory,
+            ad_hoc: Arc::new(Vec::new()),
+        };
+        Ok(AppState {
+            store,
+            live: Arc::new(RwLock::new(Arc::new(live))),
+            metrics: Arc::new(Metrics::default()),
+            wake: Arc::new(Notify::new()),
+            inline: true,
+        })
     }
 
     /// The inventory and channels in force now.
@@ -127,17 +141,20 @@ pub enum StartError {
 }
 
 async fn build_live<S: Store>(store: &S, inventory: Arc<Inventory>) -> Result<Live, StartError> {
+    Ok(Live {
+        notifiers: notifiers(&inventory).await?,
+        ad_hoc: Arc::new(ad_hoc_windows(store, &inventory).await?),
+        inventory,
+    })
+}
+
+async fn notifiers(inventory: &Inventory) -> Result<HashMap<String, Arc<Notifier>>, SetupError> {
     let timeout = Duration::try_from(inventory.delivery.timeout).unwrap_or(Duration::from_secs(15));
     let mut notifiers = HashMap::new();
     for c in &inventory.channels {
         notifiers.insert(c.name.clone(), Arc::new(Notifier::build(c, timeout).await?));
     }
-    let ad_hoc = ad_hoc_windows(store, &inventory).await?;
-    Ok(Live {
-        inventory,
-        notifiers,
-        ad_hoc: Arc::new(ad_hoc),
-    })
+    Ok(notifiers)
 }
 
 async fn ad_hoc_windows<S: Store>(

@@ -93,56 +93,6 @@ impl Dynamo {
         }
     }
 
-    /// Creates the table with TTL, as the CloudFormation template does (tests, first runs).
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when DynamoDB refuses.
-    pub async fn create_table(&self) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TimeToLiveSpecification,
-        };
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(backend)
-        };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(backend)
-        };
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("pk")?)
-            .attribute_definitions(attr("sk")?)
-            .key_schema(key("pk", KeyType::Hash)?)
-            .key_schema(key("sk", KeyType::Range)?)
-            .send()
-            .await
-            .map_err(backend)?;
-        self.client
-            .update_time_to_live()
-            .table_name(&self.table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name("expires_at")
-                    .enabled(true)
-                    .build()
-                    .map_err(backend)?,
-            )
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
     async fn next_ids(&self, count: i64) -> Result<i64, StoreError> {
         let out = self
             .client

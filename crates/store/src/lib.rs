@@ -2,7 +2,7 @@
 //! deliveries, and ad-hoc maintenance windows.
 //!
 //! The [`Store`] trait is what the service needs; [`sqlite::Sqlite`] is the embedded
-//! backend (later: DynamoDB, PostgreSQL). This crate stores and answers; it decides nothing
+//! backend; `failover-store-dynamodb` is the one for Lambda. This crate stores and answers; it decides nothing
 //! about the domain: the caller passes a [`Decide`] closure that runs inside the write
 //! transaction with the cluster's recent history, so merging is decided on committed state.
 //! Depends on no HTTP stack and no AWS SDK. Times are UTC instants.

@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             jiff::SignedDuration::from_hours(24 * i64::from(args.keep_days)),
         )
         .await;
-        let state = AppState::new(store, inventory).await?.delivering_inline();
+        let state = AppState::inline(store, inventory).await?;
         let router = failover_app::router(state.clone());
         let http = service_fn(move |req: lambda_http::Request| {
             let router = router.clone();
