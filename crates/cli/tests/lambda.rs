@@ -398,6 +398,9 @@ fn broken_inventory_fails_the_cold_start_loudly() {
     std::fs::write(&config, "[[clusters]]\nname = \"db\"\nnodes = [\"db1\"]\n").expect("written");
     let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "f")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("FAILOVER_NOTIFY_CONFIG", &config)
         .env("FAILOVER_NOTIFY_TABLE", "t")
         .output()
@@ -431,4 +434,19 @@ fn template_sets_only_settings_the_function_reads() {
             "`{var}` is not read by `lambda`"
         );
     }
+}
+
+/// `lambda` outside Lambda says what is missing instead of crashing.
+#[test]
+fn lambda_outside_lambda_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .env_clear()
+        .args(["lambda", "--table", "t"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AWS_LAMBDA_FUNCTION_NAME"), "{stderr}");
+    assert!(stderr.contains("use `serve`"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -93,7 +93,8 @@ impl Dynamo {
         }
     }
 
-    async fn next_ids(&self, count: i64) -> Result<i64, StoreError> {
+    /// The next ad-hoc window id.
+    async fn next_id(&self) -> Result<i64, StoreError> {
         let out = self
             .client
             .update_item()
@@ -101,19 +102,17 @@ impl Dynamo {
             .key("pk", s("SEQ"))
             .key("sk", s("SEQ"))
             .update_expression("ADD n :k")
-            .expression_attribute_values(":k", n(count))
+            .expression_attribute_values(":k", n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await
             .map_err(backend)?;
-        let last = out
-            .attributes()
+        out.attributes()
             .and_then(|a| num(a, "n"))
             .ok_or(StoreError::Corrupt {
                 what: "counter",
                 value: String::new(),
-            })?;
-        Ok(last - count + 1)
+            })
     }
 
     fn expires(&self, now: Timestamp) -> AttributeValue {
@@ -844,7 +843,7 @@ impl Store for Dynamo {
         Ok(vec![("pending".to_owned(), pending as u64)])
     }
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
-        let id = self.next_ids(1).await?;
+        let id = self.next_id().await?;
         let mut item = Item::new();
         item.insert("pk".into(), s("MAINT"));
         item.insert("sk".into(), s(&pad(id)));

@@ -20,6 +20,14 @@ use tower::ServiceExt as _;
 
 use crate::load;
 
+/// What the Lambda runtime sets and the runtime client needs.
+const RUNTIME_ENV: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
 /// How long a scheduled invocation keeps sending (the template gives the function 60 s).
 const DRAIN_BUDGET: Duration = Duration::from_secs(45);
 
@@ -47,6 +55,15 @@ pub struct Args {
 /// an initialization error for the first invocation.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     crate::cmd::serve::init_logging();
+    let missing: Vec<&str> = RUNTIME_ENV
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_none())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "`lambda` runs inside AWS Lambda, which sets {}; to run a server, use `serve`",
+        missing.join(", ")
+    );
     let config = args.config.clone().unwrap_or_else(|| {
         std::env::var_os("LAMBDA_TASK_ROOT")
             .map_or_else(PathBuf::new, PathBuf::from)
