@@ -25,6 +25,9 @@ enum Command {
     /// Run as an AWS Lambda function (API Gateway, function URL, EventBridge schedule)
     /// with DynamoDB; started with no arguments on Lambda, this is the default.
     Lambda(cmd::lambda::Args),
+    /// Report a failover from a cluster node (replaces the curl line): retries, and spools
+    /// what cannot be sent yet; exits 0 either way so the cluster manager is never harmed.
+    Report(cmd::report::Args),
     /// Show recent failover events from a running service.
     Events(cmd::events::Args),
     /// Ad-hoc maintenance windows on a running service.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(&args),
         Command::Lambda(args) => cmd::lambda::run(&args),
+        Command::Report(args) => cmd::report::run(&args),
         Command::Events(args) => cmd::events::run(&args),
         Command::Maintenance(command) => cmd::maintenance::run(&command),
         Command::Validate(args) => cmd::validate::run(&args),

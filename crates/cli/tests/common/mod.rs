@@ -223,11 +223,15 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(config: &Path, db: &Path) -> Serve {
+        Serve::start_on(config, db, free_port())
+    }
+
+    pub fn start_on(config: &Path, db: &Path, port: u16) -> Serve {
         let mut s = Serve {
             url: String::new(),
             config: config.to_owned(),
             db: db.to_owned(),
-            port: free_port(),
+            port,
             proc: None,
         };
         s.url = format!("http://127.0.0.1:{}", s.port);

@@ -1,0 +1,357 @@
+//! `report`: what a cluster node runs when it takes over; replaces the original's curl line.
+//!
+//! The report is written to the spool directory first (file and directory fsynced), then
+//! everything spooled is sent oldest first with its original id and time, retrying with
+//! backoff within `--timeout`. What the server has not taken stays spooled for the next run
+//! (or `report --flush`), and the command still exits 0: a cluster manager must never see its
+//! hook fail because the network is down. One run at a time sends (a lock in the spool
+//! directory), so a report is not sent twice by concurrent runs; the server also treats a
+//! repeated id as the same report.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::time_arg;
+
+/// Arguments of `report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The service: `serve`'s URL, or the API Gateway stage URL. The report goes to
+    /// URL/v1/reports.
+    #[arg(long, env = "FAILOVER_NOTIFY_URL")]
+    url: String,
+    /// API key (a customer's key is enough).
+    #[arg(
+        long,
+        env = "FAILOVER_NOTIFY_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file"
+    )]
+    key: Option<String>,
+    /// File holding the API key; it must not be readable by others (chmod 600 or 640).
+    #[arg(long, env = "FAILOVER_NOTIFY_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The host that took over. Default: this node's name (`uname -n`).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// The host that was active before, when known.
+    #[arg(long)]
+    previous: Option<String>,
+    /// `takeover`, `release` or `lost`.
+    #[arg(long, default_value = "takeover", value_parser = ["takeover", "release", "lost"])]
+    action: String,
+    /// The cluster resource concerned.
+    #[arg(long)]
+    resource: Option<String>,
+    /// What sent it (`heartbeat`, `pacemaker`, `keepalived`).
+    #[arg(long, default_value = "failover-notify")]
+    source: String,
+    /// Where unsent reports wait.
+    #[arg(
+        long,
+        env = "FAILOVER_NOTIFY_SPOOL",
+        default_value = "/var/spool/failover-notify"
+    )]
+    spool: PathBuf,
+    /// How long to keep trying before leaving reports in the spool.
+    #[arg(long, default_value = "10s")]
+    timeout: jiff::SignedDuration,
+    /// Send what is spooled; make no new report.
+    #[arg(long)]
+    flush: bool,
+}
+
+/// What became of one spooled report.
+enum Sent {
+    /// The server took it (or recorded it as from an unknown host).
+    Taken,
+    /// The server refused it for good; it is moved aside.
+    Refused(String),
+    /// Not now (unreachable, 5xx, 503 while a channel is down): try again later.
+    Later(String),
+}
+
+/// Spools the report and sends everything spooled.
+///
+/// # Errors
+/// Only for what retrying cannot fix: no usable key, or the report can be neither spooled
+/// nor sent.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let spool = Spool::open(&args.spool);
+    let report = if args.flush {
+        None
+    } else {
+        Some(new_report(args)?)
+    };
+    let mut unspooled = None;
+    if let Some(report) = report {
+        match &spool {
+            Ok(s) => {
+                if let Err(e) = s.add(&report) {
+                    eprintln!("warning: cannot spool the report, sending it only: {e:#}");
+                    unspooled = Some(report);
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: {e:#}; sending the report without a spool");
+                unspooled = Some(report);
+            }
+        }
+    }
+    // After spooling: a key problem then loses nothing; `report --flush` sends it once fixed.
+    let key = key(args)?;
+    let url = format!("{}/v1/reports", args.url.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let budget = Duration::try_from(args.timeout).unwrap_or(Duration::from_secs(10));
+    let deadline = Instant::now() + budget;
+    let post = |body: &Value| runtime.block_on(send(&client, &url, &key, body));
+    let mut wait = Duration::from_millis(250);
+    loop {
+        // A report that could not be spooled goes first, then the spool, oldest first.
+        let mut pending = None;
+        if let Some(report) = &unspooled {
+            match post(report) {
+                Sent::Taken => {
+                    println!("sent {}", report["id"].as_str().unwrap_or_default());
+                    unspooled = None;
+                }
+                Sent::Refused(why) => bail!("the service refused the report: {why}"),
+                Sent::Later(why) => pending = Some(why),
+            }
+        }
+        if let (None, Ok(s)) = (&pending, &spool) {
+            pending = s.flush(&post, deadline)?;
+        }
+        let Some(why) = pending else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        if Instant::now() + wait >= deadline {
+            if unspooled.is_some() {
+                bail!("the report could not be sent, and there is no spool to keep it: {why}");
+            }
+            if let Ok(s) = &spool {
+                eprintln!(
+                    "warning: {why}; {} report(s) wait in `{}` for the next run or `report --flush`",
+                    s.len(),
+                    s.dir.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn key(args: &Args) -> anyhow::Result<String> {
+    if let Some(k) = &args.key {
+        return Ok(k.trim().to_owned());
+    }
+    let Some(path) = &args.key_file else {
+        bail!("give the API key with --key, FAILOVER_NOTIFY_KEY or --key-file");
+    };
+    let meta =
+        fs::metadata(path).with_context(|| format!("reading key file `{}`", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        bail!(
+            "key file `{}` is readable by everyone; run `chmod o-r {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let key = fs::read_to_string(path)
+        .with_context(|| format!("reading key file `{}`", path.display()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("key file `{}` is empty", path.display());
+    }
+    Ok(key.to_owned())
+}
+
+fn new_report(args: &Args) -> anyhow::Result<Value> {
+    let hostname = match &args.hostname {
+        Some(h) => h.clone(),
+        None => fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading this node's name; give --hostname")?
+            .trim()
+            .to_owned(),
+    };
+    let mut id = [0u8; 12];
+    getrandom::fill(&mut id).context("reading random bytes from the operating system")?;
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let mut report = json!({
+        "hostname": hostname,
+        "action": args.action,
+        "source": args.source,
+        "id": id,
+        "occurred_at": time_arg::now().to_string(),
+    });
+    if let Some(p) = &args.previous {
+        report["previous"] = p.as_str().into();
+    }
+    if let Some(r) = &args.resource {
+        report["resource"] = r.as_str().into();
+    }
+    Ok(report)
+}
+
+async fn send(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> Sent {
+    let resp = match client
+        .post(url)
+        .header("x-api-key", key)
+        .json(body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Sent::Later(format!("cannot reach {url}: {}", error_chain(&e))),
+    };
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or(text);
+    match status.as_u16() {
+        200..=299 | 422 => Sent::Taken,
+        408 | 429 | 500..=599 => Sent::Later(format!("{url} answered {status}: {message}")),
+        _ => Sent::Refused(format!("{url} answered {status}: {message}")),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// The spool directory: one JSON file per report, named so that names sort by time.
+struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    fn open(dir: &Path) -> anyhow::Result<Spool> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating spool directory `{}`", dir.display()))?;
+        Ok(Spool {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Writes the report durably: a temporary file, fsync, rename, fsync the directory.
+    fn add(&self, report: &Value) -> anyhow::Result<()> {
+        let at: jiff::Timestamp = report["occurred_at"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .context("the report has no time")?;
+        let name = format!(
+            "{:020}-{}.json",
+            at.as_millisecond(),
+            report["id"].as_str().unwrap_or_default()
+        );
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing `{}`", tmp.display()))?;
+        f.write_all(report.to_string().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.dir.join(&name))?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Spooled report files, oldest first.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn len(&self) -> usize {
+        self.files().len()
+    }
+
+    /// Sends spooled reports oldest first under the lock; `Some(why)` when some remain.
+    fn flush(
+        &self,
+        post: &dyn Fn(&Value) -> Sent,
+        deadline: Instant,
+    ) -> anyhow::Result<Option<String>> {
+        let lock = File::create(self.dir.join(".lock"))
+            .with_context(|| format!("opening the lock in `{}`", self.dir.display()))?;
+        // Another run is sending: wait for it, at most until the deadline.
+        while lock.try_lock().is_err() {
+            if Instant::now() >= deadline {
+                return Ok(Some("another `report` run is sending the spool".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for path in self.files() {
+            let report = fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .filter(|r| r.get("hostname").is_some_and(Value::is_string));
+            let Some(report) = report else {
+                self.set_aside(&path, "corrupt", "cannot be read as a report");
+                continue;
+            };
+            match post(&report) {
+                Sent::Taken => {
+                    fs::remove_file(&path)
+                        .with_context(|| format!("removing `{}`", path.display()))?;
+                    println!("sent {}", report["id"].as_str().unwrap_or_default());
+                }
+                Sent::Refused(why) => self.set_aside(&path, "refused", &why),
+                Sent::Later(why) => return Ok(Some(why)),
+            }
+        }
+        File::open(&self.dir)?.sync_all()?;
+        Ok(None)
+    }
+
+    /// Moves a report that can never be sent into a sub-directory, with a warning, so it
+    /// neither blocks the others nor gets lost.
+    fn set_aside(&self, path: &Path, kind: &str, why: &str) {
+        let dir = self.dir.join(kind);
+        let target = dir.join(path.file_name().unwrap_or_default());
+        match fs::create_dir_all(&dir).and_then(|()| fs::rename(path, &target)) {
+            Ok(()) => eprintln!(
+                "warning: spooled report {why}; moved to `{}`",
+                target.display()
+            ),
+            Err(e) => eprintln!(
+                "warning: spooled report `{}` {why}, and cannot be moved aside: {e}",
+                path.display()
+            ),
+        }
+    }
+}

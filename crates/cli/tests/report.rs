@@ -1,0 +1,275 @@
+//! `report` against the real `serve`: sent at once when the service is up; spooled when it
+//! is down and sent later with its original time, oldest first; corrupt spool files set aside;
+//! concurrent runs send each report once; a key file readable by everyone refused.
+
+// The spool test compares report times with the real clock.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{ADMIN, KEY, Serve, admin_key_toml, free_port};
+use serde_json::Value;
+
+fn inventory(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("inventory.toml");
+    let toml = format!(
+        r#"
+[[customers]]
+name = "acme"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[channels]]
+name = "file"
+kind = "log"
+path = "{log}"
+
+[[routes]]
+channels = ["file"]
+
+[[keys]]
+name = "acme-nodes"
+customer = "acme"
+hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+{admin}"#,
+        log = dir.join("messages.log").display(),
+        admin = admin_key_toml()
+    );
+    std::fs::write(&path, toml).expect("inventory written");
+    path
+}
+
+fn report(url: &str, spool: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .arg("report")
+        .args(["--url", url, "--spool"])
+        .arg(spool)
+        .args(args)
+        .env("FAILOVER_NOTIFY_KEY", KEY)
+        .output()
+        .expect("report runs")
+}
+
+fn spooled(spool: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(spool)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn events(serve: &Serve) -> Vec<Value> {
+    let mut events = serve.get("/v1/events?limit=100")["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    events.reverse(); // oldest first
+    events
+}
+
+#[test]
+fn report_is_sent_when_the_service_is_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = Serve::start(&inventory(dir.path()), &dir.path().join("db.sqlite"));
+    let spool = dir.path().join("spool");
+    let out = report(
+        &serve.url,
+        &spool,
+        &[
+            "--hostname",
+            "db1",
+            "--previous",
+            "db2",
+            "--source",
+            "heartbeat",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sent "));
+    assert!(spooled(&spool).is_empty());
+    let events = events(&serve);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["active"], "db1");
+    assert_eq!(events[0]["previous"], "db2");
+}
+
+#[test]
+fn service_down_spools_then_sends_with_the_original_time_oldest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+
+    // Down: each run keeps trying for its timeout, then exits 0 with the report spooled.
+    let first = jiff::Timestamp::now();
+    let out = report(&url, &spool, &["--hostname", "db1", "--timeout", "1s"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 report(s) wait"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = report(
+        &url,
+        &spool,
+        &[
+            "--hostname",
+            "db2",
+            "--previous",
+            "db1",
+            "--timeout",
+            "500ms",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(spooled(&spool).len(), 2);
+    // A corrupt file among them is set aside, not sent and not in the way.
+    std::fs::write(spool.join("00000000000000000001-broken.json"), "{not json").expect("written");
+
+    let serve = Serve::start_on(&inventory(dir.path()), &dir.path().join("db.sqlite"), port);
+    let out = report(&url, &spool, &["--flush"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("corrupt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(spooled(&spool).is_empty());
+    assert!(
+        spool
+            .join("corrupt/00000000000000000001-broken.json")
+            .exists()
+    );
+
+    let events = events(&serve);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["active"], "db1");
+    assert_eq!(events[1]["active"], "db2");
+    // Their times are when they happened, before `serve` was even started.
+    let at: jiff::Timestamp = events[0]["at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("at");
+    assert!(
+        at.duration_since(first).abs() < jiff::SignedDuration::from_secs(1),
+        "{at} vs {first}"
+    );
+    let second: jiff::Timestamp = events[1]["at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("at");
+    assert!(second > at);
+}
+
+#[test]
+fn concurrent_flushes_send_each_report_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+    for i in 0..20 {
+        let host = if i % 2 == 0 { "db1" } else { "db2" };
+        let out = report(&url, &spool, &["--hostname", host, "--timeout", "0s"]);
+        assert!(out.status.success());
+    }
+    assert_eq!(spooled(&spool).len(), 20);
+    let serve = Serve::start_on(&inventory(dir.path()), &dir.path().join("db.sqlite"), port);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, spool) = (url.clone(), spool.clone());
+            std::thread::spawn(move || report(&url, &spool, &["--flush"]))
+        })
+        .collect();
+    for r in runs {
+        let out = r.join().expect("joins");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(spooled(&spool).is_empty());
+    let metrics = common::http()
+        .get(format!("{}/metrics", serve.url))
+        .header("x-api-key", ADMIN)
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let posted: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("failover_reports_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(posted, 20, "each spooled report posted once:\n{metrics}");
+}
+
+#[test]
+fn key_file_readable_by_everyone_is_refused_and_the_report_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key");
+    std::fs::write(&key, format!("{KEY}\n")).expect("written");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let spool = dir.path().join("spool");
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .args([
+            "report",
+            "--url",
+            "http://127.0.0.1:9",
+            "--hostname",
+            "db1",
+            "--key-file",
+        ])
+        .arg(&key)
+        .arg("--spool")
+        .arg(&spool)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("readable by everyone") && stderr.contains("chmod o-r"),
+        "{stderr}"
+    );
+    assert_eq!(
+        spooled(&spool).len(),
+        1,
+        "the report is kept for `report --flush`"
+    );
+
+    // With the file fixed, the spooled report goes out.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let serve = Serve::start(&inventory(dir.path()), &dir.path().join("db.sqlite"));
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .args(["report", "--flush", "--url", &serve.url, "--key-file"])
+        .arg(&key)
+        .arg("--spool")
+        .arg(&spool)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(events(&serve).len(), 1);
+}
