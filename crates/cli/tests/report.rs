@@ -26,6 +26,21 @@ name = "db"
 customer = "acme"
 nodes = ["db1", "db2"]
 
+[[clusters]]
+name = "hb"
+customer = "acme"
+nodes = ["hb1", "hb2"]
+
+[[clusters]]
+name = "ka"
+customer = "acme"
+nodes = ["ka1", "ka2"]
+
+[[clusters]]
+name = "pm"
+customer = "acme"
+nodes = ["pm1", "pm2"]
+
 [[channels]]
 name = "file"
 kind = "log"
@@ -272,4 +287,162 @@ fn key_file_readable_by_everyone_is_refused_and_the_report_kept() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(events(&serve).len(), 1);
+}
+
+/// A hook from `deploy/hooks`, run as its cluster manager runs it.
+fn hook(
+    name: &str,
+    dir: &Path,
+    url: &str,
+    host: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/hooks")
+        .join(name);
+    Command::new(script)
+        .args(args)
+        .env("FAILOVER_NOTIFY_BIN", env!("CARGO_BIN_EXE_failover-notify"))
+        .env("FAILOVER_NOTIFY_URL", url)
+        .env("FAILOVER_NOTIFY_KEY", KEY)
+        .env("FAILOVER_NOTIFY_SPOOL", dir.join("spool"))
+        .env("FAILOVER_NOTIFY_STATE", dir.join("heartbeat.state"))
+        .env("FAILOVER_NOTIFY_HOSTNAME", host)
+        .env("FAILOVER_NOTIFY_TIMEOUT", "1s")
+        .envs(env.iter().copied())
+        .output()
+        .expect("hook runs")
+}
+
+fn cluster_events(serve: &Serve, cluster: &str) -> Vec<Value> {
+    events(serve)
+        .into_iter()
+        .filter(|e| e["cluster"] == cluster)
+        .collect()
+}
+
+#[test]
+fn hooks_report_what_their_cluster_manager_tells_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serve = Serve::start(&inventory(dir.path()), &dir.path().join("db.sqlite"));
+    let url = serve.url.clone();
+    let d = dir.path();
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_owned();
+
+    // heartbeat: status words, takeover with the departed node as previous, release on stop.
+    assert_eq!(
+        stdout(&hook(
+            "heartbeat-resource",
+            d,
+            &url,
+            "hb1",
+            &["status"],
+            &[]
+        )),
+        "stopped"
+    );
+    let start = hook(
+        "heartbeat-resource",
+        d,
+        &url,
+        "hb1",
+        &["start"],
+        &[("HA_src", "hb2")],
+    );
+    assert!(start.status.success());
+    assert_eq!(
+        stdout(&hook(
+            "heartbeat-resource",
+            d,
+            &url,
+            "hb1",
+            &["status"],
+            &[]
+        )),
+        "running"
+    );
+    let hb = cluster_events(&serve, "hb");
+    assert_eq!(hb.len(), 1, "{hb:?}");
+    assert_eq!(
+        (hb[0]["active"].as_str(), hb[0]["previous"].as_str()),
+        (Some("hb1"), Some("hb2"))
+    );
+    assert!(
+        hook("heartbeat-resource", d, &url, "hb1", &["stop"], &[])
+            .status
+            .success()
+    );
+    assert_eq!(
+        stdout(&hook(
+            "heartbeat-resource",
+            d,
+            &url,
+            "hb1",
+            &["status"],
+            &[]
+        )),
+        "stopped"
+    );
+
+    // keepalived: BACKUP says nothing, MASTER reports a takeover.
+    assert!(
+        hook(
+            "keepalived-notify",
+            d,
+            &url,
+            "ka2",
+            &["INSTANCE", "VI_1", "BACKUP", "100"],
+            &[]
+        )
+        .status
+        .success()
+    );
+    assert!(cluster_events(&serve, "ka").is_empty());
+    assert!(
+        hook(
+            "keepalived-notify",
+            d,
+            &url,
+            "ka2",
+            &["INSTANCE", "VI_1", "MASTER", "100"],
+            &[]
+        )
+        .status
+        .success()
+    );
+    let ka = cluster_events(&serve, "ka");
+    assert_eq!(ka.len(), 1, "{ka:?}");
+    assert_eq!(ka[0]["active"], "ka2");
+
+    // Pacemaker: a start on another node says nothing; a start here is a takeover, and the
+    // peer lost right after is the same failover.
+    let alert = |node: &str, kind: &str, extra: &[(&str, &str)]| {
+        let mut env = vec![("CRM_alert_kind", kind), ("CRM_alert_node", node)];
+        env.extend_from_slice(extra);
+        hook("pacemaker-alert", d, &url, "pm1", &[], &env)
+    };
+    let start = [
+        ("CRM_alert_task", "start"),
+        ("CRM_alert_rc", "0"),
+        ("CRM_alert_rsc", "vip"),
+    ];
+    assert!(alert("pm2", "resource", &start).status.success());
+    assert!(cluster_events(&serve, "pm").is_empty());
+    assert!(alert("pm1", "resource", &start).status.success());
+    assert!(
+        alert("pm2", "node", &[("CRM_alert_desc", "lost")])
+            .status
+            .success()
+    );
+    let pm = cluster_events(&serve, "pm");
+    assert_eq!(pm.len(), 1, "{pm:?}");
+    assert_eq!(pm[0]["active"], "pm1");
+    assert_eq!(pm[0]["reports"], 2);
+
+    // With the service down, a hook still exits 0 at once and the report waits in the spool.
+    serve.stop();
+    let stop = hook("heartbeat-resource", d, &url, "hb1", &["stop"], &[]);
+    assert!(stop.status.success());
+    assert_eq!(spooled(&d.join("spool")).len(), 1);
 }

@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, env = "FAILOVER_NOTIFY_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// The host that took over. Default: this node's name (`uname -n`).
-    #[arg(long)]
+    #[arg(long, env = "FAILOVER_NOTIFY_HOSTNAME")]
     hostname: Option<String>,
     /// The host that was active before, when known.
     #[arg(long)]
@@ -61,7 +61,7 @@ pub struct Args {
     )]
     spool: PathBuf,
     /// How long to keep trying before leaving reports in the spool.
-    #[arg(long, default_value = "10s")]
+    #[arg(long, env = "FAILOVER_NOTIFY_TIMEOUT", default_value = "10s")]
     timeout: jiff::SignedDuration,
     /// Send what is spooled; make no new report.
     #[arg(long)]
@@ -126,7 +126,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if let Some(report) = &unspooled {
             match post(report) {
                 Sent::Taken => {
-                    println!("sent {}", report["id"].as_str().unwrap_or_default());
+                    say_sent(report);
                     unspooled = None;
                 }
                 Sent::Refused(why) => bail!("the service refused the report: {why}"),
@@ -233,6 +233,12 @@ async fn send(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> S
     }
 }
 
+/// `sent ID` on stdout; a closed stdout (a hook's logger missing) is no error.
+fn say_sent(report: &Value) {
+    let id = report["id"].as_str().unwrap_or_default();
+    let _ = writeln!(std::io::stdout(), "sent {id}");
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
@@ -328,7 +334,7 @@ impl Spool {
                 Sent::Taken => {
                     fs::remove_file(&path)
                         .with_context(|| format!("removing `{}`", path.display()))?;
-                    println!("sent {}", report["id"].as_str().unwrap_or_default());
+                    say_sent(&report);
                 }
                 Sent::Refused(why) => self.set_aside(&path, "refused", &why),
                 Sent::Later(why) => return Ok(Some(why)),
