@@ -220,6 +220,22 @@ fn decide(
         };
     }
     let customer = inv.cluster(cluster).customer;
+    // A report without `previous` (keepalived says only "I am master now"): the node active
+    // before is the one the cluster's last event made active.
+    let inferred;
+    let r = if r.previous.is_none() {
+        let mut with = r.clone();
+        with.previous = history
+            .iter()
+            .filter(|h| h.at <= r.occurred_at)
+            .max_by_key(|h| h.at)
+            .and_then(|h| h.active.clone())
+            .filter(|p| inv.find_node(p, customer) != Some(node));
+        inferred = with;
+        &inferred
+    } else {
+        r
+    };
     let past: Vec<PastEvent> = history
         .iter()
         .filter_map(|h| {

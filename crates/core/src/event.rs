@@ -62,10 +62,14 @@ pub fn assess(
             ..Assessment::default()
         };
     }
+    // The latest event near this report; it must be the same takeover. An event in between
+    // with another active node (n1, n2, n1 again within seconds) is a new failover, not a
+    // repeat of the first.
     let merge = mine
         .iter()
-        .filter(|e| e.active == active && at.duration_since(e.at).abs() <= policy.merge_within)
-        .max_by_key(|e| e.at);
+        .filter(|e| at.duration_since(e.at).abs() <= policy.merge_within)
+        .max_by_key(|e| e.at)
+        .filter(|e| e.active == active);
     if let Some(e) = merge {
         return Assessment {
             merge_into: Some(e.id.clone()),
@@ -128,6 +132,25 @@ mod tests {
             Some("r-e1"),
         );
         assert_eq!(a.duplicate_of.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn failover_back_within_the_merge_interval_is_a_new_event() {
+        // n1 took over, then n2, then n1 again, seconds apart: three failovers.
+        let h = [
+            ev("e1", 1, 0, "2026-12-09T21:00:00Z"),
+            ev("e2", 0, 1, "2026-12-09T21:00:10Z"),
+        ];
+        let a = assess(
+            &EventPolicy::default(),
+            &h,
+            ClusterId(0),
+            NodeId(1),
+            t("2026-12-09T21:00:20Z"),
+            Some("other"),
+        );
+        assert_eq!(a.merge_into, None);
+        assert_eq!(a.failback_of.as_deref(), Some("e2"));
     }
 
     #[test]
