@@ -1,7 +1,10 @@
-//! End to end on real clusters: two keepalived nodes, each in its own network, UTS, PID and
-//! mount namespaces, joined by a bridge in a third namespace where `serve` runs (addresses from
-//! 192.0.2.0/24). The nodes report through the shipped hook and `failover-notify report`.
-//! Needs root and Debian's keepalived (the README's test command installs it).
+//! End to end on real clusters: two keepalived or two heartbeat nodes, each in its own
+//! network, UTS, PID and mount namespaces, joined by a bridge in a third namespace where
+//! `serve` runs (addresses from 192.0.2.0/24). The nodes report through the shipped hooks and
+//! `failover-notify report`. Each cluster goes through the same story: a crash outside any
+//! window (unplanned), a crash inside a window written into the inventory (planned, and a
+//! failback), and a crash while `serve` is down (spooled, delivered later with its time).
+//! Needs root and Debian's keepalived and heartbeat (the README's test command installs them).
 
 // Windows around the real current time, and waits on real daemons.
 #![allow(clippy::disallowed_methods)]
@@ -33,9 +36,16 @@ fn ip(args: &[&str]) -> String {
     run(Command::new("ip").args(args))
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Manager {
+    Keepalived,
+    Heartbeat,
+}
+
 /// The namespaces of one test: `P-br` holds the bridge and `serve`, `P-n1` and `P-n2` the
 /// nodes. Dropped: every daemon killed, every namespace deleted.
 struct Lab {
+    manager: Manager,
     prefix: String,
     dir: tempfile::TempDir,
     nodes: Vec<Option<Child>>,
@@ -43,9 +53,15 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let prefix = format!("fn{}", std::process::id());
+    fn new(manager: Manager) -> Lab {
+        let tag = if manager == Manager::Keepalived {
+            "k"
+        } else {
+            "h"
+        };
+        let prefix = format!("fn{tag}{}", std::process::id());
         let lab = Lab {
+            manager,
             dir: tempfile::tempdir().expect("tempdir"),
             nodes: vec![None, None],
             serve: None,
@@ -155,6 +171,9 @@ impl Lab {
             .map(|v| v["events"].clone())
             .unwrap_or_default();
         let mut list = e.as_array_mut().map(std::mem::take).unwrap_or_default();
+        // Releases alone (heartbeat stopping a node's resources) are recorded without an
+        // active node; the story is about takeovers.
+        list.retain(|e| !e["active"].is_null());
         list.reverse();
         list
     }
@@ -174,17 +193,7 @@ impl Lab {
         let hook =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/hooks/keepalived-notify");
         let notify = dir.join("notify");
-        std::fs::write(
-            &notify,
-            format!(
-                "#!/bin/sh\nexport FAILOVER_NOTIFY_BIN={BIN} FAILOVER_NOTIFY_URL={} FAILOVER_NOTIFY_KEY=secret \
-                 FAILOVER_NOTIFY_SPOOL={} FAILOVER_NOTIFY_TIMEOUT=1s\nexec {} \"$@\"\n",
-                self.url(),
-                dir.join("spool").display(),
-                hook.display()
-            ),
-        )
-        .expect("notify written");
+        std::fs::write(&notify, self.hook_wrapper(i, &hook)).expect("notify written");
         run(Command::new("chmod").arg("700").arg(&notify));
         let conf = dir.join("keepalived.conf");
         std::fs::write(
@@ -204,6 +213,73 @@ impl Lab {
             "hostname n{i} && mount -t tmpfs tmpfs /run && exec keepalived -n -l -f {} -p /run/keepalived.pid -r /run/vrrp.pid -c /run/checkers.pid",
             conf.display()
         );
+        self.spawn_node(i, &script, log);
+    }
+
+    /// heartbeat v1 on node `i`, with its own `/etc/ha.d`, `/var/lib/heartbeat` (a fresh
+    /// `hb_uuid`) and `/run`; `haresources` gives n1 the shipped resource script.
+    fn start_heartbeat(&mut self, i: usize) {
+        let dir = self.path(&format!("n{i}"));
+        let (etc, lib) = (dir.join("etc"), dir.join("lib"));
+        if !etc.exists() {
+            std::fs::create_dir_all(&dir).expect("node dir");
+            run(Command::new("cp").args(["-a", "/etc/ha.d"]).arg(&etc));
+            run(Command::new("cp")
+                .args(["-a", "/var/lib/heartbeat"])
+                .arg(&lib));
+            std::fs::write(
+                etc.join("ha.cf"),
+                format!(
+                    "debugfile {dir}/ha-debug\nlogfile {dir}/ha-log\nkeepalive 1\nwarntime 2\ndeadtime 4\n\
+                     initdead 6\nudpport 694\nucast eth0 192.0.2.1{peer}\nauto_failback off\nnode n1\nnode n2\ncrm off\n",
+                    dir = dir.display(),
+                    peer = 3 - i
+                ),
+            )
+            .expect("ha.cf");
+            std::fs::write(
+                etc.join("authkeys"),
+                "auth 1\n1 sha1 failover-notify-test\n",
+            )
+            .expect("authkeys");
+            run(Command::new("chmod").arg("600").arg(etc.join("authkeys")));
+            std::fs::write(etc.join("haresources"), "n1 failover-notify\n").expect("haresources");
+            let hook =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/hooks/heartbeat-resource");
+            let script = etc.join("resource.d/failover-notify");
+            std::fs::write(&script, self.hook_wrapper(i, &hook)).expect("resource script");
+            run(Command::new("chmod").arg("755").arg(&script));
+        }
+        let _ = std::fs::remove_file(dir.join("active"));
+        let log = std::fs::File::create(dir.join("heartbeat.out")).expect("log");
+        let script = format!(
+            "hostname n{i} && mount --bind {etc} /etc/ha.d && mount --bind {lib} /var/lib/heartbeat && \
+             mount -t tmpfs tmpfs /run && \
+             for d in heartbeat heartbeat/ccm heartbeat/crm heartbeat/dopd crm; do install -d -m 750 -o hacluster -g haclient /run/$d; done && \
+             install -d -m 1755 /run/heartbeat/rsctmp && /usr/libexec/heartbeat/heartbeat && exec sleep infinity",
+            etc = etc.display(),
+            lib = lib.display()
+        );
+        self.spawn_node(i, &script, log);
+    }
+
+    /// The hook as the manager runs it, with the node's settings (what `report.env` holds on
+    /// a real node).
+    fn hook_wrapper(&self, i: usize, hook: &Path) -> String {
+        let dir = self.path(&format!("n{i}"));
+        format!(
+            "#!/bin/sh\nexport FAILOVER_NOTIFY_BIN={BIN} FAILOVER_NOTIFY_URL={} FAILOVER_NOTIFY_KEY=secret \
+             FAILOVER_NOTIFY_SPOOL={} FAILOVER_NOTIFY_TIMEOUT=1s FAILOVER_NOTIFY_STATE={}\nexec {} \"$@\"\n",
+            self.url(),
+            dir.join("spool").display(),
+            dir.join("active").display(),
+            hook.display()
+        )
+    }
+
+    /// Runs `script` as PID 1 of new PID, mount and UTS namespaces inside node `i`'s network
+    /// namespace; killing it kills everything in there.
+    fn spawn_node(&mut self, i: usize, script: &str, log: std::fs::File) {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(&format!("n{i}"))])
             .args([
@@ -215,13 +291,45 @@ impl Lab {
                 "--uts",
                 "sh",
                 "-c",
-                &script,
+                script,
             ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("keepalived starts");
+            .expect("node starts");
         self.nodes[i - 1] = Some(child);
+    }
+
+    fn start_node(&mut self, i: usize) {
+        match self.manager {
+            Manager::Keepalived => self.start_keepalived(i),
+            Manager::Heartbeat => self.start_heartbeat(i),
+        }
+    }
+
+    /// Node `i` runs the cluster's resources: it holds the virtual address (keepalived) or
+    /// its resource script was started (heartbeat).
+    fn wait_active(&self, i: usize) {
+        let dir = self.path(&format!("n{i}"));
+        wait_for(&format!("n{i} to take over"), 60, || {
+            let active = match self.manager {
+                Manager::Keepalived => {
+                    ip(&["-n", &self.ns(&format!("n{i}")), "addr", "show", "eth0"]).contains(VIP)
+                }
+                Manager::Heartbeat => dir.join("active").exists(),
+            };
+            active.then_some(())
+        });
+    }
+
+    /// Lets a restarted node join as the standby (heartbeat waits about 10 s after the nodes
+    /// see each other).
+    fn settle(&self) {
+        let secs = match self.manager {
+            Manager::Keepalived => 2,
+            Manager::Heartbeat => 14,
+        };
+        std::thread::sleep(Duration::from_secs(secs));
     }
 
     /// Kills node `i` at once (its whole PID namespace), like a crash.
@@ -230,16 +338,6 @@ impl Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    fn holds_vip(&self, i: usize) -> bool {
-        ip(&["-n", &self.ns(&format!("n{i}")), "addr", "show", "eth0"]).contains(VIP)
-    }
-
-    fn wait_vip(&self, i: usize) {
-        wait_for(&format!("n{i} to hold the virtual address"), 30, || {
-            self.holds_vip(i).then_some(())
-        });
     }
 
     fn write_inventory(&self, window: bool) {
@@ -328,22 +426,40 @@ fn keepalived_failovers_are_classified_and_delivered() {
         Command::new("keepalived").arg("--version").output().is_ok(),
         "keepalived is not installed (the README's test command installs it; apt-get install keepalived)"
     );
-    let mut lab = Lab::new();
+    story(Manager::Keepalived);
+}
+
+#[test]
+fn heartbeat_failovers_are_classified_and_delivered() {
+    assert!(
+        Path::new("/usr/libexec/heartbeat/heartbeat").exists(),
+        "heartbeat is not installed (the README's test command installs it; apt-get install heartbeat)"
+    );
+    story(Manager::Heartbeat);
+}
+
+fn story(manager: Manager) {
+    let mut lab = Lab::new(manager);
     lab.write_inventory(false);
     lab.start_serve();
-    lab.start_keepalived(1);
-    lab.wait_vip(1);
-    lab.start_keepalived(2);
+    lab.start_node(1);
+    if manager == Manager::Keepalived {
+        lab.wait_active(1); // keepalived: the first node up takes the address
+    }
+    lab.start_node(2);
+    lab.wait_active(1);
     let first = lab.wait_events(1);
     assert_eq!(first[0]["active"], "n1", "{first:?}");
 
     // The active node crashes outside any window: unplanned, naming n2 as the new active node.
     lab.crash(1);
-    lab.wait_vip(2);
+    lab.wait_active(2);
     let events = lab.wait_events(2);
     let unplanned = &events[1];
     assert_eq!(unplanned["active"], "n2", "{events:?}");
     assert_eq!(unplanned["verdict"], "unplanned");
+    // heartbeat names the departed node (HA_src); after keepalived, the last event does.
+    assert_eq!(unplanned["previous"], "n1", "{unplanned}");
     let messages = wait_for("the unplanned message", 30, || {
         Some(lab.messages(&unplanned["id"])).filter(|m| !m.is_empty())
     });
@@ -351,6 +467,12 @@ fn keepalived_failovers_are_classified_and_delivered() {
         messages[0]["subject"]
             .as_str()
             .is_some_and(|s| s.contains("UNPLANNED") && s.contains("n2")),
+        "{messages:?}"
+    );
+    assert!(
+        messages[0]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("n1 has failed over")),
         "{messages:?}"
     );
 
@@ -368,11 +490,10 @@ fn keepalived_failovers_are_classified_and_delivered() {
             .ok()
             .filter(|l| l.contains("inventory reloaded"))
     });
-    lab.start_keepalived(1);
-    std::thread::sleep(Duration::from_secs(2)); // n1 settles as backup
-    assert!(lab.holds_vip(2) && !lab.holds_vip(1));
+    lab.start_node(1);
+    lab.settle(); // n1 joins as the standby
     lab.crash(2);
-    lab.wait_vip(1);
+    lab.wait_active(1);
     let events = lab.wait_events(3);
     let planned = &events[2];
     assert_eq!(planned["active"], "n1", "{events:?}");
@@ -382,11 +503,11 @@ fn keepalived_failovers_are_classified_and_delivered() {
     // `serve` is down during the failover: the report is spooled on the node, and sent with its
     // original time once `serve` is back.
     lab.stop_serve();
-    lab.start_keepalived(2);
-    std::thread::sleep(Duration::from_secs(2));
+    lab.start_node(2);
+    lab.settle();
     let crashed_at = jiff::Timestamp::now();
     lab.crash(1);
-    lab.wait_vip(2);
+    lab.wait_active(2);
     let spool = lab.path("n2/spool");
     wait_for("the report in n2's spool", 30, || {
         let n = std::fs::read_dir(&spool)
