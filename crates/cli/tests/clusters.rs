@@ -54,6 +54,7 @@ struct Lab {
 
 impl Lab {
     fn new(manager: Manager) -> Lab {
+        remove_stale_labs();
         let tag = if manager == Manager::Keepalived {
             "k"
         } else {
@@ -400,6 +401,30 @@ hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|m| &m["event"] == id)
             .collect()
+    }
+}
+
+/// Namespaces left by an earlier run of these tests that was killed before it could clean up
+/// (named `fnk<pid>-…` or `fnh<pid>-…` for a process that no longer runs): their daemons are
+/// stopped and the namespaces deleted.
+fn remove_stale_labs() {
+    for line in ip(&["netns", "list"]).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix("fnk")
+            .or_else(|| name.strip_prefix("fnh"))
+            .and_then(|rest| rest.split('-').next())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        for p in ip(&["netns", "pids", name]).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", p]).status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
     }
 }
 
