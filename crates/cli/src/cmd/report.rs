@@ -85,6 +85,11 @@ enum Sent {
 /// nor sent.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let spool = Spool::open(&args.spool);
+    if args.flush
+        && let Err(e) = &spool
+    {
+        bail!("{e:#}");
+    }
     let report = if args.flush {
         None
     } else {
