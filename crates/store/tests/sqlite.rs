@@ -211,3 +211,65 @@ async fn store_story() {
     assert!(!store.end_maintenance(w.id, now).await.expect("ends"));
     assert!(store.maintenance(now).await.expect("lists").is_empty());
 }
+
+/// The Lambda path: deliveries recorded claimed are not handed out by `claim_due`; a retry's
+/// `claim_event` takes the pending ones once, whether due or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_on_record_and_claim_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Sqlite::open(&dir.path().join("events.db")).expect("opens");
+    let mut r = report("r1", "db1", "2026-12-09T21:00:00Z");
+    r.claimed = true;
+    let recorded = store
+        .record(
+            r,
+            Box::new(|_| {
+                Decision::New(Box::new(new_event(
+                    "db1",
+                    "2026-12-09T21:00:00Z",
+                    &["log", "mail"],
+                )))
+            }),
+        )
+        .await
+        .expect("recorded");
+    let later = t("2026-12-09T22:00:00Z");
+    assert!(store.claim_due(later, 10).await.expect("claims").is_empty());
+    // The request fails one channel and leaves it for a retry an hour away.
+    let [log, mail] = [&recorded.event.deliveries[0], &recorded.event.deliveries[1]];
+    store
+        .finish(
+            vec![
+                (log.id, Outcome::Delivered),
+                (
+                    mail.id,
+                    Outcome::Retry {
+                        at: t("2026-12-09T23:00:00Z"),
+                        error: "smtp down".into(),
+                    },
+                ),
+            ],
+            later,
+        )
+        .await
+        .expect("finished");
+    // The reporter's retry claims the failed one at once, and only once.
+    let claimed = store
+        .claim_event(&recorded.event.id, later)
+        .await
+        .expect("claims");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|d| d.channel.as_str())
+            .collect::<Vec<_>>(),
+        ["mail"]
+    );
+    assert!(
+        store
+            .claim_event(&recorded.event.id, later)
+            .await
+            .expect("claims")
+            .is_empty()
+    );
+}
