@@ -217,7 +217,7 @@ async fn store_story() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claimed_on_record_and_claim_event() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Sqlite::open(&dir.path().join("events.db")).expect("opens");
+    let store = Sqlite::open(dir.path().join("events.db")).expect("opens");
     let mut r = report("r1", "db1", "2026-12-09T21:00:00Z");
     r.claimed = true;
     let recorded = store
