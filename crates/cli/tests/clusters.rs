@@ -6,7 +6,7 @@
 //! failback), and a crash while `serve` is down (spooled, delivered later with its time).
 //! Needs root and Debian's keepalived and heartbeat (the README's test command installs them).
 
-// Windows around the real current time, and waits on real daemons.
+// Failover times are compared with the real clock.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{ADMIN, admin_key_toml, wait_for};
+use common::{ADMIN, keys_toml, wait_for, window_around_now};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_failover-notify");
@@ -343,18 +343,7 @@ impl Lab {
 
     fn write_inventory(&self, window: bool) {
         let window = if window {
-            let now = jiff::Timestamp::now();
-            let z = |t: jiff::Timestamp| {
-                t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
-                    .strftime("%Y-%m-%d %H:%M")
-                    .to_string()
-            };
-            let start = z(now - jiff::SignedDuration::from_hours(1));
-            let (date, start) = start.split_once(' ').expect("date and time");
-            let end = z(now + jiff::SignedDuration::from_hours(1));
-            format!(
-                "[[windows]]\nname = \"kernel-patching\"\ncluster = \"web\"\ndate = \"{date}\"\nstart = \"{start}\"\nend = \"{end}\"\ntime_zone = \"UTC\"\n"
-            )
+            window_around_now("cluster = \"web\"")
         } else {
             String::new()
         };
@@ -381,13 +370,9 @@ path = "{log}"
 [[routes]]
 channels = ["file"]
 
-[[keys]]
-name = "acme-nodes"
-customer = "acme"
-hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
-{admin}"#,
+{keys}"#,
                 log = self.path("messages.log").display(),
-                admin = admin_key_toml()
+                keys = keys_toml()
             ),
         )
         .expect("inventory written");

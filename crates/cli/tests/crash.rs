@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{KEY, Serve, admin_key_toml, wait_for};
+use common::{KEY, Serve, keys_toml, wait_for};
 use serde_json::Value;
 
 const REPORTS: usize = 2400;
@@ -19,10 +19,9 @@ fn kill_9_loses_no_acknowledged_report_and_duplicates_no_delivery() {
     let log = dir.path().join("messages.log");
     // One cluster per report, so each report is its own event with one delivery.
     let mut toml = format!(
-        "[[customers]]\nname = \"acme\"\n\n[[channels]]\nname = \"file\"\nkind = \"log\"\npath = \"{}\"\n\n[[routes]]\nchannels = [\"file\"]\n\n[[keys]]\nname = \"nodes\"\ncustomer = \"acme\"\nhash = \"{}\"\n{}\n",
+        "[[customers]]\nname = \"acme\"\n\n[[channels]]\nname = \"file\"\nkind = \"log\"\npath = \"{}\"\n\n[[routes]]\nchannels = [\"file\"]\n\n{}\n",
         log.display(),
-        failover_core::keys::KeyHash::of(KEY),
-        admin_key_toml()
+        keys_toml()
     );
     for i in 0..REPORTS {
         toml.push_str(&format!(

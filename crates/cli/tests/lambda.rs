@@ -2,7 +2,7 @@
 //! `provided.al2023` bootstrap), with DynamoDB and SNS on a moto server and a real webhook
 //! receiver: REST (v1) and HTTP API (v2) events shaped like the original's curl line.
 
-// Test inventories put windows around the real current time.
+// The emulator gives each invocation a deadline on the real clock.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ADMIN, KEY, Moto, Proc, Receiver, admin_key_toml, free_port, wait_for};
+use common::{
+    ADMIN, KEY, Moto, Proc, Receiver, free_port, keys_toml, serve_in_thread, wait_for,
+    window_around_now,
+};
 use serde_json::{Value, json};
 
 /// Lambda's Runtime API: hands queued events to the function and keeps its answers.
@@ -29,15 +32,7 @@ impl Emulator {
         use axum::routing::{get, post};
         let emu = Emulator::default();
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("binds");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let state = emu.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let app = axum::Router::new()
+        let app = axum::Router::new()
                     .route(
                         "/2018-06-01/runtime/invocation/next",
                         get(|State(e): State<Emulator>| async move {
@@ -84,11 +79,8 @@ impl Emulator {
                             axum::http::StatusCode::ACCEPTED
                         }),
                     )
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        });
+                    .with_state(emu.clone());
+        serve_in_thread(listener, app);
         emu
     }
 
@@ -201,15 +193,6 @@ fn create_table(moto: &str, table: &str) {
 }
 
 fn inventory(dir: &std::path::Path, topic: &str, moto: &str, hook: &str) -> std::path::PathBuf {
-    let now = jiff::Timestamp::now();
-    let z = |t: jiff::Timestamp| {
-        t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .strftime("%Y-%m-%d %H:%M")
-            .to_string()
-    };
-    let start = z(now - jiff::SignedDuration::from_hours(1));
-    let end = z(now + jiff::SignedDuration::from_hours(1));
-    let (date, start) = start.split_once(' ').expect("date and time");
     let path = dir.join("inventory.toml");
     std::fs::write(
         &path,
@@ -227,14 +210,7 @@ name = "db"
 customer = "acme"
 nodes = ["db1", "db2"]
 
-[[windows]]
-name = "kernel-patching"
-node = "db1"
-date = "{date}"
-start = "{start}"
-end = "{end}"
-time_zone = "UTC"
-
+{window}
 [[clusters]]
 name = "app"
 customer = "acme"
@@ -265,13 +241,10 @@ format = "generic"
 [[routes]]
 channels = ["sns", "hook"]
 
-[[keys]]
-name = "acme-nodes"
-customer = "acme"
-hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
-{admin}
+{keys}
 "#,
-            admin = admin_key_toml()
+            window = window_around_now("node = \"db1\""),
+            keys = keys_toml()
         ),
     )
     .expect("inventory written");

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{ADMIN, KEY, Serve, admin_key_toml, free_port};
+use common::{ADMIN, KEY, Serve, free_port, keys_toml};
 use serde_json::Value;
 
 fn inventory(dir: &Path) -> std::path::PathBuf {
@@ -49,13 +49,9 @@ path = "{log}"
 [[routes]]
 channels = ["file"]
 
-[[keys]]
-name = "acme-nodes"
-customer = "acme"
-hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
-{admin}"#,
+{keys}"#,
         log = dir.join("messages.log").display(),
-        admin = admin_key_toml()
+        keys = keys_toml()
     );
     std::fs::write(&path, toml).expect("inventory written");
     path

@@ -1,14 +1,14 @@
 //! `serve` against real peers: the original curl line, every channel, history rules, bad
 //! input, retries, permanent failures and a restart with a delivery pending.
 
-// Test inventories put windows around the real current time.
+// Reports are sent with times around the real current time.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
 
 use std::process::Command;
 
-use common::{ADMIN, KEY, Moto, Receiver, Serve, Smtp, admin_key_toml, wait_for};
+use common::{ADMIN, KEY, Moto, Receiver, Serve, Smtp, keys_toml, wait_for, window_around_now};
 use serde_json::Value;
 
 /// An inventory with a cluster inside a one-off window around now (`db`), one without
@@ -22,15 +22,6 @@ fn inventory(
     hook: &str,
     extra: &str,
 ) -> std::path::PathBuf {
-    let now = jiff::Timestamp::now();
-    let z = |t: jiff::Timestamp| {
-        t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .strftime("%Y-%m-%d %H:%M")
-            .to_string()
-    };
-    let start = z(now - jiff::SignedDuration::from_hours(1));
-    let end = z(now + jiff::SignedDuration::from_hours(1));
-    let (date, start) = start.split_once(' ').expect("date and time");
     let log = dir.join("messages.log");
     let toml = format!(
         r#"
@@ -47,14 +38,7 @@ name = "db"
 customer = "acme"
 nodes = ["db1", "db2"]
 
-[[windows]]
-name = "kernel-patching"
-node = "db1"
-date = "{date}"
-start = "{start}"
-end = "{end}"
-time_zone = "UTC"
-
+{window}
 [[clusters]]
 name = "app"
 customer = "acme"
@@ -94,17 +78,12 @@ url = "{hook}"
 [[routes]]
 channels = ["file", "sns", "mail", "hook"]
 
-[[keys]]
-name = "acme-nodes"
-customer = "acme"
-hash = "{key}"
-
-{admin}
+{keys}
 {extra}
 "#,
         log = log.display(),
-        key = failover_core::keys::KeyHash::of(KEY),
-        admin = admin_key_toml(),
+        window = window_around_now("node = \"db1\""),
+        keys = keys_toml(),
     );
     let path = dir.join("inventory.toml");
     std::fs::write(&path, toml).expect("writes inventory");

@@ -168,7 +168,6 @@ pub struct Receiver {
 impl Receiver {
     pub fn start(statuses: &[u16]) -> Receiver {
         let listener = StdListener::bind("127.0.0.1:0").expect("binds");
-        listener.set_nonblocking(true).expect("non-blocking");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let r = Receiver {
             url,
@@ -176,33 +175,40 @@ impl Receiver {
             received: Arc::new(Mutex::new(Vec::new())),
         };
         let state = r.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let app = axum::Router::new().route(
-                    "/hook",
-                    axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                        let state = state.clone();
-                        async move {
-                            state.received.lock().expect("lock").push(body);
-                            let status = state.statuses.lock().expect("lock").pop().unwrap_or(200);
-                            axum::http::StatusCode::from_u16(status).expect("status")
-                        }
-                    }),
-                );
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        });
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let state = state.clone();
+                async move {
+                    state.received.lock().expect("lock").push(body);
+                    let status = state.statuses.lock().expect("lock").pop().unwrap_or(200);
+                    axum::http::StatusCode::from_u16(status).expect("status")
+                }
+            }),
+        );
+        serve_in_thread(listener, app);
         r
     }
 
     pub fn count(&self) -> usize {
         self.received.lock().expect("lock").len()
     }
+}
+
+/// Serves `app` on `listener` from a thread and runtime of its own (the test peers written
+/// here: the webhook receiver, the Lambda Runtime API).
+pub fn serve_in_thread(listener: StdListener, app: axum::Router) {
+    listener.set_nonblocking(true).expect("non-blocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
 }
 
 pub fn http() -> reqwest::blocking::Client {
@@ -325,10 +331,32 @@ impl Serve {
     }
 }
 
-/// The admin key line for test inventories.
-pub fn admin_key_toml() -> String {
+/// The `[[keys]]` of the test inventories: `acme-nodes` for customer `acme` (the key
+/// [`KEY`]) and an admin key ([`ADMIN`]).
+pub fn keys_toml() -> String {
     format!(
-        "[[keys]]\nname = \"test-admin\"\nadmin = true\nhash = \"{}\"\n",
+        "[[keys]]\nname = \"acme-nodes\"\ncustomer = \"acme\"\nhash = \"{}\"\n\n\
+         [[keys]]\nname = \"test-admin\"\nadmin = true\nhash = \"{}\"\n",
+        failover_core::keys::KeyHash::of(KEY),
         failover_core::keys::KeyHash::of(ADMIN)
+    )
+}
+
+/// A one-off `[[windows]]` block named `kernel-patching` on `owner` (`node = "db1"`,
+/// `cluster = "web"`), from an hour ago to an hour from now (UTC).
+#[allow(clippy::disallowed_methods)] // the window must contain the real now
+pub fn window_around_now(owner: &str) -> String {
+    let now = jiff::Timestamp::now();
+    let z = |t: jiff::Timestamp| {
+        t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    let start = z(now - jiff::SignedDuration::from_hours(1));
+    let end = z(now + jiff::SignedDuration::from_hours(1));
+    let (date, start) = start.split_once(' ').expect("date and time");
+    format!(
+        "[[windows]]\nname = \"kernel-patching\"\n{owner}\ndate = \"{date}\"\n\
+         start = \"{start}\"\nend = \"{end}\"\ntime_zone = \"UTC\"\n"
     )
 }
