@@ -327,86 +327,36 @@ fn hooks_report_what_their_cluster_manager_tells_them() {
     let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_owned();
 
     // heartbeat: status words, takeover with the departed node as previous, release on stop.
-    assert_eq!(
-        stdout(&hook(
-            "heartbeat-resource",
-            d,
-            &url,
-            "hb1",
-            &["status"],
-            &[]
-        )),
-        "stopped"
-    );
-    let start = hook(
-        "heartbeat-resource",
-        d,
-        &url,
-        "hb1",
-        &["start"],
-        &[("HA_src", "hb2")],
-    );
+    let heartbeat =
+        |args: &[&str], env: &[(&str, &str)]| hook("heartbeat-resource", d, &url, "hb1", args, env);
+    let status = || stdout(&heartbeat(&["status"], &[]));
+    assert_eq!(status(), "stopped");
+    let start = heartbeat(&["start"], &[("HA_src", "hb2")]);
     assert!(start.status.success());
-    assert_eq!(
-        stdout(&hook(
-            "heartbeat-resource",
-            d,
-            &url,
-            "hb1",
-            &["status"],
-            &[]
-        )),
-        "running"
-    );
+    assert_eq!(status(), "running");
     let hb = cluster_events(&serve, "hb");
     assert_eq!(hb.len(), 1, "{hb:?}");
     assert_eq!(
         (hb[0]["active"].as_str(), hb[0]["previous"].as_str()),
         (Some("hb1"), Some("hb2"))
     );
-    assert!(
-        hook("heartbeat-resource", d, &url, "hb1", &["stop"], &[])
-            .status
-            .success()
-    );
-    assert_eq!(
-        stdout(&hook(
-            "heartbeat-resource",
-            d,
-            &url,
-            "hb1",
-            &["status"],
-            &[]
-        )),
-        "stopped"
-    );
+    assert!(heartbeat(&["stop"], &[]).status.success());
+    assert_eq!(status(), "stopped");
 
     // keepalived: BACKUP says nothing, MASTER reports a takeover.
-    assert!(
+    let keepalived = |state: &str| {
         hook(
             "keepalived-notify",
             d,
             &url,
             "ka2",
-            &["INSTANCE", "VI_1", "BACKUP", "100"],
-            &[]
+            &["INSTANCE", "VI_1", state, "100"],
+            &[],
         )
-        .status
-        .success()
-    );
+    };
+    assert!(keepalived("BACKUP").status.success());
     assert!(cluster_events(&serve, "ka").is_empty());
-    assert!(
-        hook(
-            "keepalived-notify",
-            d,
-            &url,
-            "ka2",
-            &["INSTANCE", "VI_1", "MASTER", "100"],
-            &[]
-        )
-        .status
-        .success()
-    );
+    assert!(keepalived("MASTER").status.success());
     let ka = cluster_events(&serve, "ka");
     assert_eq!(ka.len(), 1, "{ka:?}");
     assert_eq!(ka[0]["active"], "ka2");
