@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AppState, authorize};
+use crate::state::{AppState, ad_hoc_windows, authorize};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -73,9 +73,9 @@ async fn handle<S: Store>(
         None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
     })?;
     let ad_hoc = if state.inline {
-        // Other function instances may have added or ended ad-hoc windows.
-        state.refresh_ad_hoc().await?;
-        Arc::clone(&state.live().ad_hoc)
+        // Other function instances may have added or ended ad-hoc windows: read them for
+        // this report; the shared state keeps none.
+        Arc::new(ad_hoc_windows(&state.store, &inv).await?)
     } else {
         Arc::clone(&live.ad_hoc)
     };

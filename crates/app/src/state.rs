@@ -54,13 +54,7 @@ impl<S: Store> AppState<S> {
     /// [`SetupError`] when a channel cannot be built (a missing SMTP password variable).
     pub async fn new(store: S, inventory: Inventory) -> Result<AppState<S>, StartError> {
         let live = build_live(&store, Arc::new(inventory)).await?;
-        Ok(AppState {
-            store,
-            live: Arc::new(RwLock::new(Arc::new(live))),
-            metrics: Arc::new(Metrics::default()),
-            wake: Arc::new(Notify::new()),
-            inline: false,
-        })
+        Ok(AppState::with(store, live, false))
     }
 
     /// State for the Lambda deployment: each report's messages are sent within its request
@@ -77,13 +71,17 @@ impl<S: Store> AppState<S> {
             inventory,
             ad_hoc: Arc::new(Vec::new()),
         };
-        Ok(AppState {
+        Ok(AppState::with(store, live, true))
+    }
+
+    fn with(store: S, live: Live, inline: bool) -> AppState<S> {
+        AppState {
             store,
             live: Arc::new(RwLock::new(Arc::new(live))),
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
-            inline: true,
-        })
+            inline,
+        }
     }
 
     /// The inventory and channels in force now.
@@ -157,7 +155,11 @@ async fn notifiers(inventory: &Inventory) -> Result<HashMap<String, Arc<Notifier
     Ok(notifiers)
 }
 
-async fn ad_hoc_windows<S: Store>(
+/// The ad-hoc windows in the store that apply to `inv` and may still matter.
+///
+/// # Errors
+/// [`StoreError`] when they cannot be read.
+pub async fn ad_hoc_windows<S: Store>(
     store: &S,
     inv: &Inventory,
 ) -> Result<Vec<MaintenanceWindow>, StoreError> {

@@ -84,20 +84,7 @@ pub async fn deliver_recorded<S: Store>(
     let due = if recorded.duplicate || recorded.merged {
         state.store.claim_event(&e.id, clock::now()).await?
     } else {
-        e.deliveries
-            .iter()
-            .map(|d| DueDelivery {
-                id: d.id,
-                channel: d.channel.clone(),
-                attempts: d.attempts,
-                created_at: e.received_at,
-                event: e.id.clone(),
-                verdict: e.event.verdict.clone(),
-                cluster: e.event.cluster.clone(),
-                customer: e.event.customer.clone(),
-                context: e.event.context.clone(),
-            })
-            .collect()
+        e.deliveries.iter().map(|d| e.due(d)).collect()
     };
     let elsewhere = e
         .deliveries

@@ -133,6 +133,18 @@ impl Dynamo {
         Ok(out.item)
     }
 
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     /// Items of a partition (sort keys in `from..=to` when given), in sort key order or
     /// reversed, until `each` returns false.
     async fn query(
@@ -240,16 +252,7 @@ impl Dynamo {
         for id in ids {
             match self.event(id).await? {
                 Some(row) if row.deliveries.iter().any(Delivery::pending) => rows.push(row),
-                _ => {
-                    self.client
-                        .delete_item()
-                        .table_name(&self.table)
-                        .key("pk", s("PENDING"))
-                        .key("sk", s(&pad(id)))
-                        .send()
-                        .await
-                        .map_err(backend)?;
-                }
+                _ => self.delete("PENDING", &pad(id)).await?,
             }
         }
         Ok(rows)
@@ -292,7 +295,12 @@ impl Dynamo {
                     ));
                 }
                 if self.update_event(row.id, u).await? {
-                    due.extend(picked.into_iter().map(|i| row.due(i)));
+                    let stored = row.stored();
+                    due.extend(
+                        picked
+                            .into_iter()
+                            .map(|i| stored.due(&stored.deliveries[i])),
+                    );
                     break;
                 }
             }
@@ -535,21 +543,6 @@ impl Row {
             received_at: self.received_at,
             reports: self.reports,
             deliveries: self.deliveries.iter().map(|d| d.status.clone()).collect(),
-        }
-    }
-
-    fn due(&self, i: usize) -> DueDelivery {
-        let d = &self.deliveries[i];
-        DueDelivery {
-            id: d.status.id,
-            channel: d.status.channel.clone(),
-            attempts: d.status.attempts,
-            created_at: self.received_at,
-            event: EventId(self.id.to_string()),
-            verdict: self.event.verdict.clone(),
-            cluster: self.event.cluster.clone(),
-            customer: self.event.customer.clone(),
-            context: self.event.context.clone(),
         }
     }
 }
@@ -887,14 +880,7 @@ impl Store for Dynamo {
             return Ok(false);
         }
         if m.window.start >= now {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key("pk", s("MAINT"))
-                .key("sk", s(&pad(id)))
-                .send()
-                .await
-                .map_err(backend)?;
+            self.delete("MAINT", &pad(id)).await?;
             return Ok(true);
         }
         m.window.end = now;

@@ -157,6 +157,23 @@ pub struct StoredEvent {
     pub deliveries: Vec<DeliveryStatus>,
 }
 
+impl StoredEvent {
+    /// One of its deliveries, with what its channel needs to send it.
+    pub fn due(&self, delivery: &DeliveryStatus) -> DueDelivery {
+        DueDelivery {
+            id: delivery.id,
+            channel: delivery.channel.clone(),
+            attempts: delivery.attempts,
+            created_at: self.received_at,
+            event: self.id.clone(),
+            verdict: self.event.verdict.clone(),
+            cluster: self.event.cluster.clone(),
+            customer: self.event.customer.clone(),
+            context: self.event.context.clone(),
+        }
+    }
+}
+
 /// A delivery due now, with what the channel needs to send it.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {

@@ -223,7 +223,7 @@ async fn send(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> S
         .await
     {
         Ok(r) => r,
-        Err(e) => return Sent::Later(format!("cannot reach {url}: {}", error_chain(&e))),
+        Err(e) => return Sent::Later(format!("cannot reach {url}: {:#}", anyhow::Error::new(e))),
     };
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
@@ -242,17 +242,6 @@ async fn send(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> S
 fn say_sent(report: &Value) {
     let id = report["id"].as_str().unwrap_or_default();
     let _ = writeln!(std::io::stdout(), "sent {id}");
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// The spool directory: one JSON file per report, named so that names sort by time.
