@@ -3,8 +3,6 @@
 //! Built only by [`crate::config::parse`]; every reference is resolved to an index, so
 //! lookups never fail on a name that does not exist.
 
-use std::collections::HashMap;
-
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 
@@ -255,10 +253,8 @@ pub struct Inventory {
     pub delivery: RetryPolicy,
     /// Message templates.
     pub templates: Templates,
-    /// Lower-cased full names and aliases → nodes.
-    pub(crate) by_name: HashMap<Box<str>, Vec<NodeId>>,
-    /// Lower-cased short names (before the first dot) → nodes.
-    pub(crate) by_short: HashMap<Box<str>, Vec<NodeId>>,
+    /// Host names → nodes.
+    pub(crate) hosts: HostIndex,
 }
 
 impl Inventory {
@@ -266,20 +262,40 @@ impl Inventory {
     /// first, then the short name (`db1` for `db1.example.com` and the other way round) when
     /// exactly one node matches it. With `customer`, only that customer's nodes count.
     pub fn find_node(&self, host: &str, customer: Option<CustomerId>) -> Option<NodeId> {
-        let lower = host.trim_end_matches('.').to_ascii_lowercase();
-        let in_scope = |n: &&NodeId| {
+        let host = host.trim_end_matches('.');
+        let short = short_name(host);
+        let full_matches = self.hosts.full(host).filter(|&n| {
+            self.names(n)
+                .any(|name| name.trim_end_matches('.').eq_ignore_ascii_case(host))
+        });
+        let short_matches = self.hosts.short(short).filter(|&n| {
+            self.names(n)
+                .any(|name| short_name(name).eq_ignore_ascii_case(short))
+        });
+        self.only_one(full_matches, customer)
+            .or_else(|| self.only_one(short_matches, customer))
+    }
+
+    /// A node's name and aliases.
+    fn names(&self, id: NodeId) -> impl Iterator<Item = &String> {
+        let node = &self.nodes[id.index()];
+        std::iter::once(&node.name).chain(&node.aliases)
+    }
+
+    /// The one node of `ids` in `customer`'s scope, if exactly one is.
+    fn only_one(
+        &self,
+        ids: impl Iterator<Item = NodeId>,
+        customer: Option<CustomerId>,
+    ) -> Option<NodeId> {
+        let mut in_scope = ids.filter(|n| {
             customer.is_none()
                 || self.clusters[self.nodes[n.index()].cluster.index()].customer == customer
-        };
-        let unique = |ids: Option<&Vec<NodeId>>| {
-            let mut it = ids.into_iter().flatten().filter(in_scope);
-            match (it.next(), it.next()) {
-                (Some(id), None) => Some(*id),
-                _ => None,
-            }
-        };
-        unique(self.by_name.get(lower.as_str()))
-            .or_else(|| unique(self.by_short.get(short_name(&lower))))
+        });
+        match (in_scope.next(), in_scope.next()) {
+            (Some(id), None) => Some(id),
+            _ => None,
+        }
     }
 
     /// The cluster with this name (case-insensitive).
@@ -330,4 +346,64 @@ impl Inventory {
 /// The part of a host name before the first dot.
 pub fn short_name(host: &str) -> &str {
     host.split('.').next().unwrap_or(host)
+}
+
+/// Host names → nodes, compact because inventories reach tens of thousands of nodes: each
+/// name is 8 bytes, a hash of the lower-cased name and the node, sorted by hash. A hash only
+/// names candidates; [`Inventory::find_node`] compares the names themselves.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HostIndex {
+    /// Full names and aliases, without a trailing dot.
+    full: Box<[(u32, NodeId)]>,
+    /// Short names (before the first dot).
+    short: Box<[(u32, NodeId)]>,
+}
+
+impl HostIndex {
+    /// Indexes every node's name and aliases.
+    pub(crate) fn new(nodes: &[Node]) -> HostIndex {
+        let mut full = Vec::with_capacity(nodes.len());
+        let mut short = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            let id = NodeId(i as u32);
+            for name in std::iter::once(&node.name).chain(&node.aliases) {
+                full.push((name_hash(name.trim_end_matches('.')), id));
+                short.push((name_hash(short_name(name)), id));
+            }
+        }
+        let sorted = |mut v: Vec<(u32, NodeId)>| {
+            v.sort_unstable();
+            v.dedup();
+            v.into_boxed_slice()
+        };
+        HostIndex {
+            full: sorted(full),
+            short: sorted(short),
+        }
+    }
+
+    /// Nodes that may have this full name or alias.
+    fn full(&self, name: &str) -> impl Iterator<Item = NodeId> + '_ {
+        candidates(&self.full, name_hash(name))
+    }
+
+    /// Nodes that may have this short name.
+    fn short(&self, name: &str) -> impl Iterator<Item = NodeId> + '_ {
+        candidates(&self.short, name_hash(name))
+    }
+}
+
+fn candidates(list: &[(u32, NodeId)], hash: u32) -> impl Iterator<Item = NodeId> + '_ {
+    let from = list.partition_point(|&(h, _)| h < hash);
+    list[from..]
+        .iter()
+        .take_while(move |&&(h, _)| h == hash)
+        .map(|&(_, id)| id)
+}
+
+/// FNV-1a of the ASCII-lower-cased name: stable, and needs no lower-cased copy.
+fn name_hash(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+    })
 }

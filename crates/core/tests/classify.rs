@@ -128,6 +128,33 @@ fn host_names_match(#[case] host: &str, #[case] cluster: &str) {
 }
 
 #[test]
+fn names_with_the_same_index_hash_stay_apart() {
+    // `costarring` and `liquid` have the same 32-bit FNV-1a hash, which the host index is
+    // keyed by: the names themselves decide.
+    let inv = failover_core::config::parse(
+        r#"
+[[clusters]]
+name = "a"
+nodes = ["costarring", "other-a"]
+
+[[clusters]]
+name = "b"
+nodes = ["liquid", "other-b"]
+"#,
+    )
+    .expect("valid");
+    for (host, cluster) in [
+        ("LIQUID", "b"),
+        ("liquid.example", "b"),
+        ("costarring", "a"),
+    ] {
+        let node = inv.find_node(host, None).expect(host);
+        assert_eq!(inv.cluster(inv.node(node).cluster).name, cluster, "{host}");
+    }
+    assert_eq!(inv.find_node("liquids", None), None);
+}
+
+#[test]
 fn ambiguous_short_names_need_the_full_name_or_a_customer() {
     let inv = inv();
     // `db1` is db1.acme.example and db1.globex.example: not guessed.

@@ -75,6 +75,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(p) => load::inventory(p)?,
         None => demo_inventory()?,
     };
+    load::release_freed_memory();
     let path = db_path(args.db.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -127,9 +128,19 @@ async fn watch(state: AppState<Sqlite>, path: PathBuf) {
             continue;
         }
         seen = now;
-        match load::inventory(&path) {
+        // A large inventory takes a few hundred milliseconds: off the request threads.
+        let loaded = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || load::inventory(&path)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("reading the inventory failed: {e}")));
+        match loaded {
             Ok(inv) => match state.reload(inv).await {
-                Ok(()) => tracing::info!(config = %path.display(), "inventory reloaded"),
+                Ok(()) => {
+                    tracing::info!(config = %path.display(), "inventory reloaded");
+                    tokio::task::spawn_blocking(load::release_freed_memory);
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "inventory not reloaded; keeping the old one")
                 }

@@ -9,8 +9,8 @@ use jiff::{SignedDuration, Span, SpanRelativeTo};
 use super::schema::{self, S};
 use super::{ConfigError, ConfigErrorKind as K, ConfigErrors};
 use crate::inventory::{
-    ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, Inventory, Node, NodeId, Route,
-    Verdict, WindowId, short_name,
+    ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, HostIndex, Inventory, Node,
+    NodeId, Route, Verdict, WindowId,
 };
 use crate::keys::KeyHash;
 use crate::retry::RetryPolicy;
@@ -154,12 +154,14 @@ impl<'a> Names<'a> {
         true
     }
 
+    /// The index registered under `name`, if any.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.seen.get(&name.to_ascii_lowercase()).map(|&(_, i)| i)
+    }
+
     /// The index registered under `name`, or an "unknown" error.
     pub fn resolve(&self, ctx: &mut Ctx, name: &S<String>) -> Option<u32> {
-        let found = self
-            .seen
-            .get(&name.get_ref().to_ascii_lowercase())
-            .map(|&(_, i)| i);
+        let found = self.get(name.get_ref());
         if found.is_none() {
             ctx.err(
                 name.span(),
@@ -220,8 +222,6 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
     let mut clusters = Vec::new();
     let mut cluster_grace = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
-    let mut by_name: HashMap<Box<str>, Vec<NodeId>> = HashMap::new();
-    let mut by_short: HashMap<Box<str>, Vec<NodeId>> = HashMap::new();
     for (ci, c) in file.clusters.iter().enumerate() {
         let c = c.get_ref();
         let cid = ClusterId(ci as u32);
@@ -264,30 +264,18 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
                     );
                     continue;
                 }
-                let spanned = S::new(span.clone(), name.clone());
-                if let Some(prev) = by_name.get(name.to_ascii_lowercase().as_str()) {
+                if let Some(prev) = node_names.get(name) {
                     ctx.err(
                         span.clone(),
                         K::NodeInTwoClusters {
                             node: name.clone(),
-                            cluster: clusters_name(&clusters, &nodes, prev[0], &c.name),
+                            cluster: clusters_name(&clusters, &nodes, NodeId(prev), &c.name),
                         },
                     );
                     continue;
                 }
                 // Registered for `window.node = "..."` references (aliases too).
-                node_names.add(&mut ctx, &spanned, nid.0);
-                by_name
-                    .entry(name.to_ascii_lowercase().into())
-                    .or_default()
-                    .push(nid);
-                // A name and its alias can share a short name: list the node once.
-                let short = by_short
-                    .entry(short_name(&name.to_ascii_lowercase()).into())
-                    .or_default();
-                if short.last() != Some(&nid) {
-                    short.push(nid);
-                }
+                node_names.add(&mut ctx, &S::new(span.clone(), name.clone()), nid.0);
             }
             nodes.push(Node {
                 name: e.name.clone(),
@@ -318,7 +306,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         default_grace,
         lines: &lines,
     };
-    let windows = super::windows::build(&mut ctx, &file.windows, &owners);
+    let mut windows = super::windows::build(&mut ctx, &file.windows, &owners);
     for (wi, w) in windows.iter().enumerate() {
         let id = WindowId(wi as u32);
         match w.owner {
@@ -417,11 +405,15 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
     if !ctx.errs.is_empty() {
         return Err(ConfigErrors(ctx.errs));
     }
+    // The lists live as long as the service: no room for growth (a third of their size).
+    customers.shrink_to_fit();
+    clusters.shrink_to_fit();
+    nodes.shrink_to_fit();
+    windows.shrink_to_fit();
     Ok(Inventory {
         default_time_zone: default_tz,
         customers,
         clusters,
-        nodes,
         windows,
         channels,
         routes,
@@ -429,8 +421,8 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         events,
         delivery,
         templates,
-        by_name,
-        by_short,
+        hosts: HostIndex::new(&nodes),
+        nodes,
     })
 }
 
