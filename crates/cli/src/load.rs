@@ -39,7 +39,7 @@ pub fn inventory(path: &Path) -> anyhow::Result<Inventory> {
 /// Gives the memory a parse freed back to the operating system.
 ///
 /// glibc keeps freed memory that lies between live allocations, and raises its own trim
-/// threshold after large frees, so `serve` stayed near its parse peak: 46 MB idle with a
+/// threshold after large frees, so `serve` stayed near its parse peak: 47 MB idle with a
 /// 25,000-node inventory. `malloc_trim` returns every whole free page (BENCHMARKS.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code, reason = "the one foreign call: glibc's malloc_trim")]
