@@ -43,7 +43,10 @@ try:
     ddb = boto3.client("dynamodb", **kw)
     ddb.create_table(TableName="failover-notify", BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
+                     AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "undelivered")],
+                     GlobalSecondaryIndexes=[{"IndexName": "pending", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                              "KeySchema": [{"AttributeName": "undelivered", "KeyType": "HASH"},
+                                                            {"AttributeName": "sk", "KeyType": "RANGE"}]}])
 
     clusters = runs * 2 + warm * 2
     inv = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)

@@ -15,13 +15,15 @@ use failover_core::inventory::{ApiKey, ClusterId, Inventory, Verdict};
 use failover_core::message::{HistoryFlags, context};
 use failover_core::report::{self, Action, FailoverReport};
 use failover_core::window::MaintenanceWindow;
-use failover_store::{Decision, EventId, HistoryEvent, NewEvent, NewReport, Outcome, Store};
+use failover_store::{
+    Decision, EventId, HistoryEvent, Maintenance, NewEvent, NewReport, Outcome, Store,
+};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AppState, ad_hoc_windows, authorize};
+use crate::state::{AD_HOC_LOOKBACK, AppState, ad_hoc_window, authorize};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -72,16 +74,13 @@ async fn handle<S: Store>(
         Some(f) => ApiError::field(f, e.to_string()),
         None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
     })?;
-    let ad_hoc = if state.inline {
-        // Other function instances may have added or ended ad-hoc windows: read them for
-        // this report; the shared state keeps none.
-        Arc::new(ad_hoc_windows(&state.store, &inv).await?)
-    } else {
-        Arc::clone(&live.ad_hoc)
-    };
+    // On Lambda other function instances may add or end ad-hoc windows: the store reads
+    // them for this report with the cluster's history, in the same call, and the report is
+    // classified again with them in `decide`.
+    let ad_hoc = (!state.inline).then(|| Arc::clone(&live.ad_hoc));
     let c = classify(
         &inv,
-        &ad_hoc,
+        ad_hoc.as_deref().map_or(&[], Vec::as_slice),
         &report.hostname,
         key.customer,
         report.occurred_at,
@@ -97,14 +96,34 @@ async fn handle<S: Store>(
         )));
     }
 
+    let (key_customer, c_verdict) = (key.customer, c.verdict);
     let new = new_report(state.inline, &inv, key, &report, &c, now);
-    let verdict = c.verdict;
-    let unknown = (verdict == Verdict::UnknownHost).then(|| report.hostname.clone());
+    let unknown = (c.verdict == Verdict::UnknownHost).then(|| report.hostname.clone());
     let decide = {
         let inv = Arc::clone(&inv);
-        Box::new(move |history: &[HistoryEvent]| decide(&inv, &ad_hoc, &report, &c, history))
+        Box::new(
+            move |history: &[HistoryEvent], maintenance: &[Maintenance]| match &ad_hoc {
+                Some(windows) => decide(&inv, windows, &report, &c, history),
+                None => {
+                    let windows: Vec<MaintenanceWindow> = maintenance
+                        .iter()
+                        .filter_map(|m| ad_hoc_window(&inv, m))
+                        .collect();
+                    let again = classify(
+                        &inv,
+                        &windows,
+                        &report.hostname,
+                        key_customer,
+                        report.occurred_at,
+                    )
+                    .unwrap_or_else(|_| c.clone());
+                    decide(&inv, &windows, &report, &again, history)
+                }
+            },
+        )
     };
     let recorded = state.store.record(new, decide).await?;
+    let verdict = Verdict::from_name(&recorded.event.event.verdict).unwrap_or(c_verdict);
     if !recorded.duplicate && !recorded.merged && !recorded.event.deliveries.is_empty() {
         state.wake.notify_one();
     }
@@ -176,6 +195,7 @@ fn new_report(
             .cluster
             .map(|id| (inv.cluster(id).name.clone(), r.occurred_at - lookback)),
         claimed: inline,
+        maintenance_after: inline.then(|| now - AD_HOC_LOOKBACK),
     }
 }
 

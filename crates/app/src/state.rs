@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// How far back ad-hoc windows stay loaded: a spooled report may arrive this late.
-const AD_HOC_LOOKBACK: SignedDuration = SignedDuration::from_hours(7 * 24);
+pub(crate) const AD_HOC_LOOKBACK: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// The inventory in force, with everything built from it.
 #[derive(Debug)]
@@ -116,6 +116,10 @@ impl<S: Store> AppState<S> {
     /// # Errors
     /// [`StoreError`] when they cannot be read.
     pub async fn refresh_ad_hoc(&self) -> Result<(), StoreError> {
+        if self.inline {
+            // Each report reads them with its history.
+            return Ok(());
+        }
         let old = self.live();
         let ad_hoc = ad_hoc_windows(&self.store, &old.inventory).await?;
         self.swap(Live {

@@ -182,7 +182,7 @@ fn create_table(moto: &str, table: &str) {
         .join(python);
     let script = format!(
         "import boto3\nd = boto3.client('dynamodb', endpoint_url='{moto}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
-         d.create_table(TableName='{table}', BillingMode='PAY_PER_REQUEST', KeySchema=[{{'AttributeName':'pk','KeyType':'HASH'}},{{'AttributeName':'sk','KeyType':'RANGE'}}], AttributeDefinitions=[{{'AttributeName':'pk','AttributeType':'S'}},{{'AttributeName':'sk','AttributeType':'S'}}])\n\
+         d.create_table(TableName='{table}', BillingMode='PAY_PER_REQUEST', KeySchema=[{{'AttributeName':'pk','KeyType':'HASH'}},{{'AttributeName':'sk','KeyType':'RANGE'}}], AttributeDefinitions=[{{'AttributeName':'pk','AttributeType':'S'}},{{'AttributeName':'sk','AttributeType':'S'}},{{'AttributeName':'undelivered','AttributeType':'S'}}], GlobalSecondaryIndexes=[{{'IndexName':'pending','KeySchema':[{{'AttributeName':'undelivered','KeyType':'HASH'}},{{'AttributeName':'sk','KeyType':'RANGE'}}],'Projection':{{'ProjectionType':'KEYS_ONLY'}}}}])\n\
          d.update_time_to_live(TableName='{table}', TimeToLiveSpecification={{'Enabled': True, 'AttributeName': 'expires_at'}})\n"
     );
     let status = Command::new(&python)

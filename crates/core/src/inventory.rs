@@ -102,6 +102,11 @@ impl Verdict {
             Verdict::UnknownHost => "unknown-host",
         }
     }
+
+    /// The verdict spelled `name` (as [`Verdict::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.as_str() == name)
+    }
 }
 
 /// How a webhook body is shaped.

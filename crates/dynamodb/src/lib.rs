@@ -2,24 +2,26 @@
 //! any number of concurrent function instances share one table.
 //!
 //! # Table
-//! One table, on-demand, with a string partition key `pk`, a string sort key `sk`, and TTL on
-//! `expires_at` (epoch seconds). Items:
+//! One table, on-demand, with a string partition key `pk`, a string sort key `sk`, TTL on
+//! `expires_at` (epoch seconds), and a global secondary index [`PENDING_INDEX`] (partition key
+//! `undelivered`, sort key `sk`, keys only). Items:
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `SEQ` | `SEQ` | the counter of ad-hoc window ids (atomic `ADD`) |
-//! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below) |
-//! | `PENDING` | id, zero-padded | marks an event that had pending deliveries (removed lazily) |
-//! | `CLUSTER#name` | `HEAD` | the cluster's `version`: a write that saw older history fails |
-//! | `CLUSTER#name` | `H#millis#id` | the cluster's history for merging, flapping and failback |
+//! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index |
+//! | `CLUSTER#name` | `HEAD` | the cluster's `version` and `history` (its recent events as JSON, for merging, flapping and failback) |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
-//! | `MAINT` | id, zero-padded | an ad-hoc maintenance window |
+//! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON) and their id counter `n` |
 //!
-//! A new event is written in one transaction with the cluster's `HEAD` updated on the
-//! condition that its `version` is the one the history was read at; a lost race reads again
-//! and decides again, so two reports of one failover that arrive at once still become one
-//! event. Failovers are rare, so the `EVENT` and `PENDING` partitions stay far below
-//! DynamoDB's per-partition limits.
+//! Recording a report reads what it needs in one consistent `BatchGetItem` (the cluster's
+//! `HEAD`, the ad-hoc windows, the client id) and writes the new event in one transaction
+//! with the `HEAD`, on the condition that its `version` is the one read; a lost race reads
+//! again and decides again, so two reports of one failover that arrive at once still become
+//! one event. The history keeps the events since the report's look-back plus a day (for
+//! reports spooled on a node and sent late), at most [`HISTORY_KEPT`] of them. The ad-hoc
+//! windows share one item (DynamoDB's 400 KB item limit: about 1,500 windows), so a report
+//! reads them with its history in the same call. Failovers are rare, so the `EVENT`
+//! partition stays far below DynamoDB's per-partition limits.
 //!
 //! Event ids are the millisecond of receipt × 100 plus a random number below 100 (the put is
 //! conditional, so a collision just draws again): ordered by time, no counter round trip. A
@@ -37,8 +39,11 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use failover_store::{
     Decide, Decision, DeliveryStatus, DueDelivery, EventId, EventQuery, HistoryEvent, Maintenance,
@@ -54,6 +59,12 @@ const PER_EVENT: i64 = 1000;
 const LEASE: SignedDuration = SignedDuration::from_mins(5);
 /// Lost races retried before giving up.
 const ATTEMPTS: usize = 8;
+/// The sparse index of events that may have pending deliveries.
+pub const PENDING_INDEX: &str = "pending";
+/// Most events a cluster's `HEAD` keeps in its history.
+pub const HISTORY_KEPT: usize = 100;
+/// How much older than a report's look-back the kept history reaches.
+const HISTORY_SLACK: SignedDuration = SignedDuration::from_hours(24);
 
 /// A DynamoDB table holding everything.
 #[derive(Debug, Clone)]
@@ -100,28 +111,6 @@ impl Dynamo {
         }
     }
 
-    /// The next ad-hoc window id.
-    async fn next_id(&self) -> Result<i64, StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s("SEQ"))
-            .key("sk", s("SEQ"))
-            .update_expression("ADD n :k")
-            .expression_attribute_values(":k", n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(backend)?;
-        out.attributes()
-            .and_then(|a| num(a, "n"))
-            .ok_or(StoreError::Corrupt {
-                what: "counter",
-                value: String::new(),
-            })
-    }
-
     fn expires(&self, now: Timestamp) -> AttributeValue {
         n((now + self.keep).as_second())
     }
@@ -140,45 +129,26 @@ impl Dynamo {
         Ok(out.item)
     }
 
-    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    /// Items of a partition (sort keys in `from..=to` when given), in sort key order or
-    /// reversed, until `each` returns false.
+    /// Items of the query `key` sets up (index, key condition and values), in sort key
+    /// order or reversed, until `each` returns false. Reads are consistent, except on an
+    /// index, where DynamoDB has no consistent reads.
     async fn query(
         &self,
-        pk: &str,
-        range: Option<(String, String)>,
+        key: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
         reverse: bool,
         mut each: impl FnMut(Item) -> bool,
     ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
+            let q = key(self.client.query().table_name(&self.table));
+            let consistent = q.get_index_name().is_none();
+            let out = q
+                .consistent_read(consistent)
                 .scan_index_forward(!reverse)
-                .expression_attribute_values(":pk", s(pk))
-                .set_exclusive_start_key(start.take());
-            q = match &range {
-                Some((from, to)) => q
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":from", s(from))
-                    .expression_attribute_values(":to", s(to)),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            let out = q.send().await.map_err(backend)?;
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
             for item in out.items.unwrap_or_default() {
                 if !each(item) {
                     return Ok(());
@@ -189,6 +159,49 @@ impl Dynamo {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// The items of `keys` (partition keys, each with its sort key) that exist, by partition
+    /// key, read consistently in one call (more if DynamoDB leaves some unprocessed).
+    async fn get_many(&self, keys: &[(&str, &str)]) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::new();
+        if keys.is_empty() {
+            return Ok(found);
+        }
+        let mut wanted: Vec<Item> = keys
+            .iter()
+            .map(|(pk, sk)| Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
+            .collect();
+        for _ in 0..ATTEMPTS {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(backend)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.responses.into_iter().flat_map(|mut r| r.remove(&self.table)).flatten() {
+                if let Some(pk) = str_of(&item, "pk") {
+                    found.insert(pk.to_owned(), item);
+                }
+            }
+            wanted = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if wanted.is_empty() {
+                return Ok(found);
+            }
+        }
+        Err(StoreError::Backend(
+            "DynamoDB left keys unprocessed too often; retry".into(),
+        ))
     }
 
     async fn event(&self, id: i64) -> Result<Option<Row>, StoreError> {
@@ -235,7 +248,7 @@ impl Dynamo {
             .key("sk", s(&pad(id)))
             .update_expression(u.update())
             .set_condition_expression(u.condition)
-            .set_expression_attribute_values(Some(u.values))
+            .set_expression_attribute_values((!u.values.is_empty()).then_some(u.values))
             .send()
             .await;
         match result {
@@ -247,19 +260,33 @@ impl Dynamo {
         }
     }
 
-    /// Events marked as having pending deliveries; markers of finished events are removed.
+    /// Events in the pending index that still have pending deliveries; the others leave the
+    /// index.
     async fn pending_events(&self) -> Result<Vec<Row>, StoreError> {
         let mut ids = Vec::new();
-        self.query("PENDING", None, false, |item| {
-            ids.extend(str_of(&item, "sk").and_then(|s| s.parse::<i64>().ok()));
-            true
-        })
+        self.query(
+            |q| {
+                q.index_name(PENDING_INDEX)
+                    .key_condition_expression("undelivered = :u")
+                    .expression_attribute_values(":u", s("1"))
+            },
+            false,
+            |item| {
+                ids.extend(str_of(&item, "sk").and_then(|s| s.parse::<i64>().ok()));
+                true
+            },
+        )
         .await?;
         let mut rows = Vec::new();
         for id in ids {
             match self.event(id).await? {
                 Some(row) if row.deliveries.iter().any(Delivery::pending) => rows.push(row),
-                _ => self.delete("PENDING", &pad(id)).await?,
+                Some(_) => {
+                    let mut u = Expr::default();
+                    u.remove.push("undelivered".to_owned());
+                    self.update_event(id, u).await?;
+                }
+                None => {}
             }
         }
         Ok(rows)
@@ -315,62 +342,58 @@ impl Dynamo {
         Ok(due)
     }
 
-    /// The answer recorded for a client id, if it was seen before.
-    async fn seen(&self, key: Option<&str>) -> Result<Option<Recorded>, StoreError> {
-        let Some(key) = key else { return Ok(None) };
-        let Some(item) = self.get(key, "-").await? else {
-            return Ok(None);
-        };
-        let id =
-            str_of(&item, "event")
-                .and_then(|e| e.parse().ok())
-                .ok_or(StoreError::Corrupt {
-                    what: "report",
-                    value: key.to_owned(),
-                })?;
+    /// The answer recorded for a client id seen before (its item is `item`).
+    async fn known(&self, key: &str, item: &Item) -> Result<Recorded, StoreError> {
+        let id = str_of(item, "event")
+            .and_then(|e| e.parse().ok())
+            .ok_or(StoreError::Corrupt {
+                what: "report",
+                value: key.to_owned(),
+            })?;
         let row = self
             .event(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(EventId(id.to_string())))?;
-        Ok(Some(Recorded {
+        Ok(Recorded {
             event: row.stored(),
-            merged: bool_of(&item, "merged"),
+            merged: bool_of(item, "merged"),
             duplicate: true,
-        }))
+        })
     }
 
-    /// The cluster's history since `since` and its `HEAD` version, in one query.
-    async fn history(
+    /// The cluster's `HEAD` with `history` and the version `version` (`None`: a new head).
+    fn head(
         &self,
         pk: &str,
-        since: Timestamp,
-    ) -> Result<(Vec<HistoryEvent>, Option<i64>), StoreError> {
-        let mut history = Vec::new();
-        let mut head = None;
-        // `H#...` sorts before `HEAD` (`#` < `E`), so one range holds both.
-        let range = (history_key(since, 0), "HEAD".to_owned());
-        self.query(pk, Some(range), false, |item| {
-            if str_of(&item, "sk") == Some("HEAD") {
-                head = num(&item, "version");
-            } else {
-                history.extend(history_event(&item));
-            }
-            true
-        })
-        .await?;
-        Ok((history, head))
+        version: Option<i64>,
+        history: &[HistoryEvent],
+        now: Timestamp,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item = Item::from([
+            ("pk".to_owned(), s(pk)),
+            ("sk".to_owned(), s("HEAD")),
+            ("version".to_owned(), n(version.map_or(1, |v| v + 1))),
+            (
+                "history".to_owned(),
+                s(&serde_json::to_string(history).unwrap_or_else(|_| "[]".into())),
+            ),
+            ("expires_at".to_owned(), self.expires(now)),
+        ]);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(match version {
+                Some(_) => "version = :v",
+                None => "attribute_not_exists(pk)",
+            })
+            .set_expression_attribute_values(version.map(|v| HashMap::from([(":v".to_owned(), n(v))])))
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// The transaction items of a new event: the event with its deliveries, its pending
-    /// marker, and its place in the cluster's history.
-    fn new_event_items(
-        &self,
-        row: &Row,
-        report: &NewReport,
-        cluster_pk: Option<&str>,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let now = report.received_at;
-        let e = &row.event;
+    /// The put of a new event with its deliveries, in the pending index while it has any.
+    fn new_event_item(&self, row: &Row, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
         let mut item = row.to_item();
         for (i, d) in row.deliveries.iter().enumerate() {
             item.insert(format!("n_{i}"), n(now.as_millisecond()));
@@ -379,34 +402,63 @@ impl Dynamo {
                 item.insert(format!("c_{i}"), n(c.as_millisecond()));
             }
         }
-        item.insert("expires_at".into(), self.expires(now));
-        let mut items = vec![self.put(item, Some("attribute_not_exists(pk)"))?];
         if !row.deliveries.is_empty() {
-            let marker = Item::from([
-                ("pk".to_owned(), s("PENDING")),
-                ("sk".to_owned(), s(&pad(row.id))),
-                ("expires_at".to_owned(), self.expires(now)),
-            ]);
-            items.push(self.put(marker, None)?);
+            item.insert("undelivered".into(), s("1"));
         }
-        if let Some(pk) = cluster_pk {
-            let mut h = Item::from([
-                ("pk".to_owned(), s(pk)),
-                ("sk".to_owned(), s(&history_key(e.at, row.id))),
-                ("id".to_owned(), s(&row.id.to_string())),
-                ("at".to_owned(), s(&e.at.to_string())),
-                ("flapping".to_owned(), AttributeValue::Bool(e.flapping)),
-                ("expires_at".to_owned(), self.expires(now)),
-            ]);
-            if let Some(a) = &e.active {
-                h.insert("active".into(), s(a));
+        item.insert("expires_at".into(), self.expires(now));
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+
+    /// The ad-hoc windows item after `ADD n :one` (the new id) and making sure `w` exists.
+    async fn maintenance_counter(&self) -> Result<(i64, Vec<Maintenance>), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("MAINT"))
+            .key("sk", s("ALL"))
+            .update_expression("ADD n :one SET w = if_not_exists(w, :empty)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(backend)?;
+        let item = out.attributes.unwrap_or_default();
+        let id = num(&item, "n").ok_or(StoreError::Corrupt {
+            what: "counter",
+            value: String::new(),
+        })?;
+        Ok((id, windows_of(&item)))
+    }
+
+    /// Sets (`Some`) or removes (`None`) ad-hoc windows in the windows item.
+    async fn write_windows(&self, changes: &[(i64, Option<&NewMaintenance>)]) -> Result<(), StoreError> {
+        let mut u = Expr::default();
+        let mut names = HashMap::new();
+        for (k, (id, window)) in changes.iter().enumerate() {
+            names.insert(format!("#k{k}"), id.to_string());
+            match window {
+                Some(w) => {
+                    u.value(&format!(":w{k}"), s(&serde_json::to_string(w).unwrap_or_default()));
+                    u.set(format!("w.#k{k} = :w{k}"));
+                }
+                None => u.remove.push(format!("w.#k{k}")),
             }
-            if let Some(p) = &e.previous {
-                h.insert("previous".into(), s(p));
-            }
-            items.push(self.put(h, None)?);
         }
-        Ok(items)
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("MAINT"))
+            .key("sk", s("ALL"))
+            .update_expression(u.update())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values((!u.values.is_empty()).then_some(u.values))
+            .condition_expression("attribute_exists(w)")
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }
 
@@ -589,10 +641,6 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
-fn history_key(at: Timestamp, id: i64) -> String {
-    format!("H#{:016}#{}", at.as_millisecond().max(0), pad(id))
-}
-
 fn event_number(id: &EventId) -> Result<i64, StoreError> {
     id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
 }
@@ -608,18 +656,54 @@ impl Store for Dynamo {
             .client_id
             .as_ref()
             .map(|id| format!("REPORT#{}#{id}", report.scope));
-        if let Some(known) = self.seen(report_key.as_deref()).await? {
-            return Ok(known);
-        }
         let now = report.received_at;
-        let cluster_pk = report.history.as_ref().map(|(c, _)| format!("CLUSTER#{c}"));
+        let cluster = report
+            .history
+            .as_ref()
+            .map(|(c, since)| (format!("CLUSTER#{c}"), *since));
+        let mut keys = Vec::new();
+        keys.extend(report_key.as_deref().map(|k| (k, "-")));
+        keys.extend(cluster.as_ref().map(|(pk, _)| (pk.as_str(), "HEAD")));
+        if report.maintenance_after.is_some() {
+            keys.push(("MAINT", "ALL"));
+        }
         for _ in 0..ATTEMPTS {
-            let (history, head) = match (&cluster_pk, &report.history) {
-                (Some(pk), Some((_, since))) => self.history(pk, *since).await?,
-                _ => (Vec::new(), None),
+            let mut read = self.get_many(&keys).await?;
+            if let Some(key) = &report_key
+                && let Some(item) = read.get(key)
+            {
+                return self.known(key, item).await;
+            }
+            let head = cluster.as_ref().and_then(|(pk, _)| read.remove(pk));
+            let version = head.as_ref().and_then(|h| num(h, "version"));
+            let mut kept: Vec<HistoryEvent> = head
+                .as_ref()
+                .and_then(|h| str_of(h, "history"))
+                .map(|h| serde_json::from_str(h))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt {
+                    what: "history",
+                    value: cluster.as_ref().map(|(pk, _)| pk.clone()).unwrap_or_default(),
+                })?
+                .unwrap_or_default();
+            let history: Vec<HistoryEvent> = match &cluster {
+                Some((_, since)) => kept.iter().filter(|h| h.at >= *since).cloned().collect(),
+                None => Vec::new(),
             };
+            let mut maintenance: Vec<Maintenance> = match report.maintenance_after {
+                Some(after) => read
+                    .get("MAINT")
+                    .map(windows_of)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| m.window.end > after)
+                    .collect(),
+                None => Vec::new(),
+            };
+            maintenance.sort_by_key(|m| (m.window.start, m.id));
+
             let mut items = Vec::new();
-            let (row, merged) = match decide(&history) {
+            let (row, merged) = match decide(&history, &maintenance) {
                 Decision::Merge(id) => {
                     let number = event_number(&id)?;
                     let update = Update::builder()
@@ -664,29 +748,29 @@ impl Store for Dynamo {
                         reports: 1,
                         deliveries,
                     };
-                    items.extend(self.new_event_items(&row, &report, cluster_pk.as_deref())?);
+                    items.push(self.new_event_item(&row, now)?);
+                    if cluster.is_some() {
+                        let e = &row.event;
+                        kept.push(HistoryEvent {
+                            id: EventId(row.id.to_string()),
+                            active: e.active.clone(),
+                            previous: e.previous.clone(),
+                            at: e.at,
+                            flapping: e.flapping,
+                        });
+                    }
                     (row, false)
                 }
             };
-            if let Some(pk) = &cluster_pk {
-                let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-                let condition = match head {
-                    Some(v) => {
-                        values.insert(":v".to_owned(), n(v));
-                        "version = :v"
-                    }
-                    None => "attribute_not_exists(version)",
-                };
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .key("pk", s(pk))
-                    .key("sk", s("HEAD"))
-                    .update_expression("ADD version :one")
-                    .condition_expression(condition)
-                    .set_expression_attribute_values(Some(values))
-                    .build()
-                    .map_err(backend)?;
-                items.push(TransactWriteItem::builder().update(update).build());
+            if let Some((pk, since)) = &cluster {
+                // Every write moves the version on, so a decision made on older history
+                // loses; the history itself keeps what later reports may still look at.
+                let floor = *since - HISTORY_SLACK;
+                kept.retain(|h| h.at >= floor);
+                kept.sort_by_key(|h| h.at);
+                let drop = kept.len().saturating_sub(HISTORY_KEPT);
+                kept.drain(..drop);
+                items.push(self.head(pk, version, &kept, now)?);
             }
             if let Some(key) = &report_key {
                 let r = Item::from([
@@ -707,9 +791,6 @@ impl Store for Dynamo {
             }
             // Lost a race: another report of this client id or this cluster won, or the new
             // id was taken. Read again and decide again.
-            if let Some(known) = self.seen(report_key.as_deref()).await? {
-                return Ok(known);
-            }
         }
         Err(StoreError::Backend(
             "too many concurrent writes to one cluster; retry".into(),
@@ -721,7 +802,13 @@ impl Store for Dynamo {
         let mut found = Vec::new();
         let mut failed = None;
         let limit = query.limit as usize;
-        self.query("EVENT", Some((pad(0), to)), true, |item| {
+        let key = |q: QueryFluentBuilder| {
+            q.key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s("EVENT"))
+                .expression_attribute_values(":from", s(&pad(0)))
+                .expression_attribute_values(":to", s(&to))
+        };
+        self.query(key, true, |item| {
             match Row::from_item(&item) {
                 Ok(row) => {
                     let e = &row.event;
@@ -843,89 +930,58 @@ impl Store for Dynamo {
         Ok(vec![("pending".to_owned(), pending as u64)])
     }
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
-        let id = self.next_id().await?;
-        let mut item = Item::new();
-        item.insert("pk".into(), s("MAINT"));
-        item.insert("sk".into(), s(&pad(id)));
-        item.insert(
-            "window".into(),
-            s(&serde_json::to_string(&window).unwrap_or_default()),
-        );
-        item.insert("expires_at".into(), self.expires(window.end));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(backend)?;
+        let (id, existing) = self.maintenance_counter().await?;
+        // Windows long over are dropped as a new one comes in, as TTL drops other rows.
+        let floor = window.start.min(window.end) - self.keep;
+        let mut changes: Vec<(i64, Option<&NewMaintenance>)> = existing
+            .iter()
+            .filter(|m| m.window.end < floor)
+            .map(|m| (m.id, None))
+            .collect();
+        changes.push((id, Some(&window)));
+        self.write_windows(&changes).await?;
         Ok(Maintenance { id, window })
     }
 
     async fn maintenance(&self, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
-        let mut found = Vec::new();
-        self.query("MAINT", None, false, |item| {
-            if let Some(m) = maintenance_of(&item).filter(|m| m.window.end > after) {
-                found.push(m);
-            }
-            true
-        })
-        .await?;
+        let mut found: Vec<Maintenance> = self
+            .get("MAINT", "ALL")
+            .await?
+            .as_ref()
+            .map(windows_of)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.window.end > after)
+            .collect();
+        found.sort_by_key(|m| (m.window.start, m.id));
         Ok(found)
     }
 
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
-        let Some(mut m) = self
-            .get("MAINT", &pad(id))
-            .await?
-            .as_ref()
-            .and_then(maintenance_of)
-        else {
+        let Some(mut m) = self.maintenance(now).await?.into_iter().find(|m| m.id == id) else {
             return Ok(false);
         };
-        if m.window.end <= now {
-            return Ok(false);
-        }
         if m.window.start >= now {
-            self.delete("MAINT", &pad(id)).await?;
-            return Ok(true);
+            self.write_windows(&[(id, None)]).await?;
+        } else {
+            m.window.end = now;
+            self.write_windows(&[(id, Some(&m.window))]).await?;
         }
-        m.window.end = now;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s("MAINT"))
-            .key("sk", s(&pad(id)))
-            .update_expression("SET #w = :w")
-            .expression_attribute_names("#w", "window")
-            .expression_attribute_values(
-                ":w",
-                s(&serde_json::to_string(&m.window).unwrap_or_default()),
-            )
-            .send()
-            .await
-            .map_err(backend)?;
         Ok(true)
     }
 }
 
-fn history_event(item: &Item) -> Option<HistoryEvent> {
-    Some(HistoryEvent {
-        id: EventId(str_of(item, "id")?.to_owned()),
-        active: str_of(item, "active").map(str::to_owned),
-        previous: str_of(item, "previous").map(str::to_owned),
-        at: str_of(item, "at")?.parse().ok()?,
-        flapping: item
-            .get("flapping")
-            .and_then(|f| f.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
-    })
-}
-
-fn maintenance_of(item: &Item) -> Option<Maintenance> {
-    Some(Maintenance {
-        id: str_of(item, "sk")?.parse().ok()?,
-        window: serde_json::from_str(str_of(item, "window")?).ok()?,
-    })
+/// The ad-hoc windows in the windows item; an entry that does not parse is skipped.
+fn windows_of(item: &Item) -> Vec<Maintenance> {
+    let Some(AttributeValue::M(w)) = item.get("w") else {
+        return Vec::new();
+    };
+    w.iter()
+        .filter_map(|(id, v)| {
+            Some(Maintenance {
+                id: id.parse().ok()?,
+                window: serde_json::from_str(v.as_s().ok()?).ok()?,
+            })
+        })
+        .collect()
 }

@@ -56,10 +56,14 @@ pub struct NewReport {
     /// The caller sends a new event's deliveries itself, within this request (the Lambda
     /// deployment): record them already claimed, so no worker or drain takes them meanwhile.
     pub claimed: bool,
+    /// Also read the ad-hoc windows that end after this instant, with the history, and give
+    /// them to [`Decide`]: the Lambda deployment, where other function instances may change
+    /// them (`serve` keeps them in memory and leaves this `None`).
+    pub maintenance_after: Option<Timestamp>,
 }
 
 /// A cluster's earlier event, as [`Decide`] sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEvent {
     /// Its id.
     pub id: EventId,
@@ -109,9 +113,10 @@ pub enum Decision {
     New(Box<NewEvent>),
 }
 
-/// Runs inside the write transaction with the history of [`NewReport::history`]; a backend
+/// Runs inside the write transaction with the history of [`NewReport::history`] and the
+/// ad-hoc windows of [`NewReport::maintenance_after`] (empty when not asked for); a backend
 /// with optimistic writes runs it again on fresh history after losing a race.
-pub type Decide = Box<dyn Fn(&[HistoryEvent]) -> Decision + Send>;
+pub type Decide = Box<dyn Fn(&[HistoryEvent], &[Maintenance]) -> Decision + Send>;
 
 /// The outcome of [`Store::record`].
 #[derive(Debug, Clone, Serialize)]

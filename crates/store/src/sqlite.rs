@@ -375,7 +375,11 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             .and_then(Iterator::collect)
             .map_err(db)?;
     }
-    let (id, merged) = match decide(&history) {
+    let maintenance = match report.maintenance_after {
+        Some(after) => active_maintenance(conn, after)?,
+        None => Vec::new(),
+    };
+    let (id, merged) = match decide(&history, &maintenance) {
         Decision::Merge(into) => {
             let id = row_id(&into)?;
             (id, true)
@@ -598,6 +602,17 @@ fn maintenance_row(r: &Row<'_>) -> rusqlite::Result<Maintenance> {
     })
 }
 
+/// Ad-hoc windows that end after `after`, by start.
+fn active_maintenance(conn: &Connection, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
+    conn.prepare_cached(&format!(
+        "{MAINTENANCE_COLUMNS} WHERE end_ms > ?1 ORDER BY start_ms"
+    ))
+    .map_err(db)?
+    .query_map([ms(after)], maintenance_row)
+    .and_then(Iterator::collect)
+    .map_err(db)
+}
+
 const MAINTENANCE_COLUMNS: &str = "SELECT id, target_kind, target, customer, start_ms, end_ms, reason, created_by FROM maintenance";
 
 impl Store for Sqlite {
@@ -695,16 +710,7 @@ impl Store for Sqlite {
     }
 
     async fn maintenance(&self, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "{MAINTENANCE_COLUMNS} WHERE end_ms > ?1 ORDER BY start_ms"
-            ))
-            .map_err(db)?
-            .query_map([ms(after)], maintenance_row)
-            .and_then(Iterator::collect)
-            .map_err(db)
-        })
-        .await
+        self.read(move |conn| active_maintenance(conn, after)).await
     }
 
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {

@@ -21,6 +21,7 @@ fn report(id: &str, host: &str, at: &str) -> NewReport {
         received_at: t(at),
         history: Some(("db".into(), t(at) - SignedDuration::from_hours(1))),
         claimed: false,
+        maintenance_after: None,
     }
 }
 
@@ -50,8 +51,8 @@ async fn store_story() {
     let first = store
         .record(
             report("r1", "db1", "2026-12-09T21:00:00Z"),
-            Box::new(|h| {
-                assert!(h.is_empty());
+            Box::new(|h, m| {
+                assert!(h.is_empty() && m.is_empty());
                 Decision::New(Box::new(new_event(
                     "db1",
                     "2026-12-09T21:00:00Z",
@@ -69,7 +70,7 @@ async fn store_story() {
     let again = store
         .record(
             report("r1", "db1", "2026-12-09T21:00:30Z"),
-            Box::new(|_| panic!("a duplicate is not decided again")),
+            Box::new(|_, _| panic!("a duplicate is not decided again")),
         )
         .await
         .expect("recorded");
@@ -82,7 +83,7 @@ async fn store_story() {
     let merged = store
         .record(
             report("r2", "db2", "2026-12-09T21:00:40Z"),
-            Box::new(move |h| {
+            Box::new(move |h, _| {
                 assert_eq!(h.len(), 1);
                 assert_eq!(h[0].active.as_deref(), Some("db1"));
                 Decision::Merge(h[0].id.clone())
@@ -102,7 +103,7 @@ async fn store_story() {
             store
                 .record(
                     report(&format!("c{i}"), "db1", at),
-                    Box::new(move |_| Decision::New(Box::new(new_event("db1", at, &["log"])))),
+                    Box::new(move |_, _| Decision::New(Box::new(new_event("db1", at, &["log"])))),
                 )
                 .await
         }));
@@ -207,6 +208,20 @@ async fn store_story() {
         store.maintenance(now).await.expect("lists"),
         vec![w.clone()]
     );
+    // A report that asks for the ad-hoc windows gets them with its history.
+    let mut r = report("r-window", "db1", "2026-12-10T00:30:00Z");
+    r.maintenance_after = Some(now);
+    let seen = w.clone();
+    store
+        .record(
+            r,
+            Box::new(move |_, m| {
+                assert_eq!(m, [seen.clone()]);
+                Decision::New(Box::new(new_event("db1", "2026-12-10T00:30:00Z", &[])))
+            }),
+        )
+        .await
+        .expect("recorded");
     assert!(store.end_maintenance(w.id, now).await.expect("ends"));
     assert!(!store.end_maintenance(w.id, now).await.expect("ends"));
     assert!(store.maintenance(now).await.expect("lists").is_empty());
@@ -223,7 +238,7 @@ async fn claimed_on_record_and_claim_event() {
     let recorded = store
         .record(
             r,
-            Box::new(|_| {
+            Box::new(|_, _| {
                 Decision::New(Box::new(new_event(
                     "db1",
                     "2026-12-09T21:00:00Z",
