@@ -38,8 +38,8 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Region;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
@@ -104,8 +104,18 @@ impl Dynamo {
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
         }
+        Dynamo::with_config(&loader.load().await, table, keep)
+    }
+
+    /// A store on `table` with an SDK configuration made elsewhere (region, credentials,
+    /// endpoint, HTTP client).
+    pub fn with_config(
+        config: &aws_config::SdkConfig,
+        table: &str,
+        keep: SignedDuration,
+    ) -> Dynamo {
         Dynamo {
-            client: Client::new(&loader.load().await),
+            client: Client::new(config),
             table: table.to_owned(),
             keep,
         }
@@ -185,7 +195,12 @@ impl Dynamo {
                 .send()
                 .await
                 .map_err(backend)?;
-            for item in out.responses.into_iter().flat_map(|mut r| r.remove(&self.table)).flatten() {
+            for item in out
+                .responses
+                .into_iter()
+                .flat_map(|mut r| r.remove(&self.table))
+                .flatten()
+            {
                 if let Some(pk) = str_of(&item, "pk") {
                     found.insert(pk.to_owned(), item);
                 }
@@ -386,7 +401,9 @@ impl Dynamo {
                 Some(_) => "version = :v",
                 None => "attribute_not_exists(pk)",
             })
-            .set_expression_attribute_values(version.map(|v| HashMap::from([(":v".to_owned(), n(v))])))
+            .set_expression_attribute_values(
+                version.map(|v| HashMap::from([(":v".to_owned(), n(v))])),
+            )
             .build()
             .map_err(backend)?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -433,14 +450,20 @@ impl Dynamo {
     }
 
     /// Sets (`Some`) or removes (`None`) ad-hoc windows in the windows item.
-    async fn write_windows(&self, changes: &[(i64, Option<&NewMaintenance>)]) -> Result<(), StoreError> {
+    async fn write_windows(
+        &self,
+        changes: &[(i64, Option<&NewMaintenance>)],
+    ) -> Result<(), StoreError> {
         let mut u = Expr::default();
         let mut names = HashMap::new();
         for (k, (id, window)) in changes.iter().enumerate() {
             names.insert(format!("#k{k}"), id.to_string());
             match window {
                 Some(w) => {
-                    u.value(&format!(":w{k}"), s(&serde_json::to_string(w).unwrap_or_default()));
+                    u.value(
+                        &format!(":w{k}"),
+                        s(&serde_json::to_string(w).unwrap_or_default()),
+                    );
                     u.set(format!("w.#k{k} = :w{k}"));
                 }
                 None => u.remove.push(format!("w.#k{k}")),
@@ -679,11 +702,14 @@ impl Store for Dynamo {
             let mut kept: Vec<HistoryEvent> = head
                 .as_ref()
                 .and_then(|h| str_of(h, "history"))
-                .map(|h| serde_json::from_str(h))
+                .map(serde_json::from_str)
                 .transpose()
                 .map_err(|_| StoreError::Corrupt {
                     what: "history",
-                    value: cluster.as_ref().map(|(pk, _)| pk.clone()).unwrap_or_default(),
+                    value: cluster
+                        .as_ref()
+                        .map(|(pk, _)| pk.clone())
+                        .unwrap_or_default(),
                 })?
                 .unwrap_or_default();
             let history: Vec<HistoryEvent> = match &cluster {
@@ -958,7 +984,12 @@ impl Store for Dynamo {
     }
 
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
-        let Some(mut m) = self.maintenance(now).await?.into_iter().find(|m| m.id == id) else {
+        let Some(mut m) = self
+            .maintenance(now)
+            .await?
+            .into_iter()
+            .find(|m| m.id == id)
+        else {
             return Ok(false);
         };
         if m.window.start >= now {
@@ -971,17 +1002,23 @@ impl Store for Dynamo {
     }
 }
 
-/// The ad-hoc windows in the windows item; an entry that does not parse is skipped.
+/// The ad-hoc windows in the windows item; an entry that does not parse is skipped, with a
+/// warning.
 fn windows_of(item: &Item) -> Vec<Maintenance> {
     let Some(AttributeValue::M(w)) = item.get("w") else {
         return Vec::new();
     };
     w.iter()
         .filter_map(|(id, v)| {
-            Some(Maintenance {
-                id: id.parse().ok()?,
-                window: serde_json::from_str(v.as_s().ok()?).ok()?,
-            })
+            let parsed = id.parse().ok().zip(
+                v.as_s()
+                    .ok()
+                    .and_then(|json| serde_json::from_str(json).ok()),
+            );
+            if parsed.is_none() {
+                tracing::warn!(id, "an ad-hoc window in DynamoDB does not parse; skipped");
+            }
+            parsed.map(|(id, window)| Maintenance { id, window })
         })
         .collect()
 }

@@ -216,7 +216,7 @@ async fn store_story() {
         .record(
             r,
             Box::new(move |_, m| {
-                assert_eq!(m, [seen.clone()]);
+                assert_eq!(m, std::slice::from_ref(&seen));
                 Decision::New(Box::new(new_event("db1", "2026-12-10T00:30:00Z", &[])))
             }),
         )

@@ -1,0 +1,352 @@
+//! The DynamoDB store against a real DynamoDB emulator: a moto server from the venv that
+//! `scripts/test` installs (`FAILOVER_TEST_VENV`), on a free loopback port, with the table as
+//! `deploy/cloudformation.yaml` creates it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use failover_store::{
+    Decision, EventQuery, HistoryEvent, Maintenance, NewEvent, NewMaintenance, NewReport, Outcome,
+    Store,
+};
+use failover_store_dynamodb::{Dynamo, PENDING_INDEX};
+use jiff::{SignedDuration, Timestamp};
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto() -> (Moto, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let venv = std::env::var_os("FAILOVER_TEST_VENV").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
+        PathBuf::from,
+    );
+    let child = Command::new(venv.join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server from the venv (run scripts/test once to install it)");
+    let moto = Moto(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (moto, format!("http://127.0.0.1:{port}"))
+}
+
+/// The SDK set up for moto only: its URL, dummy credentials, so nothing else is ever asked.
+async fn sdk(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(url)
+        .load()
+        .await
+}
+
+async fn create_table(config: &aws_config::SdkConfig, table: &str) {
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("undelivered"))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(PENDING_INDEX)
+                .key_schema(key("undelivered", KeyType::Hash))
+                .key_schema(key("sk", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
+        .send()
+        .await
+        .expect("creates the table");
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().expect("test instant")
+}
+
+fn report(id: &str, at: &str) -> NewReport {
+    NewReport {
+        client_id: Some(id.into()),
+        scope: "acme".into(),
+        host: "db1".into(),
+        action: "takeover".into(),
+        previous: None,
+        resource: None,
+        source: None,
+        occurred_at: t(at),
+        received_at: t(at),
+        history: Some(("db".into(), t(at) - SignedDuration::from_hours(1))),
+        claimed: false,
+        maintenance_after: Some(t(at) - SignedDuration::from_hours(1)),
+    }
+}
+
+fn new_event(at: &str, channels: &[&str]) -> Decision {
+    Decision::New(Box::new(NewEvent {
+        cluster: Some("db".into()),
+        customer: Some("acme".into()),
+        active: Some("db1".into()),
+        previous: None,
+        verdict: "unplanned".into(),
+        at: t(at),
+        flapping: false,
+        failback_of: None,
+        classification: serde_json::json!({"verdict": "unplanned"}),
+        context: serde_json::json!({}),
+        channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+    }))
+}
+
+fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
+    NewMaintenance {
+        target_kind: "cluster".into(),
+        target: target.into(),
+        customer: Some("acme".into()),
+        start: t(start),
+        end: t(end),
+        reason: "patching".into(),
+        created_by: "ops".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_store_story() {
+    let (_moto, url) = moto();
+    let config = sdk(&url).await;
+    create_table(&config, "events").await;
+    let store = Dynamo::with_config(&config, "events", SignedDuration::from_hours(24 * 90));
+
+    // Ad-hoc windows: listed by start, and handed to `decide` with the history.
+    let later = store
+        .add_maintenance(window("db", "2026-12-09T23:00:00Z", "2026-12-10T01:00:00Z"))
+        .await
+        .expect("adds");
+    let now_open = store
+        .add_maintenance(window("db", "2026-12-09T20:00:00Z", "2026-12-09T22:00:00Z"))
+        .await
+        .expect("adds");
+    assert_ne!(later.id, now_open.id);
+    let listed = store
+        .maintenance(t("2026-12-09T20:30:00Z"))
+        .await
+        .expect("lists");
+    assert_eq!(listed, [now_open.clone(), later.clone()]);
+
+    // A new event with two deliveries.
+    let seen = listed.clone();
+    let first = store
+        .record(
+            report("r1", "2026-12-09T21:00:00Z"),
+            Box::new(move |h: &[HistoryEvent], m: &[Maintenance]| {
+                assert!(h.is_empty());
+                assert_eq!(m, seen.as_slice());
+                new_event("2026-12-09T21:00:00Z", &["log", "mail"])
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert!(!first.merged && !first.duplicate);
+    assert_eq!(first.event.deliveries.len(), 2);
+
+    // The same client id: the same answer, nothing decided.
+    let again = store
+        .record(
+            report("r1", "2026-12-09T21:00:30Z"),
+            Box::new(|_, _| panic!("a duplicate is not decided again")),
+        )
+        .await
+        .expect("recorded");
+    assert!(again.duplicate);
+    assert_eq!(again.event.id, first.event.id);
+
+    // The other node's report sees the event in the history and merges into it.
+    let merged = store
+        .record(
+            report("r2", "2026-12-09T21:00:40Z"),
+            Box::new(|h, _| {
+                assert_eq!(h.len(), 1);
+                assert_eq!(h[0].active.as_deref(), Some("db1"));
+                Decision::Merge(h[0].id.clone())
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert!(merged.merged);
+    assert_eq!(
+        (merged.event.id.clone(), merged.event.reports),
+        (first.event.id.clone(), 2)
+    );
+
+    // Concurrent reports of one cluster race on its HEAD; every one lands once.
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let at = "2026-12-09T21:30:00Z";
+            store
+                .record(
+                    report(&format!("c{i}"), at),
+                    Box::new(move |_, _| new_event(at, &["log"])),
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("joins").expect("recorded");
+    }
+    let history_len = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let len = std::sync::Arc::clone(&history_len);
+    store
+        .record(
+            report("r-after", "2026-12-09T21:40:00Z"),
+            Box::new(move |h, _| {
+                len.store(h.len(), std::sync::atomic::Ordering::SeqCst);
+                new_event("2026-12-09T21:40:00Z", &[])
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(history_len.load(std::sync::atomic::Ordering::SeqCst), 6);
+    let all = store
+        .events(EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("lists");
+    assert_eq!(all.len(), 7);
+
+    // The outbox, through the pending index: 2 + 5 deliveries due.
+    let now = t("2026-12-09T21:45:00Z");
+    let due = store.claim_due(now, 100).await.expect("claims");
+    assert_eq!(due.len(), 7);
+    assert!(store.claim_due(now, 100).await.expect("claims").is_empty());
+    let mail = due.iter().find(|d| d.channel == "mail").expect("mail");
+    let outcomes = due
+        .iter()
+        .map(|d| {
+            let o = if d.id == mail.id {
+                Outcome::Retry {
+                    at: now + SignedDuration::from_mins(1),
+                    error: "smtp down".into(),
+                }
+            } else {
+                Outcome::Delivered
+            };
+            (d.id, o)
+        })
+        .collect();
+    store.finish(outcomes, now).await.expect("finishes");
+    assert_eq!(store.pending_of("mail").await.expect("lists"), [mail.id]);
+    assert_eq!(
+        store.delivery_counts().await.expect("counts"),
+        [("pending".to_owned(), 1)]
+    );
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(now + SignedDuration::from_mins(1))
+    );
+    let retried = store
+        .claim_due(now + SignedDuration::from_mins(2), 100)
+        .await
+        .expect("claims");
+    assert_eq!(retried.iter().map(|d| d.id).collect::<Vec<_>>(), [mail.id]);
+    store
+        .finish(vec![(mail.id, Outcome::Delivered)], now)
+        .await
+        .expect("finishes");
+    assert_eq!(store.next_due().await.expect("next"), None);
+    let shown = store
+        .events(EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("lists");
+    let first_shown = shown
+        .iter()
+        .find(|e| e.id == first.event.id)
+        .expect("listed");
+    assert!(
+        first_shown
+            .deliveries
+            .iter()
+            .all(|d| d.status == "delivered")
+    );
+    assert_eq!(first_shown.deliveries[1].attempts, 2);
+
+    // Ending windows: an open one is cut to now, a future one is removed.
+    let at = t("2026-12-09T21:50:00Z");
+    assert!(store.end_maintenance(now_open.id, at).await.expect("ends"));
+    assert!(store.end_maintenance(later.id, at).await.expect("ends"));
+    assert!(!store.end_maintenance(later.id, at).await.expect("ends"));
+    let left = store
+        .maintenance(t("2026-12-09T00:00:00Z"))
+        .await
+        .expect("lists");
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].id, left[0].window.end), (now_open.id, at));
+
+    // Deliveries sent within the request are recorded claimed: no drain takes them.
+    let mut claimed = report("r-claimed", "2026-12-09T22:00:00Z");
+    claimed.claimed = true;
+    store
+        .record(
+            claimed,
+            Box::new(|_, _| new_event("2026-12-09T22:00:00Z", &["log"])),
+        )
+        .await
+        .expect("recorded");
+    assert!(
+        store
+            .claim_due(t("2026-12-09T22:01:00Z"), 100)
+            .await
+            .expect("claims")
+            .is_empty()
+    );
+}
