@@ -2,7 +2,7 @@
 //! and ad-hoc windows (swapped whole on reload), metrics, and the worker's wake-up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -10,7 +10,7 @@ use failover_channels::{Notifier, SetupError};
 use failover_core::inventory::{ApiKey, Inventory};
 use failover_core::keys::KeyHash;
 use failover_core::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
-use failover_store::{Maintenance, Store, StoreError};
+use failover_store::{Maintenance, Outcome, Store, StoreError};
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
@@ -45,6 +45,8 @@ pub struct AppState<S> {
     pub wake: Arc<Notify>,
     /// Deliver within the request (AWS Lambda runs nothing after the response).
     pub inline: bool,
+    /// Outcomes of deliveries sent within a request, recorded after its answer.
+    deferred: Arc<Mutex<Vec<(i64, Outcome)>>>,
 }
 
 impl<S: Store> AppState<S> {
@@ -81,6 +83,32 @@ impl<S: Store> AppState<S> {
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
             inline,
+            deferred: Arc::default(),
+        }
+    }
+
+    /// Leaves recording `outcomes` (all delivered) to [`AppState::finish_deferred`].
+    pub(crate) fn defer_finish(&self, outcomes: Vec<(i64, Outcome)>) {
+        match self.deferred.lock() {
+            Ok(mut d) => d.extend(outcomes),
+            Err(poisoned) => poisoned.into_inner().extend(outcomes),
+        }
+    }
+
+    /// Records the outcomes left by requests that delivered everything: the Lambda entry
+    /// runs this after each answer, before it takes the next event. A failure is logged;
+    /// the deliveries stay claimed until their lease ends, and then the drain sends them
+    /// again (at least once, as after a crash).
+    pub async fn finish_deferred(&self) {
+        let outcomes = match self.deferred.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        if outcomes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.finish(outcomes, clock::now()).await {
+            tracing::error!(error = ?e, "cannot record delivery outcomes");
         }
     }
 

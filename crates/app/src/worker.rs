@@ -68,14 +68,17 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
     let _ = finisher.await;
 }
 
-/// Sends the pending deliveries of a just recorded report's event now and records the
-/// outcomes: the request path of the Lambda deployment. A new event's deliveries were
-/// recorded claimed; for a retry or a merge, the event's unclaimed pending deliveries are
-/// claimed first. Returns each attempted channel with its outcome, and the channels still
-/// pending that another request is sending.
+/// Sends the pending deliveries of a just recorded report's event now: the request path of
+/// the Lambda deployment. A new event's deliveries were recorded claimed; for a retry or a
+/// merge, the event's unclaimed pending deliveries are claimed first. When a channel failed,
+/// the outcomes are recorded before this returns, so the reporter's retry finds them; when
+/// every channel took its message, recording them is left to [`AppState::finish_deferred`],
+/// which the Lambda entry runs after the answer is sent and before it takes the next event
+/// (the claims keep other instances and the drain away meanwhile). Returns each attempted
+/// channel with its outcome, and the channels still pending that another request is sending.
 ///
 /// # Errors
-/// [`StoreError`] when the deliveries cannot be claimed or their outcomes recorded.
+/// [`StoreError`] when the deliveries cannot be claimed or a failure not recorded.
 pub async fn deliver_recorded<S: Store>(
     state: &AppState<S>,
     recorded: &Recorded,
@@ -92,7 +95,18 @@ pub async fn deliver_recorded<S: Store>(
         .filter(|d| d.status == "pending" && !due.iter().any(|x| x.id == d.id))
         .map(|d| d.channel.clone())
         .collect();
-    Ok((send_all(state, due).await?, elsewhere))
+    let sent = send(state, due).await;
+    let outcomes: Vec<(i64, Outcome)> = sent.iter().map(|(id, _, o)| (*id, o.clone())).collect();
+    if outcomes.is_empty() {
+    } else if outcomes.iter().all(|(_, o)| *o == Outcome::Delivered) {
+        state.defer_finish(outcomes);
+    } else {
+        state.store.finish(outcomes, clock::now()).await?;
+    }
+    Ok((
+        sent.into_iter().map(|(_, c, o)| (c, o)).collect(),
+        elsewhere,
+    ))
 }
 
 /// Sends everything due, round after round, until nothing is due or `budget` is spent:
@@ -108,15 +122,19 @@ pub async fn drain<S: Store>(state: &AppState<S>, budget: Duration) -> Result<us
         if due.is_empty() {
             break;
         }
-        attempted += send_all(state, due).await?.len();
+        let outcomes: Vec<(i64, Outcome)> = send(state, due)
+            .await
+            .into_iter()
+            .map(|(id, _, o)| (id, o))
+            .collect();
+        attempted += outcomes.len();
+        state.store.finish(outcomes, clock::now()).await?;
     }
     Ok(attempted)
 }
 
-async fn send_all<S: Store>(
-    state: &AppState<S>,
-    due: Vec<DueDelivery>,
-) -> Result<Vec<(String, Outcome)>, StoreError> {
+/// Sends each delivery at once; returns its id, channel and outcome.
+async fn send<S: Store>(state: &AppState<S>, due: Vec<DueDelivery>) -> Vec<(i64, String, Outcome)> {
     let mut sends = JoinSet::new();
     for d in due {
         let state = state.clone();
@@ -125,18 +143,11 @@ async fn send_all<S: Store>(
             (d.id, d.channel, outcome)
         });
     }
-    let mut outcomes = Vec::new();
-    let mut by_channel = Vec::new();
+    let mut sent = Vec::new();
     while let Some(done) = sends.join_next().await {
-        if let Ok((id, channel, outcome)) = done {
-            by_channel.push((channel, outcome.clone()));
-            outcomes.push((id, outcome));
-        }
+        sent.extend(done.ok());
     }
-    if !outcomes.is_empty() {
-        state.store.finish(outcomes, clock::now()).await?;
-    }
-    Ok(by_channel)
+    sent
 }
 
 /// Writes outcomes in batches: whatever finished while the last batch was committing.

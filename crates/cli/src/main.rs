@@ -48,12 +48,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if on_lambda && std::env::args_os().len() == 1 {
-        Cli::parse_from(["failover-notify", "lambda"])
+    let command = if on_lambda && std::env::args_os().len() == 1 {
+        // Lambda's `bootstrap`: only `lambda`'s settings (from the environment) are parsed,
+        // not the whole command line interface, for a shorter cold start.
+        Command::Lambda(<cmd::lambda::Args as clap::Parser>::parse_from(["lambda"]))
     } else {
-        Cli::parse()
+        Cli::parse().command
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Serve(args) => cmd::serve::run(&args),
         Command::Lambda(args) => cmd::lambda::run(&args),
         Command::Report(args) => cmd::report::run(&args),

@@ -303,6 +303,19 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     let (status, _) = answer(f.emu.invoke(rest("/", "wrong", r#"{"hostname":"app1"}"#)));
     assert_eq!(status, 401);
 
+    // Its outcomes were recorded after the answer, before the function took the next event.
+    let (_, listed) = answer(
+        f.emu
+            .invoke(http_api("GET", "/v1/events", "cluster=app", ADMIN, "")),
+    );
+    let app_deliveries = &listed["events"][0]["deliveries"];
+    assert!(
+        app_deliveries
+            .as_array()
+            .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d["status"] == "delivered")),
+        "{listed}"
+    );
+
     // A webhook failure left pending, then the scheduled drain delivers it.
     let (status, web) = answer(
         f.emu

@@ -5,14 +5,18 @@
 //! On Lambda the binary is the `bootstrap` of a `provided.al2023` function and is started
 //! with no arguments; `main` then runs this command with its settings from the environment.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::body::Body as AxumBody;
 use failover_app::AppState;
 use failover_store_dynamodb::Dynamo;
+use lambda_http::lambda_runtime::{Error as BoxError, LambdaInvocation};
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Adapter, LambdaEvent, RequestExt, Service, service_fn};
 use serde_json::{Value, json};
@@ -32,7 +36,8 @@ const RUNTIME_ENV: [&str; 4] = [
 const DRAIN_BUDGET: Duration = Duration::from_secs(45);
 
 /// Arguments of `lambda`, normally set as the function's environment variables.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Parser)]
+#[command(name = "lambda")]
 pub struct Args {
     /// Inventory bundled with the function. Default: `inventory.toml` in $LAMBDA_TASK_ROOT.
     #[arg(short, long, env = "FAILOVER_NOTIFY_CONFIG")]
@@ -83,6 +88,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .await;
         let state = AppState::inline(store, inventory).await?;
         let router = failover_app::router(state.clone());
+        let after = state.clone();
         let http = service_fn(move |req: lambda_http::Request| {
             let router = router.clone();
             async move { router.oneshot(without_stage(req)).await }
@@ -101,11 +107,58 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 Ok(serde_json::to_value(response)?)
             }
         });
-        lambda_http::lambda_runtime::run(handler)
+        lambda_http::lambda_runtime::Runtime::new(handler)
+            .layer(AfterAnswer(after))
+            .run()
             .await
             .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Runs [`AppState::finish_deferred`] once an invocation's answer is posted, before the
+/// runtime asks for the next event (Lambda freezes the function only then).
+#[derive(Clone)]
+struct AfterAnswer(AppState<Dynamo>);
+
+impl<S> tower::Layer<S> for AfterAnswer {
+    type Service = AfterAnswerService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AfterAnswerService {
+            inner,
+            state: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`AfterAnswer`].
+struct AfterAnswerService<S> {
+    inner: S,
+    state: AppState<Dynamo>,
+}
+
+impl<S> Service<LambdaInvocation> for AfterAnswerService<S>
+where
+    S: Service<LambdaInvocation, Response = (), Error = BoxError>,
+    S::Future: 'static,
+{
+    type Response = ();
+    type Error = BoxError;
+    // Not `Send`: the runtime polls it on its one thread (axum's body is not `Sync`).
+    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        let (answered, state) = (self.inner.call(invocation), self.state.clone());
+        Box::pin(async move {
+            let result = answered.await;
+            state.finish_deferred().await;
+            result
+        })
+    }
 }
 
 /// An EventBridge schedule's event.
