@@ -418,6 +418,56 @@ fn smtp_down_then_up_is_delivered_once() {
 }
 
 #[test]
+fn webhook_bodies_are_shaped_for_slack_and_teams() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let slack = Receiver::start(&[]);
+    let teams = Receiver::start(&[]);
+    let extra = format!(
+        "[[channels]]\nname = \"slack\"\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\n\
+         [[channels]]\nname = \"teams\"\nkind = \"webhook\"\nformat = \"teams\"\nurl = \"{}\"\n",
+        slack.url, teams.url
+    );
+    let config = inventory(
+        dir.path(),
+        "arn:aws:sns:us-east-1:123456789012:none",
+        "http://127.0.0.1:1",
+        1,
+        "x@test.example",
+        "http://127.0.0.1:1/unused",
+        &extra,
+    );
+    let text = std::fs::read_to_string(&config).expect("reads").replace(
+        r#"channels = ["file", "sns", "mail", "hook"]"#,
+        r#"channels = ["slack", "teams"]"#,
+    );
+    std::fs::write(&config, text).expect("writes");
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    serve.settled(a["event_id"].as_str().expect("id"));
+
+    // Slack: one `text` in its mrkdwn, the subject in bold on the first line.
+    let slack_body = slack.received.lock().expect("lock")[0].clone();
+    let text = slack_body["text"].as_str().expect("slack text");
+    assert!(text.starts_with("*UNPLANNED failover"), "{slack_body}");
+    assert!(text.contains("app1"), "{slack_body}");
+    assert_eq!(slack_body.as_object().map(|o| o.len()), Some(1));
+
+    // Teams: a MessageCard with title, summary, text and red for unplanned.
+    let card = teams.received.lock().expect("lock")[0].clone();
+    assert_eq!(card["@type"], "MessageCard", "{card}");
+    assert_eq!(card["@context"], "https://schema.org/extensions");
+    assert_eq!(card["title"], card["summary"]);
+    assert!(
+        card["title"]
+            .as_str()
+            .expect("title")
+            .starts_with("UNPLANNED failover")
+    );
+    assert!(card["text"].as_str().expect("text").contains("app1"));
+    assert_eq!(card["themeColor"], "D00000");
+}
+
+#[test]
 fn webhook_retries_on_500_and_gives_up_on_400() {
     let dir = tempfile::tempdir().expect("temp dir");
     let flaky = Receiver::start(&[500, 500]);
