@@ -8,7 +8,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{ADMIN, KEY, Moto, Receiver, Serve, Smtp, keys_toml, wait_for, window_around_now};
+use common::{
+    ADMIN, KEY, Moto, Receiver, Serve, Smtp, free_port, keys_toml, wait_for, window_around_now,
+};
 use serde_json::Value;
 
 /// An inventory with a cluster inside a one-off window around now (`db`), one without
@@ -415,6 +417,161 @@ fn smtp_down_then_up_is_delivered_once() {
     let e = serve.settled(&id);
     assert_eq!(e["deliveries"][0]["status"], "delivered", "{e}");
     assert_eq!(smtp.mails_to(&to).len(), 1);
+}
+
+/// A certificate authority and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn private_ca(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let [ca, ca_key, cert, key, csr] =
+        ["ca.pem", "ca.key", "smtp.pem", "smtp.key", "smtp.csr"].map(|f| dir.join(f));
+    let ext = dir.join("san.ext");
+    std::fs::write(&ext, "subjectAltName = IP:127.0.0.1\n").expect("writes");
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |v: &str| std::ffi::OsString::from(v);
+    openssl(&[
+        &s("req"),
+        &s("-x509"),
+        &s("-newkey"),
+        &s("rsa:2048"),
+        &s("-nodes"),
+        &s("-days"),
+        &s("2"),
+        &s("-subj"),
+        &s("/CN=test CA"),
+        &s("-keyout"),
+        ca_key.as_os_str(),
+        &s("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&[
+        &s("req"),
+        &s("-newkey"),
+        &s("rsa:2048"),
+        &s("-nodes"),
+        &s("-subj"),
+        &s("/CN=127.0.0.1"),
+        &s("-keyout"),
+        key.as_os_str(),
+        &s("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(&[
+        &s("x509"),
+        &s("-req"),
+        &s("-in"),
+        csr.as_os_str(),
+        &s("-CA"),
+        ca.as_os_str(),
+        &s("-CAkey"),
+        ca_key.as_os_str(),
+        &s("-CAcreateserial"),
+        &s("-days"),
+        &s("2"),
+        &s("-extfile"),
+        ext.as_os_str(),
+        &s("-out"),
+        cert.as_os_str(),
+    ]);
+    (ca, cert, key)
+}
+
+#[test]
+fn email_over_starttls_with_auth_and_a_private_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = private_ca(dir.path());
+    let maildir = dir.path().join("maildir");
+    let port = free_port();
+    let smtp = Smtp::start_tls(port, &maildir, &cert, &key, "notify");
+    let mail = |name: &str, user: &str, ca_file: &str| {
+        format!(
+            "[[channels]]\nname = \"{name}\"\nkind = \"email\"\nto = [\"{name}@test.example\"]\n\
+             from = \"failover-notify@test.example\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+             tls = \"starttls\"\nusername = \"{user}\"\npassword_env = \"FAILOVER_TEST_SMTP_PASSWORD\"\n\
+             ca_file = \"{ca_file}\"\n\n"
+        )
+    };
+    // Trusting the relay's CA: once as the right user, once as a user the relay refuses.
+    let extra = mail("good", "notify", &ca.display().to_string())
+        + &mail("baduser", "intruder", &ca.display().to_string());
+    let config = inventory(
+        dir.path(),
+        "arn:aws:sns:us-east-1:123456789012:none",
+        "http://127.0.0.1:1",
+        1,
+        "x@test.example",
+        "http://127.0.0.1:1/unused",
+        &extra,
+    );
+    let text = std::fs::read_to_string(&config).expect("reads").replace(
+        r#"channels = ["file", "sns", "mail", "hook"]"#,
+        r#"channels = ["good", "baduser"]"#,
+    );
+    std::fs::write(&config, text).expect("writes");
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let e = serve.settled(a["event_id"].as_str().expect("id"));
+    let status = |name: &str| {
+        e["deliveries"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|d| d["channel"] == name)
+            .cloned()
+            .expect("delivery")
+    };
+    assert_eq!(status("good")["status"], "delivered", "{e}");
+    let mails = smtp.mails_to("good@test.example");
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("UNPLANNED failover"), "{}", mails[0]);
+    // A refused login is a 5xx: given up at once, with the server's answer shown.
+    let bad = status("baduser");
+    assert_eq!(bad["status"], "failed", "{e}");
+    assert_eq!(bad["attempts"], 1);
+    assert!(
+        bad["last_error"].as_str().expect("error").contains("535"),
+        "{bad}"
+    );
+    assert!(smtp.mails_to("baduser@test.example").is_empty());
+}
+
+#[test]
+fn an_unreadable_ca_file_stops_serve_with_the_channel_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("inventory.toml");
+    std::fs::write(
+        &config,
+        "[[clusters]]\nname = \"db\"\nnodes = [\"db1\", \"db2\"]\n\n\
+         [[channels]]\nname = \"mail\"\nkind = \"email\"\nto = [\"ops@test.example\"]\n\
+         from = \"f@test.example\"\nca_file = \"/nonexistent/ca.pem\"\n\n\
+         [[routes]]\nchannels = [\"mail\"]\n",
+    )
+    .expect("writes");
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.path().join("events.db"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mail") && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -159,6 +159,9 @@ pub enum ChannelKind {
         username: Option<String>,
         /// Environment variable that holds the password (never the password itself).
         password_env: Option<String>,
+        /// PEM file of the certificate authority that signed the server's certificate (a
+        /// private relay), trusted besides the public roots.
+        ca_file: Option<String>,
     },
     /// An HTTP POST.
     Webhook {

@@ -6,6 +6,7 @@ use failover_core::inventory::{ChannelKind, SmtpTls};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::{DeliveryError, Outgoing};
@@ -31,7 +32,8 @@ impl Email {
     /// Builds the transport. The password is read from the configured environment variable.
     ///
     /// # Errors
-    /// A message naming the bad address, or the missing password variable.
+    /// A message naming the bad address, or an unreadable or empty `ca_file`. A missing password
+    /// variable fails each delivery instead, with a message saying so.
     pub fn new(kind: &ChannelKind, timeout: Duration) -> Result<Email, String> {
         let ChannelKind::Email {
             to,
@@ -41,6 +43,7 @@ impl Email {
             tls,
             username,
             password_env,
+            ca_file,
         } = kind
         else {
             return Err("not an e-mail channel".into());
@@ -58,6 +61,13 @@ impl Email {
         }
         .map_err(|e| format!("SMTP host `{smtp_host}`: {e}"))?;
         let mut builder = builder.port(*smtp_port).timeout(Some(timeout));
+        if let Some(path) = ca_file {
+            let params = tls_trusting(smtp_host, path)?;
+            builder = builder.tls(match tls {
+                SmtpTls::Tls => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            });
+        }
         // A missing password fails each delivery visibly rather than the whole service.
         let mut transport = Ok(());
         if let Some(user) = username {
@@ -108,4 +118,16 @@ impl Email {
             }
         })
     }
+}
+
+/// TLS towards `host` that trusts the certificate authorities in the PEM file `path` as well as
+/// the public roots.
+fn tls_trusting(host: &str, path: &str) -> Result<TlsParameters, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("reading `ca_file` `{path}`: {e}"))?;
+    let ca = Certificate::from_pem(&pem)
+        .map_err(|e| format!("`ca_file` `{path}` holds no PEM certificate: {e}"))?;
+    TlsParameters::builder(host.to_owned())
+        .add_root_certificate(ca)
+        .build_rustls()
+        .map_err(|e| format!("TLS set-up for `{host}` with `ca_file` `{path}`: {e}"))
 }

@@ -123,6 +123,9 @@ impl Moto {
     }
 }
 
+/// The SMTP AUTH password `serve` finds in `FAILOVER_TEST_SMTP_PASSWORD`.
+pub const SMTP_PASSWORD: &str = "s3cret-test";
+
 /// aiosmtpd writing a Maildir.
 pub struct Smtp {
     pub port: u16,
@@ -142,6 +145,33 @@ impl Smtp {
             port,
             maildir: maildir.to_owned(),
             _proc: peer(&mut command, port, "aiosmtpd"),
+        }
+    }
+
+    /// Starts aiosmtpd on `port` requiring STARTTLS (with `cert` and `key`) before AUTH as
+    /// `user` with [`SMTP_PASSWORD`].
+    pub fn start_tls(port: u16, maildir: &Path, cert: &Path, key: &Path, user: &str) -> Smtp {
+        let script = format!(
+            "import ssl, threading\n\
+             from aiosmtpd.controller import Controller\n\
+             from aiosmtpd.handlers import Mailbox\n\
+             from aiosmtpd.smtp import AuthResult, LoginPassword\n\
+             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)\n\
+             ctx.load_cert_chain({cert:?}, {key:?})\n\
+             def auth(server, session, envelope, mechanism, data):\n\
+             \x20   return AuthResult(handled=False, success=isinstance(data, LoginPassword) and data.login == {user:?}.encode() and data.password == {SMTP_PASSWORD:?}.encode())\n\
+             Controller(Mailbox({maildir:?}), hostname='127.0.0.1', port={port}, tls_context=ctx, require_starttls=True, authenticator=auth, auth_require_tls=True).start()\n\
+             threading.Event().wait()\n",
+            cert = cert.display().to_string(),
+            key = key.display().to_string(),
+            maildir = maildir.display().to_string(),
+        );
+        let mut command = Command::new(venv().join("bin/python"));
+        command.args(["-c", &script]);
+        Smtp {
+            port,
+            maildir: maildir.to_owned(),
+            _proc: peer(&mut command, port, "aiosmtpd with STARTTLS and AUTH"),
         }
     }
 
@@ -257,6 +287,7 @@ impl Serve {
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "warn")
+            .env("FAILOVER_TEST_SMTP_PASSWORD", SMTP_PASSWORD)
             .stdout(Stdio::null())
             .spawn()
             .expect("serve starts");

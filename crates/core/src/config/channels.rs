@@ -50,6 +50,7 @@ pub(super) fn build<'a>(
                 c.password_env.as_ref().map(S::span),
                 "email",
             ),
+            ("ca_file", c.ca_file.as_ref().map(S::span), "email"),
             ("url", c.url.as_ref().map(S::span), "webhook"),
             ("format", c.format.as_ref().map(S::span), "webhook"),
             ("headers", c.headers.as_ref().map(S::span), "webhook"),
@@ -193,6 +194,11 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
             None
         }
     }?;
+    if let Some(ca) = &c.ca_file
+        && tls == SmtpTls::None
+    {
+        ctx.err(ca.span(), K::CaFileWithoutTls);
+    }
     let default_port = match tls {
         SmtpTls::Starttls => 587,
         SmtpTls::Tls => 465,
@@ -224,5 +230,6 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
         tls,
         username: c.username.as_ref().map(|u| u.get_ref().clone()),
         password_env: c.password_env.as_ref().map(|p| p.get_ref().clone()),
+        ca_file: c.ca_file.as_ref().map(|p| p.get_ref().clone()),
     })
 }

@@ -267,6 +267,10 @@ pub enum ConfigErrorKind {
     WebhookFormat { value: String },
     #[error("unknown tls mode `{value}`: use `starttls`, `tls` or `none`")]
     Tls { value: String },
+    #[error(
+        "`ca_file` needs `tls = \"starttls\"` or `tls = \"tls\"`: with `none` nothing is verified"
+    )]
+    CaFileWithoutTls,
     #[error("port `{value}` is out of range 1-65535")]
     Port { value: i64 },
     #[error("header value for `{name}` must be a string")]

@@ -289,6 +289,7 @@ pub struct ChannelSection {
     pub tls: Option<S<String>>,
     pub username: Option<S<String>>,
     pub password_env: Option<S<String>>,
+    pub ca_file: Option<S<String>>,
     // webhook
     pub url: Option<S<String>>,
     pub format: Option<S<String>>,
