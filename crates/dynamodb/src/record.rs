@@ -1,0 +1,242 @@
+//! Recording a report: one consistent read of what the decision needs, the decision, and one
+//! transaction conditional on the cluster's `HEAD` version; again after a lost race.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use failover_store::{
+    Decide, Decision, DeliveryStatus, EventId, HistoryEvent, Maintenance, NewReport, Recorded,
+    StoreError,
+};
+use jiff::Timestamp;
+
+use crate::item::{
+    Delivery, Item, Row, backend, bool_of, event_number, n, new_event_id, num, pad, s, str_of,
+    windows_of,
+};
+use crate::{ATTEMPTS, Dynamo, HISTORY_KEPT, HISTORY_SLACK, LEASE, PER_EVENT};
+
+impl Dynamo {
+    /// [`Store::record`]: one read, a decision, one transaction; again after a lost race.
+    pub(crate) async fn record_report(
+        &self,
+        report: NewReport,
+        decide: Decide,
+    ) -> Result<Recorded, StoreError> {
+        let report_key = report
+            .client_id
+            .as_ref()
+            .map(|id| format!("REPORT#{}#{id}", report.scope));
+        let now = report.received_at;
+        let cluster = report
+            .history
+            .as_ref()
+            .map(|(c, since)| (format!("CLUSTER#{c}"), *since));
+        let mut keys = Vec::new();
+        keys.extend(report_key.as_deref().map(|k| (k, "-")));
+        keys.extend(cluster.as_ref().map(|(pk, _)| (pk.as_str(), "HEAD")));
+        if report.maintenance_after.is_some() {
+            keys.push(("MAINT", "ALL"));
+        }
+        for _ in 0..ATTEMPTS {
+            let mut read = self.get_many(&keys).await?;
+            if let Some(key) = &report_key
+                && let Some(item) = read.get(key)
+            {
+                return self.known(key, item).await;
+            }
+            let head = cluster.as_ref().and_then(|(pk, _)| read.remove(pk));
+            let version = head.as_ref().and_then(|h| num(h, "version"));
+            let mut kept: Vec<HistoryEvent> = head
+                .as_ref()
+                .and_then(|h| str_of(h, "history"))
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| StoreError::Corrupt {
+                    what: "history",
+                    value: cluster
+                        .as_ref()
+                        .map(|(pk, _)| pk.clone())
+                        .unwrap_or_default(),
+                })?
+                .unwrap_or_default();
+            let history: Vec<HistoryEvent> = match &cluster {
+                Some((_, since)) => kept.iter().filter(|h| h.at >= *since).cloned().collect(),
+                None => Vec::new(),
+            };
+            let mut maintenance: Vec<Maintenance> = match report.maintenance_after {
+                Some(after) => read
+                    .get("MAINT")
+                    .map(windows_of)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| m.window.end > after)
+                    .collect(),
+                None => Vec::new(),
+            };
+            maintenance.sort_by_key(|m| (m.window.start, m.id));
+
+            let mut items = Vec::new();
+            let (row, merged) = match decide(&history, &maintenance) {
+                Decision::Merge(id) => {
+                    let number = event_number(&id)?;
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s("EVENT"))
+                        .key("sk", s(&pad(number)))
+                        .update_expression("ADD reports :one")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":one", n(1))
+                        .build()
+                        .map_err(backend)?;
+                    items.push(TransactWriteItem::builder().update(update).build());
+                    let mut row = self
+                        .event(number)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                    row.reports += 1;
+                    (row, true)
+                }
+                Decision::New(event) => {
+                    let id = new_event_id(now);
+                    let claimed_until = report.claimed.then_some(now + LEASE);
+                    let deliveries = (0..)
+                        .zip(&event.channels)
+                        .map(|(i, channel)| Delivery {
+                            status: DeliveryStatus {
+                                id: id * PER_EVENT + i,
+                                channel: channel.clone(),
+                                status: "pending".into(),
+                                attempts: 0,
+                                last_error: None,
+                                finished_at: None,
+                            },
+                            next_at: now,
+                            claimed_until,
+                        })
+                        .collect();
+                    let row = Row {
+                        id,
+                        event: *event,
+                        received_at: now,
+                        reports: 1,
+                        deliveries,
+                    };
+                    items.push(self.new_event_item(&row, now)?);
+                    if cluster.is_some() {
+                        let e = &row.event;
+                        kept.push(HistoryEvent {
+                            id: EventId(row.id.to_string()),
+                            active: e.active.clone(),
+                            previous: e.previous.clone(),
+                            at: e.at,
+                            flapping: e.flapping,
+                        });
+                    }
+                    (row, false)
+                }
+            };
+            if let Some((pk, since)) = &cluster {
+                // Every write moves the version on, so a decision made on older history
+                // loses; the history itself keeps what later reports may still look at.
+                let floor = *since - HISTORY_SLACK;
+                kept.retain(|h| h.at >= floor);
+                kept.sort_by_key(|h| h.at);
+                let drop = kept.len().saturating_sub(HISTORY_KEPT);
+                kept.drain(..drop);
+                items.push(self.head(pk, version, &kept, now)?);
+            }
+            if let Some(key) = &report_key {
+                let r = Item::from([
+                    ("pk".to_owned(), s(key)),
+                    ("sk".to_owned(), s("-")),
+                    ("event".to_owned(), s(&row.id.to_string())),
+                    ("merged".to_owned(), AttributeValue::Bool(merged)),
+                    ("expires_at".to_owned(), self.expires(now)),
+                ]);
+                items.push(self.put(r, Some("attribute_not_exists(pk)"))?);
+            }
+            if self.transact(items).await? {
+                return Ok(Recorded {
+                    event: row.stored(),
+                    merged,
+                    duplicate: false,
+                });
+            }
+            // Lost a race: another report of this client id or this cluster won, or the new
+            // id was taken. Read again and decide again.
+        }
+        Err(StoreError::Backend(
+            "too many concurrent writes to one cluster; retry".into(),
+        ))
+    }
+
+    /// The answer recorded for a client id seen before (its item is `item`).
+    async fn known(&self, key: &str, item: &Item) -> Result<Recorded, StoreError> {
+        let id = str_of(item, "event")
+            .and_then(|e| e.parse().ok())
+            .ok_or(StoreError::Corrupt {
+                what: "report",
+                value: key.to_owned(),
+            })?;
+        let row = self
+            .event(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(EventId(id.to_string())))?;
+        Ok(Recorded {
+            event: row.stored(),
+            merged: bool_of(item, "merged"),
+            duplicate: true,
+        })
+    }
+
+    /// The cluster's `HEAD` with `history` and the version `version` (`None`: a new head).
+    fn head(
+        &self,
+        pk: &str,
+        version: Option<i64>,
+        history: &[HistoryEvent],
+        now: Timestamp,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item = Item::from([
+            ("pk".to_owned(), s(pk)),
+            ("sk".to_owned(), s("HEAD")),
+            ("version".to_owned(), n(version.map_or(1, |v| v + 1))),
+            (
+                "history".to_owned(),
+                s(&serde_json::to_string(history).unwrap_or_else(|_| "[]".into())),
+            ),
+            ("expires_at".to_owned(), self.expires(now)),
+        ]);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(match version {
+                Some(_) => "version = :v",
+                None => "attribute_not_exists(pk)",
+            })
+            .set_expression_attribute_values(
+                version.map(|v| HashMap::from([(":v".to_owned(), n(v))])),
+            )
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The put of a new event with its deliveries, in the pending index while it has any.
+    fn new_event_item(&self, row: &Row, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
+        let mut item = row.to_item();
+        for (i, d) in row.deliveries.iter().enumerate() {
+            item.insert(format!("n_{i}"), n(now.as_millisecond()));
+            item.insert(format!("p_{i}"), AttributeValue::Bool(true));
+            if let Some(c) = d.claimed_until {
+                item.insert(format!("c_{i}"), n(c.as_millisecond()));
+            }
+        }
+        if !row.deliveries.is_empty() {
+            item.insert("undelivered".into(), s("1"));
+        }
+        item.insert("expires_at".into(), self.expires(now));
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+}

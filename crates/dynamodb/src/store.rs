@@ -1,0 +1,340 @@
+//! [`Store`] on the table: events, the outbox through the pending index, ad-hoc windows.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use failover_store::{
+    Decide, DueDelivery, EventId, EventQuery, Maintenance, NewMaintenance, NewReport, Outcome,
+    Recorded, Store, StoreError, StoredEvent,
+};
+use jiff::Timestamp;
+
+use crate::item::{Delivery, Expr, Row, backend, event_number, n, num, pad, s, str_of, windows_of};
+use crate::{ATTEMPTS, Dynamo, LEASE, PENDING_INDEX, PER_EVENT};
+
+impl Dynamo {
+    /// Events in the pending index that still have pending deliveries; the others leave the
+    /// index.
+    async fn pending_events(&self) -> Result<Vec<Row>, StoreError> {
+        let mut ids = Vec::new();
+        self.query(
+            |q| {
+                q.index_name(PENDING_INDEX)
+                    .key_condition_expression("undelivered = :u")
+                    .expression_attribute_values(":u", s("1"))
+            },
+            false,
+            |item| {
+                ids.extend(str_of(&item, "sk").and_then(|s| s.parse::<i64>().ok()));
+                true
+            },
+        )
+        .await?;
+        let mut rows = Vec::new();
+        for id in ids {
+            match self.event(id).await? {
+                Some(row) if row.deliveries.iter().any(Delivery::pending) => rows.push(row),
+                Some(_) => {
+                    let mut u = Expr::default();
+                    u.remove.push("undelivered".to_owned());
+                    self.update_event(id, u).await?;
+                }
+                None => {}
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Claims, in each event, the pending deliveries that nobody holds and `pick` selects.
+    async fn claim(
+        &self,
+        rows: Vec<Row>,
+        now: Timestamp,
+        limit: usize,
+        pick: impl Fn(&Delivery) -> bool,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut due = Vec::new();
+        for mut row in rows {
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    match self.event(row.id).await? {
+                        Some(fresh) => row = fresh,
+                        None => break,
+                    }
+                }
+                let picked: Vec<usize> = (0..row.deliveries.len())
+                    .filter(|&i| {
+                        let d = &row.deliveries[i];
+                        d.pending() && d.claimed_until.is_none_or(|c| c <= now) && pick(d)
+                    })
+                    .take(limit.saturating_sub(due.len()))
+                    .collect();
+                if picked.is_empty() {
+                    break;
+                }
+                let mut u = Expr::default();
+                u.value(":now", n(now.as_millisecond()));
+                u.value(":until", n((now + LEASE).as_millisecond()));
+                for &i in &picked {
+                    u.set(format!("c_{i} = :until"));
+                    u.require(format!(
+                        "attribute_exists(p_{i}) AND (attribute_not_exists(c_{i}) OR c_{i} <= :now)"
+                    ));
+                }
+                if self.update_event(row.id, u).await? {
+                    let stored = row.stored();
+                    due.extend(
+                        picked
+                            .into_iter()
+                            .map(|i| stored.due(&stored.deliveries[i])),
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// The ad-hoc windows item after `ADD n :one` (the new id) and making sure `w` exists.
+    async fn maintenance_counter(&self) -> Result<(i64, Vec<Maintenance>), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("MAINT"))
+            .key("sk", s("ALL"))
+            .update_expression("ADD n :one SET w = if_not_exists(w, :empty)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(backend)?;
+        let item = out.attributes.unwrap_or_default();
+        let id = num(&item, "n").ok_or(StoreError::Corrupt {
+            what: "counter",
+            value: String::new(),
+        })?;
+        Ok((id, windows_of(&item)))
+    }
+
+    /// Sets (`Some`) or removes (`None`) ad-hoc windows in the windows item.
+    async fn write_windows(
+        &self,
+        changes: &[(i64, Option<&NewMaintenance>)],
+    ) -> Result<(), StoreError> {
+        let mut u = Expr::default();
+        let mut names = HashMap::new();
+        for (k, (id, window)) in changes.iter().enumerate() {
+            names.insert(format!("#k{k}"), id.to_string());
+            match window {
+                Some(w) => {
+                    u.value(
+                        &format!(":w{k}"),
+                        s(&serde_json::to_string(w).unwrap_or_default()),
+                    );
+                    u.set(format!("w.#k{k} = :w{k}"));
+                }
+                None => u.remove.push(format!("w.#k{k}")),
+            }
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("MAINT"))
+            .key("sk", s("ALL"))
+            .update_expression(u.update())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values((!u.values.is_empty()).then_some(u.values))
+            .condition_expression("attribute_exists(w)")
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl Store for Dynamo {
+    async fn record(&self, report: NewReport, decide: Decide) -> Result<Recorded, StoreError> {
+        self.record_report(report, decide).await
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let to = query.before.map_or_else(|| "9".repeat(19), |b| pad(b - 1));
+        let mut found = Vec::new();
+        let mut failed = None;
+        let limit = query.limit as usize;
+        let key = |q: QueryFluentBuilder| {
+            q.key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s("EVENT"))
+                .expression_attribute_values(":from", s(&pad(0)))
+                .expression_attribute_values(":to", s(&to))
+        };
+        self.query(key, true, |item| {
+            match Row::from_item(&item) {
+                Ok(row) => {
+                    let e = &row.event;
+                    let keep = query
+                        .cluster
+                        .as_ref()
+                        .is_none_or(|c| e.cluster.as_ref() == Some(c))
+                        && query.verdict.as_ref().is_none_or(|v| &e.verdict == v)
+                        && query.since.is_none_or(|t| e.at >= t)
+                        && query
+                            .customers
+                            .as_ref()
+                            .is_none_or(|cs| e.customer.as_ref().is_some_and(|c| cs.contains(c)));
+                    if keep {
+                        found.push(row.stored());
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
+            failed.is_none() && found.len() < limit
+        })
+        .await?;
+        failed.map_or(Ok(found), Err)
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+        let rows = self.pending_events().await?;
+        self.claim(rows, now, limit as usize, |d| d.next_at <= now)
+            .await
+    }
+
+    async fn claim_event(
+        &self,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let rows = self
+            .event(event_number(event)?)
+            .await?
+            .into_iter()
+            .collect();
+        self.claim(rows, now, usize::MAX, |_| true).await
+    }
+
+    async fn finish(
+        &self,
+        outcomes: Vec<(i64, Outcome)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut by_event: HashMap<i64, Expr> = HashMap::new();
+        for (id, outcome) in outcomes {
+            let u = by_event.entry(id / PER_EVENT).or_default();
+            let i = id % PER_EVENT;
+            u.add.push(format!("a_{i} :one"));
+            u.remove.push(format!("c_{i}"));
+            match outcome {
+                Outcome::Delivered => {
+                    u.set(format!("st_{i} = :delivered, f_{i} = :now"));
+                    u.remove.push(format!("p_{i}"));
+                }
+                Outcome::Retry { at, error } => {
+                    u.value(&format!(":n{i}"), n(at.as_millisecond()));
+                    u.value(&format!(":e{i}"), s(&error));
+                    u.set(format!("n_{i} = :n{i}, e_{i} = :e{i}"));
+                }
+                Outcome::Failed { error } => {
+                    u.value(&format!(":e{i}"), s(&error));
+                    u.set(format!("st_{i} = :failed, e_{i} = :e{i}, f_{i} = :now"));
+                    u.remove.push(format!("p_{i}"));
+                }
+            }
+        }
+        for (event, mut u) in by_event {
+            u.value(":one", n(1));
+            u.value(":now", n(now.as_millisecond()));
+            u.value(":delivered", s("delivered"));
+            u.value(":failed", s("failed"));
+            // DynamoDB refuses values the expression does not use.
+            let clauses = format!("{} {}", u.set.join(" "), u.add.join(" "));
+            u.values.retain(|k, _| clauses.contains(k.as_str()));
+            u.require("attribute_exists(pk)".to_owned());
+            if !self.update_event(event, u).await? {
+                tracing::warn!(event, "delivery outcomes of a removed event not recorded");
+            }
+        }
+        Ok(())
+    }
+
+    async fn pending_of(&self, channel: &str) -> Result<Vec<i64>, StoreError> {
+        Ok(self
+            .pending_events()
+            .await?
+            .iter()
+            .flat_map(|r| &r.deliveries)
+            .filter(|d| d.pending() && d.status.channel == channel)
+            .map(|d| d.status.id)
+            .collect())
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .pending_events()
+            .await?
+            .iter()
+            .flat_map(|r| &r.deliveries)
+            .filter(|d| d.pending())
+            .map(|d| d.next_at.max(d.claimed_until.unwrap_or(d.next_at)))
+            .min())
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let pending = self
+            .pending_events()
+            .await?
+            .iter()
+            .flat_map(|r| &r.deliveries)
+            .filter(|d| d.pending())
+            .count();
+        Ok(vec![("pending".to_owned(), pending as u64)])
+    }
+    async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
+        let (id, existing) = self.maintenance_counter().await?;
+        // Windows long over are dropped as a new one comes in, as TTL drops other rows.
+        let floor = window.start.min(window.end) - self.keep;
+        let mut changes: Vec<(i64, Option<&NewMaintenance>)> = existing
+            .iter()
+            .filter(|m| m.window.end < floor)
+            .map(|m| (m.id, None))
+            .collect();
+        changes.push((id, Some(&window)));
+        self.write_windows(&changes).await?;
+        Ok(Maintenance { id, window })
+    }
+
+    async fn maintenance(&self, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
+        let mut found: Vec<Maintenance> = self
+            .get("MAINT", "ALL")
+            .await?
+            .as_ref()
+            .map(windows_of)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.window.end > after)
+            .collect();
+        found.sort_by_key(|m| (m.window.start, m.id));
+        Ok(found)
+    }
+
+    async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let Some(mut m) = self
+            .maintenance(now)
+            .await?
+            .into_iter()
+            .find(|m| m.id == id)
+        else {
+            return Ok(false);
+        };
+        if m.window.start >= now {
+            self.write_windows(&[(id, None)]).await?;
+        } else {
+            m.window.end = now;
+            self.write_windows(&[(id, Some(&m.window))]).await?;
+        }
+        Ok(true)
+    }
+}
