@@ -5,6 +5,8 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::Credentials;
@@ -222,36 +224,72 @@ async fn dynamodb_store_story() {
         (first.event.id.clone(), 2)
     );
 
-    // Concurrent reports of one cluster race on its HEAD; every one lands once.
-    let mut tasks = Vec::new();
-    for i in 0..5 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let at = "2026-12-09T21:30:00Z";
-            store
-                .record(
-                    report(&format!("c{i}"), at),
-                    Box::new(move |_, _| new_event(at, &["log"])),
-                )
-                .await
-        }));
-    }
-    for task in tasks {
-        task.await.expect("joins").expect("recorded");
-    }
-    let history_len = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let len = std::sync::Arc::clone(&history_len);
+    // A lost race on the cluster's HEAD, made deterministic: between this report's read and
+    // its write, another writer (a second store, as another function instance would be)
+    // records four events of the cluster. The write fails on the HEAD version, and the report
+    // is decided again on the history that writer left. (Concurrent writes cannot test this
+    // against moto: it runs transactions without a lock.)
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen_again = Arc::new(AtomicUsize::new(0));
+    let (calls_in, seen_in, other) = (Arc::clone(&calls), Arc::clone(&seen_again), config.clone());
+    let at = "2026-12-09T21:30:00Z";
+    store
+        .record(
+            report("c-outer", at),
+            Box::new(move |h, _| {
+                if calls_in.fetch_add(1, SeqCst) == 0 {
+                    let other = other.clone();
+                    std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("runtime");
+                        runtime.block_on(async {
+                            let racer = Dynamo::with_config(
+                                &other,
+                                "events",
+                                SignedDuration::from_hours(24),
+                            );
+                            for i in 0..4 {
+                                racer
+                                    .record(
+                                        report(&format!("c{i}"), at),
+                                        Box::new(move |_, _| new_event(at, &["log"])),
+                                    )
+                                    .await
+                                    .expect("recorded");
+                            }
+                        });
+                    })
+                    .join()
+                    .expect("the other writer finishes");
+                } else {
+                    seen_in.store(h.len(), SeqCst);
+                }
+                new_event(at, &["log"])
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(calls.load(SeqCst), 2, "the lost race is decided again");
+    assert_eq!(
+        seen_again.load(SeqCst),
+        5,
+        "on the history the other writer left"
+    );
+    let history_len = Arc::new(AtomicUsize::new(0));
+    let len = Arc::clone(&history_len);
     store
         .record(
             report("r-after", "2026-12-09T21:40:00Z"),
             Box::new(move |h, _| {
-                len.store(h.len(), std::sync::atomic::Ordering::SeqCst);
+                len.store(h.len(), SeqCst);
                 new_event("2026-12-09T21:40:00Z", &[])
             }),
         )
         .await
         .expect("recorded");
-    assert_eq!(history_len.load(std::sync::atomic::Ordering::SeqCst), 6);
+    assert_eq!(history_len.load(SeqCst), 6);
     let all = store
         .events(EventQuery {
             limit: 100,
