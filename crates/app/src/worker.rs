@@ -95,18 +95,17 @@ pub async fn deliver_recorded<S: Store>(
         .filter(|d| d.status == "pending" && !due.iter().any(|x| x.id == d.id))
         .map(|d| d.channel.clone())
         .collect();
-    let sent = send(state, due).await;
-    let outcomes: Vec<(i64, Outcome)> = sent.iter().map(|(id, _, o)| (*id, o.clone())).collect();
-    if outcomes.is_empty() {
-    } else if outcomes.iter().all(|(_, o)| *o == Outcome::Delivered) {
+    let (outcomes, by_channel): (Vec<_>, Vec<_>) = send(state, due)
+        .await
+        .into_iter()
+        .map(|(id, channel, o)| ((id, o.clone()), (channel, o)))
+        .unzip();
+    if outcomes.iter().all(|(_, o)| *o == Outcome::Delivered) {
         state.defer_finish(outcomes);
     } else {
         state.store.finish(outcomes, clock::now()).await?;
     }
-    Ok((
-        sent.into_iter().map(|(_, c, o)| (c, o)).collect(),
-        elsewhere,
-    ))
+    Ok((by_channel, elsewhere))
 }
 
 /// Sends everything due, round after round, until nothing is due or `budget` is spent:

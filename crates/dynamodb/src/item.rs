@@ -199,6 +199,18 @@ pub(crate) fn new_event_id(now: Timestamp) -> i64 {
     now.as_millisecond().max(0) * 100 + i64::from(fastrand::u8(..100))
 }
 
+/// The ad-hoc windows of the windows item (if there is one) that end after `after`, by start.
+pub(crate) fn windows_ending_after(item: Option<&Item>, after: Timestamp) -> Vec<Maintenance> {
+    let mut found: Vec<Maintenance> = item
+        .map(windows_of)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.window.end > after)
+        .collect();
+    found.sort_by_key(|m| (m.window.start, m.id));
+    found
+}
+
 /// The ad-hoc windows in the windows item; an entry that does not parse is skipped, with a
 /// warning.
 pub(crate) fn windows_of(item: &Item) -> Vec<Maintenance> {

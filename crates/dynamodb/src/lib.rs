@@ -42,18 +42,13 @@ mod record;
 mod store;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::item::{Expr, Item, Row, backend, n, pad, s, str_of};
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use failover_store::StoreError;
 use jiff::{SignedDuration, Timestamp};
 
@@ -79,50 +74,9 @@ pub struct Dynamo {
 }
 
 impl Dynamo {
-    /// A store on `table`. Region and credentials come from the usual AWS chain (the Lambda
-    /// environment); `endpoint_url` points at another endpoint (tests: moto). Rows expire
-    /// `keep` after they are written (DynamoDB TTL).
-    pub async fn new(table: &str, endpoint_url: Option<&str>, keep: SignedDuration) -> Dynamo {
-        let http = match endpoint_url {
-            // A local emulator over plain HTTP: no TLS set-up (it reads every system CA
-            // certificate, about 4 ms of a cold start).
-            Some(url) if url.starts_with("http://") => {
-                aws_smithy_http_client::Builder::new().build_http()
-            }
-            _ => aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https(),
-        };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(10))
-                    .build(),
-            );
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            loader = loader.region(Region::new("us-east-1"));
-        }
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-            && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
-        {
-            // What the default chain would pick first (and always there on Lambda), taken
-            // directly: the rest of the chain is not built (an STS client for web identity,
-            // an IMDS client): a tenth of a cold start's instructions (callgrind).
-            loader = loader.credentials_provider(
-                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-            );
-        }
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        Dynamo::with_config(&loader.load().await, table, keep)
-    }
-
-    /// A store on `table` with an SDK configuration made elsewhere (region, credentials,
-    /// endpoint, HTTP client).
+    /// A store on `table` with `config` (region, credentials, endpoint, HTTP client; the
+    /// Lambda entry uses `failover_channels::aws::sdk_config`). Rows expire `keep` after they
+    /// are written (DynamoDB TTL).
     pub fn with_config(
         config: &aws_config::SdkConfig,
         table: &str,

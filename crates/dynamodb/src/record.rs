@@ -5,14 +5,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use failover_store::{
-    Decide, Decision, DeliveryStatus, EventId, HistoryEvent, Maintenance, NewReport, Recorded,
-    StoreError,
+    Decide, Decision, DeliveryStatus, EventId, HistoryEvent, NewReport, Recorded, StoreError,
 };
 use jiff::Timestamp;
 
 use crate::item::{
     Delivery, Item, Row, backend, bool_of, event_number, n, new_event_id, num, pad, s, str_of,
-    windows_of,
+    windows_ending_after,
 };
 use crate::{ATTEMPTS, Dynamo, HISTORY_KEPT, HISTORY_SLACK, LEASE, PER_EVENT};
 
@@ -64,17 +63,10 @@ impl Dynamo {
                 Some((_, since)) => kept.iter().filter(|h| h.at >= *since).cloned().collect(),
                 None => Vec::new(),
             };
-            let mut maintenance: Vec<Maintenance> = match report.maintenance_after {
-                Some(after) => read
-                    .get("MAINT")
-                    .map(windows_of)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|m| m.window.end > after)
-                    .collect(),
-                None => Vec::new(),
-            };
-            maintenance.sort_by_key(|m| (m.window.start, m.id));
+            let maintenance = report
+                .maintenance_after
+                .map(|after| windows_ending_after(read.get("MAINT"), after))
+                .unwrap_or_default();
 
             let mut items = Vec::new();
             let (row, merged) = match decide(&history, &maintenance) {

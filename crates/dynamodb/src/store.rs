@@ -10,7 +10,10 @@ use failover_store::{
 };
 use jiff::Timestamp;
 
-use crate::item::{Delivery, Expr, Row, backend, event_number, n, num, pad, s, str_of, windows_of};
+use crate::item::{
+    Delivery, Expr, Row, backend, event_number, n, num, pad, s, str_of, windows_ending_after,
+    windows_of,
+};
 use crate::{ATTEMPTS, Dynamo, LEASE, PENDING_INDEX, PER_EVENT};
 
 impl Dynamo {
@@ -307,17 +310,8 @@ impl Store for Dynamo {
     }
 
     async fn maintenance(&self, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
-        let mut found: Vec<Maintenance> = self
-            .get("MAINT", "ALL")
-            .await?
-            .as_ref()
-            .map(windows_of)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| m.window.end > after)
-            .collect();
-        found.sort_by_key(|m| (m.window.start, m.id));
-        Ok(found)
+        let item = self.get("MAINT", "ALL").await?;
+        Ok(windows_ending_after(item.as_ref(), after))
     }
 
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {

@@ -5,11 +5,13 @@
 //! in `app` decides when to try again. Depends on `core` only for channel settings.
 //!
 //! # Layout
+//! - [`aws`]: the AWS SDK set-up (also used by the Lambda deployment's DynamoDB store)
 //! - [`sns`]: AWS SNS publish (aws-sdk-sns, rustls with ring)
 //! - [`email`]: SMTP with STARTTLS, TLS or plain, optional AUTH (lettre)
 //! - [`webhook`]: HTTP POST shaped for Slack, Teams, or the event as JSON (reqwest)
 //! - [`log`]: a JSON line to stdout or to a file, fsynced, deduplicated after a crash
 
+pub mod aws;
 pub mod email;
 pub mod log;
 pub mod sns;

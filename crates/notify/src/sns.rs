@@ -2,11 +2,7 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
-use aws_sdk_sns::config::Region;
 use aws_sdk_sns::error::SdkError;
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 use crate::{DeliveryError, Outgoing, error_chain, outcome_for_status};
 
@@ -33,34 +29,7 @@ impl Sns {
             .map(str::to_owned)
             .or_else(|| topic_arn.split(':').nth(3).map(str::to_owned))
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let http = match endpoint_url {
-            // A local emulator over plain HTTP: no TLS set-up (it reads every system CA
-            // certificate, about 4 ms of a cold start).
-            Some(url) if url.starts_with("http://") => {
-                aws_smithy_http_client::Builder::new().build_http()
-            }
-            _ => aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https(),
-        };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .region(Region::new(region))
-            .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build());
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-            && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
-        {
-            // What the default chain would pick first (and always there on Lambda), taken
-            // directly: the rest of the chain is not built (an STS client for web identity,
-            // an IMDS client): a tenth of a cold start's instructions (callgrind).
-            loader = loader.credentials_provider(
-                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-            );
-        }
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = crate::aws::sdk_config(Some(&region), endpoint_url, timeout).await;
         Sns {
             client: aws_sdk_sns::Client::new(&config),
             topic_arn: topic_arn.to_owned(),

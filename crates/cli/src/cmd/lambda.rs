@@ -32,6 +32,9 @@ const RUNTIME_ENV: [&str; 4] = [
     "AWS_LAMBDA_FUNCTION_VERSION",
 ];
 
+/// Longest DynamoDB operation, retries included.
+const DYNAMODB_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a scheduled invocation keeps sending (the template gives the function 60 s).
 const DRAIN_BUDGET: Duration = Duration::from_secs(45);
 
@@ -80,12 +83,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let store = Dynamo::new(
-            &args.table,
+        let sdk = failover_channels::aws::sdk_config(
+            None,
             args.dynamodb_endpoint.as_deref(),
-            jiff::SignedDuration::from_hours(24 * i64::from(args.keep_days)),
+            DYNAMODB_TIMEOUT,
         )
         .await;
+        let store = Dynamo::with_config(
+            &sdk,
+            &args.table,
+            jiff::SignedDuration::from_hours(24 * i64::from(args.keep_days)),
+        );
         let state = AppState::inline(store, inventory).await?;
         let router = failover_app::router(state.clone());
         let after = state.clone();
