@@ -13,6 +13,42 @@ use common::{
 };
 use serde_json::Value;
 
+/// The test inventory with only `channels` routed (e.g. `["hook", "broken"]`), `extra`
+/// channels added, and SNS and SMTP pointing nowhere.
+fn routed_inventory(
+    dir: &std::path::Path,
+    hook: &str,
+    extra: &str,
+    channels: &str,
+) -> std::path::PathBuf {
+    let config = inventory(
+        dir,
+        "arn:aws:sns:us-east-1:123456789012:none",
+        "http://127.0.0.1:1",
+        1,
+        "x@test.example",
+        hook,
+        extra,
+    );
+    let text = std::fs::read_to_string(&config).expect("reads").replace(
+        r#"channels = ["file", "sns", "mail", "hook"]"#,
+        &format!("channels = {channels}"),
+    );
+    std::fs::write(&config, text).expect("writes");
+    config
+}
+
+/// The delivery of event `e` to channel `name`.
+fn delivery(e: &Value, name: &str) -> Value {
+    e["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| d["channel"] == name)
+        .cloned()
+        .expect("delivery")
+}
+
 /// An inventory with a cluster inside a one-off window around now (`db`), one without
 /// windows (`app`), and one for flapping (`flap`), delivering to every channel kind.
 fn inventory(
@@ -419,77 +455,36 @@ fn smtp_down_then_up_is_delivered_once() {
     assert_eq!(smtp.mails_to(&to).len(), 1);
 }
 
-/// A certificate authority and a certificate for 127.0.0.1 signed by it, made with openssl.
-fn private_ca(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let [ca, ca_key, cert, key, csr] =
-        ["ca.pem", "ca.key", "smtp.pem", "smtp.key", "smtp.csr"].map(|f| dir.join(f));
-    let ext = dir.join("san.ext");
-    std::fs::write(&ext, "subjectAltName = IP:127.0.0.1\n").expect("writes");
-    let openssl = |args: &[&std::ffi::OsStr]| {
+/// A certificate authority and a certificate for 127.0.0.1 signed by it, made with openssl in
+/// `dir`; returns the CA, the certificate and its key.
+fn private_ca(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").expect("writes");
+    let openssl = |args: &str| {
         let out = Command::new("openssl")
-            .args(args)
+            .args(args.split(' '))
+            .current_dir(dir)
             .output()
             .expect("openssl runs");
         assert!(
             out.status.success(),
-            "openssl: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let s = |v: &str| std::ffi::OsString::from(v);
-    openssl(&[
-        &s("req"),
-        &s("-x509"),
-        &s("-newkey"),
-        &s("rsa:2048"),
-        &s("-nodes"),
-        &s("-days"),
-        &s("2"),
-        &s("-subj"),
-        &s("/CN=test CA"),
-        &s("-keyout"),
-        ca_key.as_os_str(),
-        &s("-out"),
-        ca.as_os_str(),
-    ]);
-    openssl(&[
-        &s("req"),
-        &s("-newkey"),
-        &s("rsa:2048"),
-        &s("-nodes"),
-        &s("-subj"),
-        &s("/CN=127.0.0.1"),
-        &s("-keyout"),
-        key.as_os_str(),
-        &s("-out"),
-        csr.as_os_str(),
-    ]);
-    openssl(&[
-        &s("x509"),
-        &s("-req"),
-        &s("-in"),
-        csr.as_os_str(),
-        &s("-CA"),
-        ca.as_os_str(),
-        &s("-CAkey"),
-        ca_key.as_os_str(),
-        &s("-CAcreateserial"),
-        &s("-days"),
-        &s("2"),
-        &s("-extfile"),
-        ext.as_os_str(),
-        &s("-out"),
-        cert.as_os_str(),
-    ]);
-    (ca, cert, key)
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-CA -keyout ca.key -out ca.pem",
+    );
+    openssl("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout smtp.key -out smtp.csr");
+    openssl(
+        "x509 -req -in smtp.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out smtp.pem",
+    );
+    ["ca.pem", "smtp.pem", "smtp.key"].map(|f| dir.join(f))
 }
 
 #[test]
 fn email_over_starttls_with_auth_and_a_private_ca() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = private_ca(dir.path());
+    let [ca, cert, key] = private_ca(dir.path());
     let maildir = dir.path().join("maildir");
     let port = free_port();
     let smtp = Smtp::start_tls(port, &maildir, &cert, &key, "notify");
@@ -504,32 +499,16 @@ fn email_over_starttls_with_auth_and_a_private_ca() {
     // Trusting the relay's CA: once as the right user, once as a user the relay refuses.
     let extra = mail("good", "notify", &ca.display().to_string())
         + &mail("baduser", "intruder", &ca.display().to_string());
-    let config = inventory(
+    let config = routed_inventory(
         dir.path(),
-        "arn:aws:sns:us-east-1:123456789012:none",
-        "http://127.0.0.1:1",
-        1,
-        "x@test.example",
         "http://127.0.0.1:1/unused",
         &extra,
+        r#"["good", "baduser"]"#,
     );
-    let text = std::fs::read_to_string(&config).expect("reads").replace(
-        r#"channels = ["file", "sns", "mail", "hook"]"#,
-        r#"channels = ["good", "baduser"]"#,
-    );
-    std::fs::write(&config, text).expect("writes");
     let serve = Serve::start(&config, &dir.path().join("events.db"));
     let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
     let e = serve.settled(a["event_id"].as_str().expect("id"));
-    let status = |name: &str| {
-        e["deliveries"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .find(|d| d["channel"] == name)
-            .cloned()
-            .expect("delivery")
-    };
+    let status = |name: &str| delivery(&e, name);
     assert_eq!(status("good")["status"], "delivered", "{e}");
     let mails = smtp.mails_to("good@test.example");
     assert_eq!(mails.len(), 1);
@@ -584,20 +563,12 @@ fn webhook_bodies_are_shaped_for_slack_and_teams() {
          [[channels]]\nname = \"teams\"\nkind = \"webhook\"\nformat = \"teams\"\nurl = \"{}\"\n",
         slack.url, teams.url
     );
-    let config = inventory(
+    let config = routed_inventory(
         dir.path(),
-        "arn:aws:sns:us-east-1:123456789012:none",
-        "http://127.0.0.1:1",
-        1,
-        "x@test.example",
         "http://127.0.0.1:1/unused",
         &extra,
+        r#"["slack", "teams"]"#,
     );
-    let text = std::fs::read_to_string(&config).expect("reads").replace(
-        r#"channels = ["file", "sns", "mail", "hook"]"#,
-        r#"channels = ["slack", "teams"]"#,
-    );
-    std::fs::write(&config, text).expect("writes");
     let serve = Serve::start(&config, &dir.path().join("events.db"));
     let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
     serve.settled(a["event_id"].as_str().expect("id"));
@@ -633,32 +604,11 @@ fn webhook_retries_on_500_and_gives_up_on_400() {
         "[[channels]]\nname = \"broken\"\nkind = \"webhook\"\nurl = \"{}\"\n",
         broken.url
     );
-    let config = inventory(
-        dir.path(),
-        "arn:aws:sns:us-east-1:123456789012:none",
-        "http://127.0.0.1:1",
-        1,
-        "x@test.example",
-        &flaky.url,
-        &extra,
-    );
-    let text = std::fs::read_to_string(&config).expect("reads").replace(
-        r#"channels = ["file", "sns", "mail", "hook"]"#,
-        r#"channels = ["hook", "broken"]"#,
-    );
-    std::fs::write(&config, text).expect("writes");
+    let config = routed_inventory(dir.path(), &flaky.url, &extra, r#"["hook", "broken"]"#);
     let mut serve = Serve::start(&config, &dir.path().join("events.db"));
     let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
     let e = serve.settled(a["event_id"].as_str().expect("id"));
-    let d = |name: &str| {
-        e["deliveries"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .find(|d| d["channel"] == name)
-            .cloned()
-            .expect("delivery")
-    };
+    let d = |name: &str| delivery(&e, name);
     assert_eq!(d("hook")["status"], "delivered");
     assert_eq!(d("hook")["attempts"], 3);
     assert_eq!(flaky.count(), 3);

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 };
 use failover_store::{
     Decision, EventQuery, HistoryEvent, Maintenance, NewEvent, NewMaintenance, NewReport, Outcome,
-    Store,
+    Store, StoredEvent,
 };
 use failover_store_dynamodb::{Dynamo, PENDING_INDEX};
 use jiff::{SignedDuration, Timestamp};
@@ -156,6 +156,17 @@ fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
     }
 }
 
+/// Every event in the store, newest first.
+async fn all_events(store: &Dynamo) -> Vec<StoredEvent> {
+    store
+        .events(EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("lists")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_store_story() {
     let (_moto, url) = moto();
@@ -290,14 +301,7 @@ async fn dynamodb_store_story() {
         .await
         .expect("recorded");
     assert_eq!(history_len.load(SeqCst), 6);
-    let all = store
-        .events(EventQuery {
-            limit: 100,
-            ..EventQuery::default()
-        })
-        .await
-        .expect("lists");
-    assert_eq!(all.len(), 7);
+    assert_eq!(all_events(&store).await.len(), 7);
 
     // The outbox, through the pending index: 2 + 5 deliveries due.
     let now = t("2026-12-09T21:45:00Z");
@@ -339,13 +343,7 @@ async fn dynamodb_store_story() {
         .await
         .expect("finishes");
     assert_eq!(store.next_due().await.expect("next"), None);
-    let shown = store
-        .events(EventQuery {
-            limit: 100,
-            ..EventQuery::default()
-        })
-        .await
-        .expect("lists");
+    let shown = all_events(&store).await;
     let first_shown = shown
         .iter()
         .find(|e| e.id == first.event.id)
