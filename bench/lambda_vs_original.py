@@ -2,18 +2,24 @@
 cold start (process start -> classified -> stored -> published -> answered, and -> done: the function asks for the next event), warm invocation
 time, and peak RSS (ru_maxrss of the process). Run with the test venv's Python:
 
-    .venv/bin/python bench/lambda_vs_original.py target/release/failover-notify [RUNS]
+    .venv/bin/python bench/lambda_vs_original.py target/lambda/failover-notify/bootstrap [OTHER_BUILD ...] [RUNS]
+
+With more than one build, their cold starts are alternated with each other and with the
+original's in the same run, so all see the same machine noise.
 
 The Rust binary runs under a minimal Lambda Runtime API emulator (this file); the Python handler
-is imported and called the way Lambda's Python runtime calls it. Each invocation reports a host
-of its own cluster, so each one publishes."""
+is imported and called the way Lambda's Python runtime calls it. Each function process has a
+DynamoDB table of its own, and each invocation in it reports a host of another cluster, so
+each one is a new event and publishes."""
 import json, os, queue, socket, statistics, subprocess, sys, tempfile, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
-exe = os.path.abspath(sys.argv[1])
-runs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+args = sys.argv[1:]
+runs = int(args.pop()) if args and args[-1].isdigit() else 10
+exes = [os.path.abspath(a) for a in args]
+assert exes, "usage: lambda_vs_original.py BOOTSTRAP [OTHER_BOOTSTRAP ...] [RUNS]"
 warm = 50
 venv_bin = os.path.dirname(sys.executable)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -41,14 +47,26 @@ try:
     kw = dict(endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     topic = boto3.client("sns", **kw).create_topic(Name="failovers")["TopicArn"]
     ddb = boto3.client("dynamodb", **kw)
-    ddb.create_table(TableName="failover-notify", BillingMode="PAY_PER_REQUEST",
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "undelivered")],
-                     GlobalSecondaryIndexes=[{"IndexName": "pending", "Projection": {"ProjectionType": "KEYS_ONLY"},
-                                              "KeySchema": [{"AttributeName": "undelivered", "KeyType": "HASH"},
-                                                            {"AttributeName": "sk", "KeyType": "RANGE"}]}])
+    tables = [0]
 
-    clusters = runs * 2 + warm * 2
+    def new_table():
+        """A fresh table for each function process. moto copies the whole table for every
+        item of a transaction (`transact_write_items` in moto/dynamodb/models), so on one shared
+        table each run would pay for the rows of all runs before it; DynamoDB's cost does not
+        grow with the table."""
+        tables[0] += 1
+        name = f"failover-notify-{tables[0]}"
+        ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "undelivered")],
+                         GlobalSecondaryIndexes=[{"IndexName": "pending", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                                  "KeySchema": [{"AttributeName": "undelivered", "KeyType": "HASH"},
+                                                                {"AttributeName": "sk", "KeyType": "RANGE"}]}])
+        return name
+
+    # Every function process has a table of its own, so a cluster's first report is a new event
+    # in each; the inventory's size stays that of the earlier runs, whatever RUNS is.
+    clusters = 130
     inv = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     inv.write('[[customers]]\nname = "acme"\n\n')
     for i in range(clusters):
@@ -133,15 +151,16 @@ try:
         with open(f"/proc/{pid}/status") as f:
             return int(next(l for l in f if l.startswith("VmHWM")).split()[1]) / 1024
 
-    def rust_env():
+    def rust_env(table):
         return dict(aws_env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{rt_port}", AWS_LAMBDA_FUNCTION_NAME="f",
                     AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128", AWS_LAMBDA_FUNCTION_VERSION="1",
-                    FAILOVER_NOTIFY_CONFIG=inv.name, FAILOVER_NOTIFY_TABLE="failover-notify",
+                    FAILOVER_NOTIFY_CONFIG=inv.name, FAILOVER_NOTIFY_TABLE=table,
                     FAILOVER_NOTIFY_DYNAMODB_ENDPOINT=moto_url, RUST_LOG="warn")
 
-    def rust_process(hosts):
+    def rust_process(exe, hosts):
+        env = rust_env(new_table())
         t0 = time.perf_counter()
-        p = subprocess.Popen([exe], env=rust_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen([exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times = []
         for h in hosts:
             s = time.perf_counter()
@@ -179,32 +198,39 @@ try:
         times, hwm = json.loads(out)
         return (time.perf_counter() - t0) * 1000, times, hwm
 
-    rust_cold, py_cold, n = [], [], 0
-    for i in range(runs):  # alternate, so both see the same machine noise
-        rust_cold.append(rust_process([f"c{n}-a"])); n += 1
-        py_cold.append(python_process([f"c{n}-a"])); n += 1
-    rust_warm = rust_process([f"c{n + k}-a" for k in range(warm)])[1][1:]; n += warm
-    py_warm = python_process([f"c{n + k}-a" for k in range(warm)])[1][1:]; n += warm
+    rust_cold, py_cold, n = {e: [] for e in exes}, [], 0
+    for i in range(runs):  # alternate, so all see the same machine noise
+        for e in exes:
+            rust_cold[e].append(rust_process(e, [f"c{i % clusters}-a"])); n += 1
+        py_cold.append(python_process([f"c{i % clusters}-a"])); n += 1
+    hosts = [f"c{k}-a" for k in range(warm)]
+    rust_warm = {}
+    for e in exes:
+        rust_warm[e] = rust_process(e, hosts)[1][1:]; n += warm
+    py_warm = python_process(hosts)[1][1:]; n += warm
 
     published = len([m for t in json.load(__import__("urllib.request").request.urlopen(moto_url + "/moto-api/data.json"))["sns"]["Topic"]
                      for m in t["sent_notifications"]])
     assert published == n, f"{published} messages published, expected {n}"
 
     med = statistics.median
-    rc, pc = med(r[0] for r in rust_cold), med(p[0] for p in py_cold)
-    rm, pm = max(r[2] for r in rust_cold), max(p[2] for p in py_cold)
-    rd = med(r[3] for r in rust_cold)
-    rw, pw = med(rust_warm), med(py_warm)
-    print(f"{runs} cold starts each, alternated; {warm - 1} warm invocations each; {published} messages published")
-    print(f"| | Rust function | original (Python) | ratio |")
-    print(f"|---|---|---|---|")
+    pc, pm, pw = med(p[0] for p in py_cold), max(p[2] for p in py_cold), med(py_warm)
+    print(f"{runs} cold starts each, alternated; {warm - 1} warm invocations each; {published} messages published; "
+          f"inventory of {clusters} clusters")
+
     def speed(rust, python):
         return f"{python / rust:.1f}x faster" if rust <= python else f"{rust / python:.1f}x slower"
 
-    print(f"| cold start to the answer, median | {rc:.1f} ms | {pc:.1f} ms | {speed(rc, pc)} |")
-    print(f"| cold start to all work done (Rust: asks for the next event; Python: exits), median | {rd:.1f} ms | {pc:.1f} ms | {speed(rd, pc)} |")
-    print(f"| warm invocation, median | {rw:.2f} ms | {pw:.2f} ms | {speed(rw, pw)} |")
-    print(f"| peak RSS (VmHWM), max over cold starts | {rm:.1f} MB | {pm:.1f} MB | {rm / pm:.2f} |")
+    for e in exes:
+        cold = rust_cold[e]
+        rc, rd, rm, rw = med(r[0] for r in cold), med(r[3] for r in cold), max(r[2] for r in cold), med(rust_warm[e])
+        print(f"\n{e}\n")
+        print("| | Rust function | original (Python) | ratio |")
+        print("|---|---|---|---|")
+        print(f"| cold start to the answer, median | {rc:.1f} ms | {pc:.1f} ms | {speed(rc, pc)} |")
+        print(f"| cold start to all work done (Rust: asks for the next event; Python: exits), median | {rd:.1f} ms | {pc:.1f} ms | {speed(rd, pc)} |")
+        print(f"| warm invocation, median | {rw:.2f} ms | {pw:.2f} ms | {speed(rw, pw)} |")
+        print(f"| peak RSS (VmHWM), max over cold starts | {rm:.1f} MB | {pm:.1f} MB | {rm / pm:.2f} |")
 finally:
     moto.terminate()
     moto.wait()

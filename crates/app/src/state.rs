@@ -14,6 +14,7 @@ use failover_store::{Maintenance, Outcome, Store, StoreError};
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::error::ApiError;
@@ -45,8 +46,9 @@ pub struct AppState<S> {
     pub wake: Arc<Notify>,
     /// Deliver within the request (AWS Lambda runs nothing after the response).
     pub inline: bool,
-    /// Outcomes of deliveries sent within a request, recorded after its answer.
-    deferred: Arc<Mutex<Vec<(i64, Outcome)>>>,
+    /// Recordings of the outcomes of deliveries sent within a request, running while its
+    /// answer is posted.
+    deferred: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl<S: Store> AppState<S> {
@@ -87,28 +89,37 @@ impl<S: Store> AppState<S> {
         }
     }
 
-    /// Leaves recording `outcomes` (all delivered) to [`AppState::finish_deferred`].
+    /// Starts recording `outcomes` (all delivered) without waiting for it: the answer goes
+    /// out meanwhile, and [`AppState::finish_deferred`] waits for it to end.
     pub(crate) fn defer_finish(&self, outcomes: Vec<(i64, Outcome)>) {
-        match self.deferred.lock() {
-            Ok(mut d) => d.extend(outcomes),
-            Err(poisoned) => poisoned.into_inner().extend(outcomes),
-        }
+        let store = self.store.clone();
+        let recording = tokio::spawn(async move {
+            if let Err(e) = store.finish(outcomes, clock::now()).await {
+                tracing::error!(error = ?e, "cannot record delivery outcomes");
+            }
+        });
+        let mut pending = match self.deferred.lock() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending.retain(|r| !r.is_finished());
+        pending.push(recording);
     }
 
-    /// Records the outcomes left by requests that delivered everything: the Lambda entry
-    /// runs this after each answer, before it takes the next event. A failure is logged;
-    /// the deliveries stay claimed until their lease ends, and then the drain sends them
-    /// again (at least once, as after a crash).
+    /// Waits until the outcomes left by requests that delivered everything are recorded: the
+    /// Lambda entry runs this after each answer, before it takes the next event (Lambda may
+    /// freeze the process then). A failure is logged; the deliveries stay claimed until
+    /// their lease ends, and then the drain sends them again (at least once, as after a
+    /// crash).
     pub async fn finish_deferred(&self) {
-        let outcomes = match self.deferred.lock() {
+        let recordings = match self.deferred.lock() {
             Ok(mut d) => std::mem::take(&mut *d),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
-        if outcomes.is_empty() {
-            return;
-        }
-        if let Err(e) = self.store.finish(outcomes, clock::now()).await {
-            tracing::error!(error = ?e, "cannot record delivery outcomes");
+        for recording in recordings {
+            if let Err(e) = recording.await {
+                tracing::error!(error = %e, "recording delivery outcomes did not finish");
+            }
         }
     }
 

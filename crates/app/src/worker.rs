@@ -72,9 +72,9 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
 /// the Lambda deployment. A new event's deliveries were recorded claimed; for a retry or a
 /// merge, the event's unclaimed pending deliveries are claimed first. When a channel failed,
 /// the outcomes are recorded before this returns, so the reporter's retry finds them; when
-/// every channel took its message, recording them is left to [`AppState::finish_deferred`],
-/// which the Lambda entry runs after the answer is sent and before it takes the next event
-/// (the claims keep other instances and the drain away meanwhile). Returns each attempted
+/// every channel took its message, they are recorded while the answer goes out, and the
+/// Lambda entry waits for that in [`AppState::finish_deferred`] before it takes the next
+/// event (the claims keep other instances and the drain away meanwhile). Returns each attempted
 /// channel with its outcome, and the channels still pending that another request is sending.
 ///
 /// # Errors

@@ -303,7 +303,7 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     let (status, _) = answer(f.emu.invoke(rest("/", "wrong", r#"{"hostname":"app1"}"#)));
     assert_eq!(status, 401);
 
-    // Its outcomes were recorded after the answer, before the function took the next event.
+    // Its outcomes were recorded as it answered, before the function took the next event.
     let (_, listed) = answer(
         f.emu
             .invoke(http_api("GET", "/v1/events", "cluster=app", ADMIN, "")),

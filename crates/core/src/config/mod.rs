@@ -74,6 +74,9 @@ const PIECE: usize = 256 * 1024;
 /// its sub-tables in one piece; the pieces' arrays are concatenated (`schema::File::absorb`).
 fn pieces(src: &str) -> Vec<Range<usize>> {
     use toml_parser::lexer::TokenKind as T;
+    if src.len() < PIECE {
+        return std::iter::once(0..src.len()).collect(); // no cut is possible: spare the lexing
+    }
     let mut cuts = vec![0];
     let mut depth = 0usize; // open `[` / `{` inside values
     let mut line_start = true;
