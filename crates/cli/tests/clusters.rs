@@ -252,6 +252,7 @@ impl Lab {
             run(Command::new("chmod").arg("755").arg(&script));
         }
         let _ = std::fs::remove_file(dir.join("active"));
+        let _ = std::fs::remove_file(dir.join("ha-log")); // `settle` reads this start's log
         let log = std::fs::File::create(dir.join("heartbeat.out")).expect("log");
         let script = format!(
             "hostname n{i} && mount --bind {etc} /etc/ha.d && mount --bind {lib} /var/lib/heartbeat && \
@@ -323,14 +324,19 @@ impl Lab {
         });
     }
 
-    /// Lets a restarted node join as the standby (heartbeat waits about 10 s after the nodes
-    /// see each other).
-    fn settle(&self) {
-        let secs = match self.manager {
-            Manager::Keepalived => 2,
-            Manager::Heartbeat => 14,
-        };
-        std::thread::sleep(Duration::from_secs(secs));
+    /// Lets restarted node `i` join as the standby. heartbeat: until its log says the first
+    /// resource negotiation with the active node is over (a peer that dies during it can
+    /// leave the node waiting for good), then a little more.
+    fn settle(&self, i: usize) {
+        if self.manager == Manager::Heartbeat {
+            let log = self.path(&format!("n{i}/ha-log"));
+            wait_for(&format!("n{i} to join the cluster"), 60, || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|l| l.contains("Initial resource acquisition complete"))
+            });
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
 
     /// Kills node `i` at once (its whole PID namespace), like a crash.
@@ -501,7 +507,7 @@ fn story(manager: Manager) {
             .filter(|l| l.contains("inventory reloaded"))
     });
     lab.start_node(1);
-    lab.settle(); // n1 joins as the standby
+    lab.settle(1); // n1 joins as the standby
     lab.crash(2);
     lab.wait_active(1);
     let events = lab.wait_events(3);
@@ -514,7 +520,7 @@ fn story(manager: Manager) {
     // original time once `serve` is back.
     lab.stop_serve();
     lab.start_node(2);
-    lab.settle();
+    lab.settle(2);
     let crashed_at = jiff::Timestamp::now();
     lab.crash(1);
     lab.wait_active(2);

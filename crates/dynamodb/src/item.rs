@@ -213,7 +213,7 @@ pub(crate) fn windows_ending_after(item: Option<&Item>, after: Timestamp) -> Vec
 
 /// The ad-hoc windows in the windows item; an entry that does not parse is skipped, with a
 /// warning.
-pub(crate) fn windows_of(item: &Item) -> Vec<Maintenance> {
+fn windows_of(item: &Item) -> Vec<Maintenance> {
     let Some(AttributeValue::M(w)) = item.get("w") else {
         return Vec::new();
     };

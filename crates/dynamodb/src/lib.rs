@@ -9,18 +9,25 @@
 //! | pk | sk | what |
 //! |---|---|---|
 //! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index |
-//! | `CLUSTER#name` | `HEAD` | the cluster's `version` and `history` (its recent events as JSON, for merging, flapping and failback) |
+//! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms) and `version` (a random token, new with every write) |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
-//! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON) and their id counter `n` |
+//! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON), `n` (the last id, moved on by every write) and `ends_by` (just past the latest end, epoch ms) |
 //!
-//! Recording a report reads what it needs in one consistent `BatchGetItem` (the cluster's
-//! `HEAD`, the ad-hoc windows, the client id) and writes the new event in one transaction
-//! with the `HEAD`, on the condition that its `version` is the one read; a lost race reads
-//! again and decides again, so two reports of one failover that arrive at once still become
-//! one event. The history keeps the events since the report's look-back plus a day (for
-//! reports spooled on a node and sent late), at most [`HISTORY_KEPT`] of them. The ad-hoc
-//! windows share one item (DynamoDB's 400 KB item limit: about 1,500 windows), so a report
-//! reads them with its history in the same call. Failovers are rare, so the `EVENT`
+//! Recording a report first decides on no history and no ad-hoc windows, without reading,
+//! and writes the new event in one transaction with the cluster's `HEAD`, on the conditions
+//! that made that decision right: the `HEAD` holds no event since the report's look-back plus
+//! a day (`last_at`), and no ad-hoc window ends after the instant the report asks about
+//! (`ends_by`, a condition check on the windows item). That is a cluster's first failover in
+//! a while, the common case, and it costs one call. Otherwise (the other node's report of the
+//! same failover, a flapping cluster, a window, a known client id) it reads what it needs in
+//! one consistent `BatchGetItem` (the `HEAD`, the ad-hoc windows, the client id), decides
+//! again, and writes on the condition that the `HEAD`'s `version` is the one read; a lost
+//! race reads again and decides again, so two reports of one failover that arrive at once
+//! still become one event. The history keeps the events since the report's look-back plus a
+//! day (for reports spooled on a node and sent late), at most [`HISTORY_KEPT`] of them. The
+//! ad-hoc windows share one item (DynamoDB's 400 KB item limit: about 1,500 windows), so a
+//! report reads them with its history in the same call; adding or ending one rewrites the
+//! item on the condition that `n` is the one read. Failovers are rare, so the `EVENT`
 //! partition stays far below DynamoDB's per-partition limits.
 //!
 //! Event ids are the millisecond of receipt × 100 plus a random number below 100 (the put is
@@ -34,7 +41,7 @@
 //! # Layout
 //! - this file: the table, its settings, and the calls every operation uses
 //! - `item`: how events, deliveries and ad-hoc windows are written as items
-//! - `record`: recording a report (the read, the decision, the transaction)
+//! - `record`: recording a report (the decision, the transaction, and the read when needed)
 //! - `store`: the rest of [`Store`](failover_store::Store): listing, the outbox, ad-hoc windows
 
 mod item;

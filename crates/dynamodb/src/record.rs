@@ -1,9 +1,12 @@
-//! Recording a report: one consistent read of what the decision needs, the decision, and one
-//! transaction conditional on the cluster's `HEAD` version; again after a lost race.
+//! Recording a report: the decision and one transaction. The first try reads nothing: it
+//! decides on no history and no ad-hoc windows, and writes on the condition that this is true
+//! (a cluster's first failover in a while, the common case). Every later try reads what the
+//! decision needs in one consistent call and writes on the condition that the cluster's
+//! `HEAD` is still the one read.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
     Decide, Decision, DeliveryStatus, EventId, HistoryEvent, NewReport, Recorded, StoreError,
 };
@@ -16,7 +19,8 @@ use crate::item::{
 use crate::{ATTEMPTS, Dynamo, HISTORY_KEPT, HISTORY_SLACK, LEASE, PER_EVENT};
 
 impl Dynamo {
-    /// [`Store::record`]: one read, a decision, one transaction; again after a lost race.
+    /// [`Store::record`]: a decision and a transaction, first without a read, then with one
+    /// read each try.
     pub(crate) async fn record_report(
         &self,
         report: NewReport,
@@ -37,15 +41,25 @@ impl Dynamo {
         if report.maintenance_after.is_some() {
             keys.push(("MAINT", "ALL"));
         }
-        for _ in 0..ATTEMPTS {
-            let mut read = self.get_many(&keys).await?;
+        for attempt in 0..=ATTEMPTS {
+            // The first try reads nothing and writes only if nothing was there to read.
+            let unread = attempt == 0;
+            let mut read = if unread {
+                HashMap::new()
+            } else {
+                self.get_many(&keys).await?
+            };
             if let Some(key) = &report_key
                 && let Some(item) = read.get(key)
             {
                 return self.known(key, item).await;
             }
             let head = cluster.as_ref().and_then(|(pk, _)| read.remove(pk));
-            let version = head.as_ref().and_then(|h| num(h, "version"));
+            let guard = match head.as_ref() {
+                _ if unread => Guard::Unread,
+                Some(h) => Guard::Version(num(h, "version").unwrap_or_default()),
+                None => Guard::Absent,
+            };
             let mut kept: Vec<HistoryEvent> = head
                 .as_ref()
                 .and_then(|h| str_of(h, "history"))
@@ -70,6 +84,7 @@ impl Dynamo {
 
             let mut items = Vec::new();
             let (row, merged) = match decide(&history, &maintenance) {
+                Decision::Merge(_) if unread => continue, // nothing to merge into was read
                 Decision::Merge(id) => {
                     let number = event_number(&id)?;
                     let update = Update::builder()
@@ -136,7 +151,10 @@ impl Dynamo {
                 kept.sort_by_key(|h| h.at);
                 let drop = kept.len().saturating_sub(HISTORY_KEPT);
                 kept.drain(..drop);
-                items.push(self.head(pk, version, &kept, now)?);
+                items.push(self.head(pk, guard, floor, &kept, now)?);
+            }
+            if unread && let Some(after) = report.maintenance_after {
+                items.push(self.no_windows_after(after)?);
             }
             if let Some(key) = &report_key {
                 let r = Item::from([
@@ -182,37 +200,63 @@ impl Dynamo {
         })
     }
 
-    /// The cluster's `HEAD` with `history` and the version `version` (`None`: a new head).
+    /// The put of the cluster's `HEAD` with `history`, on the condition `guard`. Its `version`
+    /// is a random token rather than a counter, since a write that read nothing cannot count
+    /// on from the last one; `last_at` is when its newest event happened (epoch ms), so that
+    /// write can require that the history holds nothing at or after `floor`, as it assumed
+    /// (what the read would have kept is then only the new event).
     fn head(
         &self,
         pk: &str,
-        version: Option<i64>,
+        guard: Guard,
+        floor: Timestamp,
         history: &[HistoryEvent],
         now: Timestamp,
     ) -> Result<TransactWriteItem, StoreError> {
+        let last_at = history.iter().map(|h| h.at.as_millisecond()).max();
         let item = Item::from([
             ("pk".to_owned(), s(pk)),
             ("sk".to_owned(), s("HEAD")),
-            ("version".to_owned(), n(version.map_or(1, |v| v + 1))),
+            ("version".to_owned(), n(fastrand::i64(1..))),
             (
                 "history".to_owned(),
                 s(&serde_json::to_string(history).unwrap_or_else(|_| "[]".into())),
             ),
+            ("last_at".to_owned(), n(last_at.unwrap_or(0))),
             ("expires_at".to_owned(), self.expires(now)),
         ]);
+        let (condition, value) = match guard {
+            Guard::Unread => (
+                "attribute_not_exists(pk) OR last_at < :v",
+                Some(floor.as_millisecond()),
+            ),
+            Guard::Version(v) => ("version = :v", Some(v)),
+            Guard::Absent => ("attribute_not_exists(pk)", None),
+        };
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression(match version {
-                Some(_) => "version = :v",
-                None => "attribute_not_exists(pk)",
-            })
+            .condition_expression(condition)
             .set_expression_attribute_values(
-                version.map(|v| HashMap::from([(":v".to_owned(), n(v))])),
+                value.map(|v| HashMap::from([(":v".to_owned(), n(v))])),
             )
             .build()
             .map_err(backend)?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The check that no ad-hoc window ends after `after`: what a decision made without
+    /// reading them assumed (`ends_by` is just past the latest end of all windows).
+    fn no_windows_after(&self, after: Timestamp) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s("MAINT"))
+            .key("sk", s("ALL"))
+            .condition_expression("attribute_not_exists(pk) OR ends_by <= :after")
+            .expression_attribute_values(":after", n(after.as_millisecond()))
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
     /// The put of a new event with its deliveries, in the pending index while it has any.
@@ -231,4 +275,15 @@ impl Dynamo {
         item.insert("expires_at".into(), self.expires(now));
         self.put(item, Some("attribute_not_exists(pk)"))
     }
+}
+
+/// What the write of a cluster's `HEAD` requires of the one it replaces.
+#[derive(Clone, Copy)]
+enum Guard {
+    /// Nothing was read: no `HEAD`, or one with no event at or after the floor.
+    Unread,
+    /// The `HEAD` read had this version.
+    Version(i64),
+    /// There was no `HEAD`.
+    Absent,
 }

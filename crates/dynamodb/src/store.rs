@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
     Decide, DueDelivery, EventId, EventQuery, Maintenance, NewMaintenance, NewReport, Outcome,
     Recorded, Store, StoreError, StoredEvent,
@@ -11,8 +12,7 @@ use failover_store::{
 use jiff::Timestamp;
 
 use crate::item::{
-    Delivery, Expr, Row, backend, event_number, n, num, pad, s, str_of, windows_ending_after,
-    windows_of,
+    Delivery, Expr, Item, Row, backend, event_number, n, num, pad, s, str_of, windows_ending_after,
 };
 use crate::{ATTEMPTS, Dynamo, LEASE, PENDING_INDEX, PER_EVENT};
 
@@ -99,63 +99,69 @@ impl Dynamo {
         Ok(due)
     }
 
-    /// The ad-hoc windows item after `ADD n :one` (the new id) and making sure `w` exists.
-    async fn maintenance_counter(&self) -> Result<(i64, Vec<Maintenance>), StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s("MAINT"))
-            .key("sk", s("ALL"))
-            .update_expression("ADD n :one SET w = if_not_exists(w, :empty)")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(backend)?;
-        let item = out.attributes.unwrap_or_default();
-        let id = num(&item, "n").ok_or(StoreError::Corrupt {
-            what: "counter",
-            value: String::new(),
-        })?;
-        Ok((id, windows_of(&item)))
-    }
-
-    /// Sets (`Some`) or removes (`None`) ad-hoc windows in the windows item.
-    async fn write_windows(
+    /// Changes the ad-hoc windows: reads the windows item, lets `change` edit its windows
+    /// (the map from id to JSON; the new window's id is the one given), and writes the item
+    /// back unless `change` returned `None`, on the condition that nobody wrote it meanwhile
+    /// (`n` moves on with every write, so it also yields unique ids); again after a lost race.
+    /// `ends_by` is kept just past the latest end, for reports that decide without reading
+    /// the windows; a window that does not parse counts as never ending.
+    async fn change_windows<T>(
         &self,
-        changes: &[(i64, Option<&NewMaintenance>)],
-    ) -> Result<(), StoreError> {
-        let mut u = Expr::default();
-        let mut names = HashMap::new();
-        for (k, (id, window)) in changes.iter().enumerate() {
-            names.insert(format!("#k{k}"), id.to_string());
-            match window {
-                Some(w) => {
-                    u.value(
-                        &format!(":w{k}"),
-                        s(&serde_json::to_string(w).unwrap_or_default()),
-                    );
-                    u.set(format!("w.#k{k} = :w{k}"));
-                }
-                None => u.remove.push(format!("w.#k{k}")),
+        mut change: impl FnMut(i64, &mut Item) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let item = self.get("MAINT", "ALL").await?.unwrap_or_default();
+            let version = num(&item, "n");
+            let mut windows = match item.get("w") {
+                Some(AttributeValue::M(w)) => w.clone(),
+                _ => Item::new(),
+            };
+            let Some(out) = change(version.unwrap_or(0) + 1, &mut windows) else {
+                return Ok(None);
+            };
+            let ends_by = windows
+                .values()
+                .map(|v| stored_window(v).map_or(i64::MAX, |w| w.end.as_millisecond() + 1))
+                .max()
+                .unwrap_or(0);
+            let written = Item::from([
+                ("pk".to_owned(), s("MAINT")),
+                ("sk".to_owned(), s("ALL")),
+                ("n".to_owned(), n(version.unwrap_or(0) + 1)),
+                ("w".to_owned(), AttributeValue::M(windows)),
+                ("ends_by".to_owned(), n(ends_by)),
+            ]);
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(written))
+                .condition_expression(match version {
+                    Some(_) => "n = :n",
+                    None => "attribute_not_exists(pk)",
+                })
+                .set_expression_attribute_values(
+                    version.map(|v| HashMap::from([(":n".to_owned(), n(v))])),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Some(out)),
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(_)) => {}
+                    _ => return Err(backend(e)),
+                },
             }
         }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s("MAINT"))
-            .key("sk", s("ALL"))
-            .update_expression(u.update())
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values((!u.values.is_empty()).then_some(u.values))
-            .condition_expression("attribute_exists(w)")
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Err(StoreError::Backend(
+            "too many concurrent changes of ad-hoc windows; retry".into(),
+        ))
     }
+}
+
+/// An ad-hoc window as stored in the windows map, or `None` if it does not parse.
+fn stored_window(v: &AttributeValue) -> Option<NewMaintenance> {
+    serde_json::from_str(v.as_s().ok()?).ok()
 }
 
 impl Store for Dynamo {
@@ -296,16 +302,17 @@ impl Store for Dynamo {
         Ok(vec![("pending".to_owned(), pending as u64)])
     }
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
-        let (id, existing) = self.maintenance_counter().await?;
         // Windows long over are dropped as a new one comes in, as TTL drops other rows.
         let floor = window.start.min(window.end) - self.keep;
-        let mut changes: Vec<(i64, Option<&NewMaintenance>)> = existing
-            .iter()
-            .filter(|m| m.window.end < floor)
-            .map(|m| (m.id, None))
-            .collect();
-        changes.push((id, Some(&window)));
-        self.write_windows(&changes).await?;
+        let json = serde_json::to_string(&window).unwrap_or_default();
+        let id = self
+            .change_windows(|id, windows| {
+                windows.retain(|_, v| stored_window(v).is_none_or(|w| w.end >= floor));
+                windows.insert(id.to_string(), s(&json));
+                Some(id)
+            })
+            .await?
+            .ok_or_else(|| StoreError::Backend("the ad-hoc window was not written".into()))?;
         Ok(Maintenance { id, window })
     }
 
@@ -315,20 +322,22 @@ impl Store for Dynamo {
     }
 
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
-        let Some(mut m) = self
-            .maintenance(now)
-            .await?
-            .into_iter()
-            .find(|m| m.id == id)
-        else {
-            return Ok(false);
-        };
-        if m.window.start >= now {
-            self.write_windows(&[(id, None)]).await?;
-        } else {
-            m.window.end = now;
-            self.write_windows(&[(id, Some(&m.window))]).await?;
-        }
-        Ok(true)
+        let key = id.to_string();
+        let ended = self
+            .change_windows(|_, windows| {
+                let mut window = windows.get(&key).and_then(stored_window)?;
+                if window.end <= now {
+                    return None; // over already
+                }
+                if window.start >= now {
+                    windows.remove(&key);
+                } else {
+                    window.end = now;
+                    windows.insert(key.clone(), s(&serde_json::to_string(&window).ok()?));
+                }
+                Some(())
+            })
+            .await?;
+        Ok(ended.is_some())
     }
 }

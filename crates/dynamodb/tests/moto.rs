@@ -5,8 +5,8 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::Credentials;
@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use failover_store::{
-    Decision, EventQuery, HistoryEvent, Maintenance, NewEvent, NewMaintenance, NewReport, Outcome,
-    Store, StoredEvent,
+    Decide, Decision, EventQuery, HistoryEvent, Maintenance, NewEvent, NewMaintenance, NewReport,
+    Outcome, Store, StoredEvent,
 };
 use failover_store_dynamodb::{Dynamo, PENDING_INDEX};
 use jiff::{SignedDuration, Timestamp};
@@ -156,6 +156,14 @@ fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
     }
 }
 
+/// A `decide` that merges into the newest event in the history, or makes a new one at `at`.
+fn merge_or_new(at: &'static str) -> Decide {
+    Box::new(move |h, _| match h.last() {
+        Some(e) => Decision::Merge(e.id.clone()),
+        None => new_event(at, &["log"]),
+    })
+}
+
 /// Every event in the store, newest first.
 async fn all_events(store: &Dynamo) -> Vec<StoredEvent> {
     store
@@ -190,14 +198,15 @@ async fn dynamodb_store_story() {
         .expect("lists");
     assert_eq!(listed, [now_open.clone(), later.clone()]);
 
-    // A new event with two deliveries.
-    let seen = listed.clone();
+    // A new event with two deliveries. `decide` is first tried on nothing read; the windows
+    // exist, so that write fails and it is decided again on what was read.
+    let inputs = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&inputs);
     let first = store
         .record(
             report("r1", "2026-12-09T21:00:00Z"),
             Box::new(move |h: &[HistoryEvent], m: &[Maintenance]| {
-                assert!(h.is_empty());
-                assert_eq!(m, seen.as_slice());
+                seen.lock().expect("lock").push((h.len(), m.to_vec()));
                 new_event("2026-12-09T21:00:00Z", &["log", "mail"])
             }),
         )
@@ -205,27 +214,28 @@ async fn dynamodb_store_story() {
         .expect("recorded");
     assert!(!first.merged && !first.duplicate);
     assert_eq!(first.event.deliveries.len(), 2);
+    assert_eq!(
+        *inputs.lock().expect("lock"),
+        [(0, Vec::new()), (0, listed.clone())]
+    );
 
-    // The same client id: the same answer, nothing decided.
+    // The same client id: the same answer, whatever `decide` would say now.
     let again = store
         .record(
             report("r1", "2026-12-09T21:00:30Z"),
-            Box::new(|_, _| panic!("a duplicate is not decided again")),
+            Box::new(|_, _| new_event("2026-12-09T21:00:30Z", &[])),
         )
         .await
         .expect("recorded");
     assert!(again.duplicate);
     assert_eq!(again.event.id, first.event.id);
+    assert_eq!(again.event.deliveries.len(), 2);
 
     // The other node's report sees the event in the history and merges into it.
     let merged = store
         .record(
             report("r2", "2026-12-09T21:00:40Z"),
-            Box::new(|h, _| {
-                assert_eq!(h.len(), 1);
-                assert_eq!(h[0].active.as_deref(), Some("db1"));
-                Decision::Merge(h[0].id.clone())
-            }),
+            merge_or_new("2026-12-09T21:00:40Z"),
         )
         .await
         .expect("recorded");
@@ -239,7 +249,8 @@ async fn dynamodb_store_story() {
     // its write, another writer (a second store, as another function instance would be)
     // records four events of the cluster. The write fails on the HEAD version, and the report
     // is decided again on the history that writer left. (Concurrent writes cannot test this
-    // against moto: it runs transactions without a lock.)
+    // against moto: it runs transactions without a lock.) The first decision, on nothing
+    // read, fails on the recent event.
     let calls = Arc::new(AtomicUsize::new(0));
     let seen_again = Arc::new(AtomicUsize::new(0));
     let (calls_in, seen_in, other) = (Arc::clone(&calls), Arc::clone(&seen_again), config.clone());
@@ -248,7 +259,7 @@ async fn dynamodb_store_story() {
         .record(
             report("c-outer", at),
             Box::new(move |h, _| {
-                if calls_in.fetch_add(1, SeqCst) == 0 {
+                if calls_in.fetch_add(1, SeqCst) == 1 {
                     let other = other.clone();
                     std::thread::spawn(move || {
                         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -282,7 +293,7 @@ async fn dynamodb_store_story() {
         )
         .await
         .expect("recorded");
-    assert_eq!(calls.load(SeqCst), 2, "the lost race is decided again");
+    assert_eq!(calls.load(SeqCst), 3, "the lost race is decided again");
     assert_eq!(
         seen_again.load(SeqCst),
         5,
@@ -367,6 +378,53 @@ async fn dynamodb_store_story() {
         .expect("lists");
     assert_eq!(left.len(), 1);
     assert_eq!((left[0].id, left[0].window.end), (now_open.id, at));
+
+    // A cluster's first failover in a while, with no ad-hoc window left to apply: decided
+    // once, on nothing read, and written on the condition that this was so. The events kept in
+    // the HEAD were all older than the look-back and a day, so it now holds only the new one.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let at = "2026-12-20T08:00:00Z";
+    let quiet = store
+        .record(
+            report("r-quiet", at),
+            Box::new(move |h, m| {
+                counted.fetch_add(1, SeqCst);
+                assert!(h.is_empty() && m.is_empty());
+                new_event(at, &["log"])
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(calls.load(SeqCst), 1);
+    let next = store
+        .record(
+            report("r-quiet-2", "2026-12-20T08:00:20Z"),
+            merge_or_new("2026-12-20T08:00:20Z"),
+        )
+        .await
+        .expect("recorded");
+    assert!(next.merged);
+    assert_eq!((next.event.id, next.event.reports), (quiet.event.id, 2));
+
+    // A window added since: the next report cannot skip reading it.
+    let patch = store
+        .add_maintenance(window("db", "2026-12-21T07:00:00Z", "2026-12-21T09:00:00Z"))
+        .await
+        .expect("adds");
+    let given = Arc::new(Mutex::new(Vec::new()));
+    let last = Arc::clone(&given);
+    store
+        .record(
+            report("r-patch", "2026-12-21T08:00:00Z"),
+            Box::new(move |_, m| {
+                *last.lock().expect("lock") = m.to_vec();
+                new_event("2026-12-21T08:00:00Z", &[])
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(*given.lock().expect("lock"), [patch]);
 
     // Deliveries sent within the request are recorded claimed: no drain takes them.
     let mut claimed = report("r-claimed", "2026-12-09T22:00:00Z");
