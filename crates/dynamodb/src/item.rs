@@ -92,11 +92,7 @@ impl Row {
             };
             let ms =
                 |name: String| num(item, &name).and_then(|v| Timestamp::from_millisecond(v).ok());
-            let status = if item.contains_key(&format!("p_{i}")) {
-                "pending"
-            } else {
-                str_of(item, &format!("st_{i}")).unwrap_or("pending")
-            };
+            let status = str_of(item, &format!("st_{i}")).unwrap_or("pending");
             deliveries.push(Delivery {
                 status: DeliveryStatus {
                     id: id * PER_EVENT + i,

@@ -34,8 +34,8 @@
 //! conditional, so a collision just draws again): ordered by time, no counter round trip. A
 //! delivery's id is `event id × 1000 + its position i`, so an outcome finds its event; its
 //! state lives in the event item as `ch_i` (channel), `st_i` (status), `a_i` (attempts),
-//! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms), `c_i` (claimed until, ms)
-//! and `p_i` (present while pending). A claim and an outcome each update only those
+//! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms) and `c_i` (claimed until,
+//! ms); it is pending until it has a status. A claim and an outcome each update only those
 //! attributes, so they need no read and never overwrite each other.
 //!
 //! # Layout

@@ -264,7 +264,6 @@ impl Dynamo {
         let mut item = row.to_item();
         for (i, d) in row.deliveries.iter().enumerate() {
             item.insert(format!("n_{i}"), n(now.as_millisecond()));
-            item.insert(format!("p_{i}"), AttributeValue::Bool(true));
             if let Some(c) = d.claimed_until {
                 item.insert(format!("c_{i}"), n(c.as_millisecond()));
             }

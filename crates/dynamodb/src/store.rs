@@ -79,10 +79,11 @@ impl Dynamo {
                 let mut u = Expr::default();
                 u.value(":now", n(now.as_millisecond()));
                 u.value(":until", n((now + LEASE).as_millisecond()));
+                u.require("attribute_exists(pk)".to_owned());
                 for &i in &picked {
                     u.set(format!("c_{i} = :until"));
                     u.require(format!(
-                        "attribute_exists(p_{i}) AND (attribute_not_exists(c_{i}) OR c_{i} <= :now)"
+                        "attribute_not_exists(st_{i}) AND (attribute_not_exists(c_{i}) OR c_{i} <= :now)"
                     ));
                 }
                 if self.update_event(row.id, u).await? {
@@ -234,22 +235,19 @@ impl Store for Dynamo {
         for (id, outcome) in outcomes {
             let u = by_event.entry(id / PER_EVENT).or_default();
             let i = id % PER_EVENT;
+            // A status ends the delivery, and with it what its claim meant.
             u.add.push(format!("a_{i} :one"));
-            u.remove.push(format!("c_{i}"));
             match outcome {
-                Outcome::Delivered => {
-                    u.set(format!("st_{i} = :delivered, f_{i} = :now"));
-                    u.remove.push(format!("p_{i}"));
-                }
+                Outcome::Delivered => u.set(format!("st_{i} = :delivered, f_{i} = :now")),
                 Outcome::Retry { at, error } => {
                     u.value(&format!(":n{i}"), n(at.as_millisecond()));
                     u.value(&format!(":e{i}"), s(&error));
                     u.set(format!("n_{i} = :n{i}, e_{i} = :e{i}"));
+                    u.remove.push(format!("c_{i}"));
                 }
                 Outcome::Failed { error } => {
                     u.value(&format!(":e{i}"), s(&error));
                     u.set(format!("st_{i} = :failed, e_{i} = :e{i}, f_{i} = :now"));
-                    u.remove.push(format!("p_{i}"));
                 }
             }
         }
