@@ -125,8 +125,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs [`AppState::finish_deferred`] once an invocation's answer is posted, before the
-/// runtime asks for the next event (Lambda freezes the function only then): the outcomes
-/// recorded while the answer went out are written when the function takes its next event.
+/// runtime asks for the next event (Lambda freezes the function only then), so the outcomes
+/// being recorded while the answer went out are written before the function goes idle.
 #[derive(Clone)]
 struct AfterAnswer(AppState<Dynamo>);
 
