@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use failover_store::{DeliveryStatus, EventId, Maintenance, NewEvent, StoreError, StoredEvent};
+use failover_store::{
+    DeliveryStatus, EventId, Maintenance, NewEvent, NewMaintenance, StoreError, StoredEvent,
+};
 use jiff::Timestamp;
 
 use crate::PER_EVENT;
@@ -215,15 +217,16 @@ fn windows_of(item: &Item) -> Vec<Maintenance> {
     };
     w.iter()
         .filter_map(|(id, v)| {
-            let parsed = id.parse().ok().zip(
-                v.as_s()
-                    .ok()
-                    .and_then(|json| serde_json::from_str(json).ok()),
-            );
+            let parsed = id.parse().ok().zip(stored_window(v));
             if parsed.is_none() {
                 tracing::warn!(id, "an ad-hoc window in DynamoDB does not parse; skipped");
             }
             parsed.map(|(id, window)| Maintenance { id, window })
         })
         .collect()
+}
+
+/// An ad-hoc window as the windows item stores it (JSON), or `None` if it does not parse.
+pub(crate) fn stored_window(v: &AttributeValue) -> Option<NewMaintenance> {
+    serde_json::from_str(v.as_s().ok()?).ok()
 }

@@ -12,7 +12,8 @@ use failover_store::{
 use jiff::Timestamp;
 
 use crate::item::{
-    Delivery, Expr, Item, Row, backend, event_number, n, num, pad, s, str_of, windows_ending_after,
+    Delivery, Expr, Item, Row, backend, event_number, n, num, pad, s, stored_window, str_of,
+    windows_ending_after,
 };
 use crate::{ATTEMPTS, Dynamo, LEASE, PENDING_INDEX, PER_EVENT};
 
@@ -158,11 +159,6 @@ impl Dynamo {
             "too many concurrent changes of ad-hoc windows; retry".into(),
         ))
     }
-}
-
-/// An ad-hoc window as stored in the windows map, or `None` if it does not parse.
-fn stored_window(v: &AttributeValue) -> Option<NewMaintenance> {
-    serde_json::from_str(v.as_s().ok()?).ok()
 }
 
 impl Store for Dynamo {
