@@ -104,6 +104,8 @@ async fn handle<S: Store>(
         Box::new(
             move |history: &[HistoryEvent], maintenance: &[Maintenance]| match &ad_hoc {
                 Some(windows) => decide(&inv, windows, &report, &c, history),
+                // `c` was classified with no ad-hoc windows.
+                None if maintenance.is_empty() => decide(&inv, &[], &report, &c, history),
                 None => {
                     let windows: Vec<MaintenanceWindow> = maintenance
                         .iter()

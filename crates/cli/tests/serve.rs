@@ -38,6 +38,21 @@ fn routed_inventory(
     config
 }
 
+/// `serve` on [`routed_inventory`] after one report of `app1`, with its event once every
+/// delivery is settled.
+fn serve_one_report(
+    dir: &std::path::Path,
+    hook: &str,
+    extra: &str,
+    channels: &str,
+) -> (Serve, Value) {
+    let config = routed_inventory(dir, hook, extra, channels);
+    let serve = Serve::start(&config, &dir.join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let e = serve.settled(a["event_id"].as_str().expect("id"));
+    (serve, e)
+}
+
 /// The delivery of event `e` to channel `name`.
 fn delivery(e: &Value, name: &str) -> Value {
     e["deliveries"]
@@ -499,15 +514,12 @@ fn email_over_starttls_with_auth_and_a_private_ca() {
     // Trusting the relay's CA: once as the right user, once as a user the relay refuses.
     let extra = mail("good", "notify", &ca.display().to_string())
         + &mail("baduser", "intruder", &ca.display().to_string());
-    let config = routed_inventory(
+    let (_serve, e) = serve_one_report(
         dir.path(),
         "http://127.0.0.1:1/unused",
         &extra,
         r#"["good", "baduser"]"#,
     );
-    let serve = Serve::start(&config, &dir.path().join("events.db"));
-    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
-    let e = serve.settled(a["event_id"].as_str().expect("id"));
     let status = |name: &str| delivery(&e, name);
     assert_eq!(status("good")["status"], "delivered", "{e}");
     let mails = smtp.mails_to("good@test.example");
@@ -563,15 +575,12 @@ fn webhook_bodies_are_shaped_for_slack_and_teams() {
          [[channels]]\nname = \"teams\"\nkind = \"webhook\"\nformat = \"teams\"\nurl = \"{}\"\n",
         slack.url, teams.url
     );
-    let config = routed_inventory(
+    let _serve = serve_one_report(
         dir.path(),
         "http://127.0.0.1:1/unused",
         &extra,
         r#"["slack", "teams"]"#,
     );
-    let serve = Serve::start(&config, &dir.path().join("events.db"));
-    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
-    serve.settled(a["event_id"].as_str().expect("id"));
 
     // Slack: one `text` in its mrkdwn, the subject in bold on the first line.
     let slack_body = slack.received.lock().expect("lock")[0].clone();
@@ -604,10 +613,7 @@ fn webhook_retries_on_500_and_gives_up_on_400() {
         "[[channels]]\nname = \"broken\"\nkind = \"webhook\"\nurl = \"{}\"\n",
         broken.url
     );
-    let config = routed_inventory(dir.path(), &flaky.url, &extra, r#"["hook", "broken"]"#);
-    let mut serve = Serve::start(&config, &dir.path().join("events.db"));
-    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
-    let e = serve.settled(a["event_id"].as_str().expect("id"));
+    let (mut serve, e) = serve_one_report(dir.path(), &flaky.url, &extra, r#"["hook", "broken"]"#);
     let d = |name: &str| delivery(&e, name);
     assert_eq!(d("hook")["status"], "delivered");
     assert_eq!(d("hook")["attempts"], 3);

@@ -156,6 +156,20 @@ fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
     }
 }
 
+/// What a `decide` was given on each call: the history's length and the ad-hoc windows.
+type Inputs = Arc<Mutex<Vec<(usize, Vec<Maintenance>)>>>;
+
+/// A `decide` that makes a new event at `at` on `channels`, and notes what it was given.
+fn noting(at: &'static str, channels: &'static [&'static str]) -> (Decide, Inputs) {
+    let inputs = Inputs::default();
+    let noted = Arc::clone(&inputs);
+    let decide: Decide = Box::new(move |h: &[HistoryEvent], m: &[Maintenance]| {
+        noted.lock().expect("lock").push((h.len(), m.to_vec()));
+        new_event(at, channels)
+    });
+    (decide, inputs)
+}
+
 /// A `decide` that merges into the newest event in the history, or makes a new one at `at`.
 fn merge_or_new(at: &'static str) -> Decide {
     Box::new(move |h, _| match h.last() {
@@ -200,16 +214,9 @@ async fn dynamodb_store_story() {
 
     // A new event with two deliveries. `decide` is first tried on nothing read; the windows
     // exist, so that write fails and it is decided again on what was read.
-    let inputs = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&inputs);
+    let (decide, inputs) = noting("2026-12-09T21:00:00Z", &["log", "mail"]);
     let first = store
-        .record(
-            report("r1", "2026-12-09T21:00:00Z"),
-            Box::new(move |h: &[HistoryEvent], m: &[Maintenance]| {
-                seen.lock().expect("lock").push((h.len(), m.to_vec()));
-                new_event("2026-12-09T21:00:00Z", &["log", "mail"])
-            }),
-        )
+        .record(report("r1", "2026-12-09T21:00:00Z"), decide)
         .await
         .expect("recorded");
     assert!(!first.merged && !first.duplicate);
@@ -299,19 +306,12 @@ async fn dynamodb_store_story() {
         5,
         "on the history the other writer left"
     );
-    let history_len = Arc::new(AtomicUsize::new(0));
-    let len = Arc::clone(&history_len);
+    let (decide, inputs) = noting("2026-12-09T21:40:00Z", &[]);
     store
-        .record(
-            report("r-after", "2026-12-09T21:40:00Z"),
-            Box::new(move |h, _| {
-                len.store(h.len(), SeqCst);
-                new_event("2026-12-09T21:40:00Z", &[])
-            }),
-        )
+        .record(report("r-after", "2026-12-09T21:40:00Z"), decide)
         .await
         .expect("recorded");
-    assert_eq!(history_len.load(SeqCst), 6);
+    assert_eq!(inputs.lock().expect("lock").last().map(|i| i.0), Some(6));
     assert_eq!(all_events(&store).await.len(), 7);
 
     // The outbox, through the pending index: 2 + 5 deliveries due.
@@ -382,21 +382,13 @@ async fn dynamodb_store_story() {
     // A cluster's first failover in a while, with no ad-hoc window left to apply: decided
     // once, on nothing read, and written on the condition that this was so. The events kept in
     // the HEAD were all older than the look-back and a day, so it now holds only the new one.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&calls);
     let at = "2026-12-20T08:00:00Z";
+    let (decide, inputs) = noting(at, &["log"]);
     let quiet = store
-        .record(
-            report("r-quiet", at),
-            Box::new(move |h, m| {
-                counted.fetch_add(1, SeqCst);
-                assert!(h.is_empty() && m.is_empty());
-                new_event(at, &["log"])
-            }),
-        )
+        .record(report("r-quiet", at), decide)
         .await
         .expect("recorded");
-    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(*inputs.lock().expect("lock"), [(0, Vec::new())]);
     let next = store
         .record(
             report("r-quiet-2", "2026-12-20T08:00:20Z"),
@@ -412,19 +404,15 @@ async fn dynamodb_store_story() {
         .add_maintenance(window("db", "2026-12-21T07:00:00Z", "2026-12-21T09:00:00Z"))
         .await
         .expect("adds");
-    let given = Arc::new(Mutex::new(Vec::new()));
-    let last = Arc::clone(&given);
+    let (decide, inputs) = noting("2026-12-21T08:00:00Z", &[]);
     store
-        .record(
-            report("r-patch", "2026-12-21T08:00:00Z"),
-            Box::new(move |_, m| {
-                *last.lock().expect("lock") = m.to_vec();
-                new_event("2026-12-21T08:00:00Z", &[])
-            }),
-        )
+        .record(report("r-patch", "2026-12-21T08:00:00Z"), decide)
         .await
         .expect("recorded");
-    assert_eq!(*given.lock().expect("lock"), [patch]);
+    assert_eq!(
+        inputs.lock().expect("lock").last().map(|i| i.1.clone()),
+        Some(vec![patch])
+    );
 
     // Deliveries sent within the request are recorded claimed: no drain takes them.
     let mut claimed = report("r-claimed", "2026-12-09T22:00:00Z");
