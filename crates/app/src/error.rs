@@ -21,6 +21,12 @@ pub enum ApiError {
         /// The JSON field at fault.
         field: Option<String>,
     },
+    /// 429: this address sent too many wrong API keys.
+    #[error("too many wrong API keys from this address")]
+    Throttled {
+        /// Seconds until the address may try again.
+        retry_after: u64,
+    },
     /// 5xx: logged with its cause, answered generically.
     #[error("storage failed")]
     Store(#[from] StoreError),
@@ -76,6 +82,18 @@ impl IntoResponse for ApiError {
                     body["field"] = f.into();
                 }
                 (status, Json(body)).into_response()
+            }
+            ApiError::Throttled { retry_after } => {
+                let body = json!({
+                    "error": format!("too many wrong API keys from this address; retry in {retry_after} s"),
+                    "code": "too_many_requests",
+                });
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
+                    Json(body),
+                )
+                    .into_response()
             }
             ApiError::Store(err) => {
                 tracing::error!(error = ?err, "request failed");

@@ -4,19 +4,23 @@
 //! [`AppState::inline`].
 //!
 //! # Layout
+//! - [`auth`]: the API key check every handler starts with, and the slow-down of wrong keys
 //! - [`state`]: shared state, live inventory reload, ad-hoc windows, API keys
 //! - [`reports`]: `POST /` and `POST /v1/reports`
 //! - [`query`]: events, windows, maintenance, health, metrics
+//! - [`server`]: the HTTP/1 accept loop with connection limits and timeouts
 //! - [`worker`]: the delivery worker
 //! - [`error`]: `ApiError`, one JSON error shape
 //! - [`metrics`]: Prometheus counters
 //! - [`clock`]: the only clock read
 
+pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod metrics;
 pub mod query;
 pub mod reports;
+pub mod server;
 pub mod state;
 pub mod worker;
 
@@ -39,8 +43,8 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/", post(reports::post::<S>))
         .route("/v1/reports", post(reports::post::<S>))
         .route("/v1/events", get(query::events::<S>))
-        .route("/v1/windows", get(query::windows::<S>))
-        .route("/v1/windows.ics", get(query::windows_ics::<S>))
+        .route("/v1/windows", get(query::windows))
+        .route("/v1/windows.ics", get(query::windows_ics))
         .route(
             "/v1/maintenance",
             post(query::add_maintenance::<S>).get(query::list_maintenance::<S>),
@@ -64,7 +68,8 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
 
 /// Serves the API on `listener` and runs the delivery worker until `shutdown` resolves;
 /// then stops accepting, finishes requests in flight and lets sends in flight end.
-/// Undelivered rows stay in the store for the next start.
+/// Undelivered rows stay in the store for the next start. Connection limits come from the
+/// inventory's `[server]` at start.
 ///
 /// # Errors
 /// The I/O error if serving fails.
@@ -76,16 +81,20 @@ pub async fn launch_with_listener<S: Store>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let worker = tokio::spawn(worker::run(state.clone(), stop_rx.clone()));
-    let mut stopped = stop_rx;
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    });
+    let policy = state.live().inventory.server;
+    let limits = server::Limits {
+        header_timeout: std::time::Duration::try_from(policy.header_timeout)
+            .unwrap_or(std::time::Duration::from_secs(10)),
+        idle_timeout: std::time::Duration::try_from(policy.idle_timeout)
+            .unwrap_or(std::time::Duration::from_secs(60)),
+        max_connections: policy.max_connections,
+    };
     let stop = std::sync::Arc::clone(&stop_tx);
     let signal = tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
-    let result = server.await;
+    let result = server::serve(listener, router(state), limits, stop_rx).await;
     signal.abort();
     let _ = stop_tx.send(true);
     let _ = worker.await;

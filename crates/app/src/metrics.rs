@@ -15,6 +15,9 @@ const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 pub struct Metrics {
     reports: [AtomicU64; 3],
     rejected: AtomicU64,
+    windows_skipped: AtomicU64,
+    keys_refused: AtomicU64,
+    keys_throttled: AtomicU64,
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
@@ -39,6 +42,21 @@ impl Metrics {
     /// A report was refused (4xx).
     pub fn rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A classification left out `n` windows it could not evaluate.
+    pub fn windows_skipped(&self, n: usize) {
+        self.windows_skipped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A request came with a missing or wrong API key.
+    pub fn key_refused(&self) {
+        self.keys_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request was answered 429 because its address sent too many wrong keys.
+    pub fn key_throttled(&self) {
+        self.keys_throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A delivery attempt ended with `outcome` (`delivered`, `retry`, `failed`).
@@ -74,6 +92,27 @@ impl Metrics {
             "failover_reports_rejected_total {}",
             self.rejected.load(Ordering::Relaxed)
         );
+        for (name, help, n) in [
+            (
+                "failover_windows_skipped_total",
+                "Windows left out of a classification because their arithmetic failed (logged).",
+                &self.windows_skipped,
+            ),
+            (
+                "failover_api_keys_refused_total",
+                "Requests with a missing or wrong API key.",
+                &self.keys_refused,
+            ),
+            (
+                "failover_api_keys_throttled_total",
+                "Requests answered 429 because their address sent too many wrong keys.",
+                &self.keys_throttled,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} counter");
+            let _ = writeln!(s, "{name} {}", n.load(Ordering::Relaxed));
+        }
         let _ = writeln!(
             s,
             "# HELP failover_delivery_attempts_total Delivery attempts, by channel and outcome."

@@ -1,13 +1,13 @@
 //! Read and admin endpoints: events, windows, ad-hoc maintenance, health, metrics.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use failover_core::inventory::{ApiKey, Inventory};
+use failover_core::body;
+use failover_core::limits;
 use failover_core::listing::{self, Filter};
 use failover_core::window::Owner;
 use failover_store::{EventQuery, Maintenance, NewMaintenance, Store};
@@ -15,9 +15,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AppState, authorize, target_owner};
+use crate::state::{AppState, target_owner};
 
 /// The parsed query string, or a 400 that says what is wrong with it.
 fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -26,17 +27,23 @@ fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
 
-fn customer_name(inv: &Inventory, key: &ApiKey) -> Option<String> {
-    key.customer.map(|c| inv.customers[c.index()].name.clone())
-}
-
+/// An RFC 3339 instant within the supported years, or a 400 naming `field`.
 fn time(field: &str, s: &str) -> Result<Timestamp, ApiError> {
-    s.parse().map_err(|_| {
+    let t = s.parse().map_err(|_| {
         ApiError::field(
             field,
             format!("`{field}` is not an RFC 3339 time such as `2026-12-09T21:14:03Z`: `{s}`"),
         )
-    })
+    })?;
+    limits::instant(field, t).map_err(|e| ApiError::field(field, e.to_string()))
+}
+
+/// `a + d`, or a 400 naming `field` when it leaves the supported years.
+fn later(field: &str, a: Timestamp, d: SignedDuration) -> Result<Timestamp, ApiError> {
+    let t = a
+        .checked_add(d)
+        .map_err(|_| ApiError::field(field, format!("`{field}` is out of range")))?;
+    limits::instant(field, t).map_err(|e| ApiError::field(field, e.to_string()))
 }
 
 /// Query of `GET /v1/events`.
@@ -55,12 +62,10 @@ pub struct EventsParams {
 /// # Errors
 /// 400 for a bad filter, 401 without a key.
 pub async fn events<S: Store>(
+    caller: Caller,
     State(state): State<AppState<S>>,
-    headers: HeaderMap,
     params: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let live = state.live();
-    let key = authorize(&live.inventory, &headers)?;
     let p = query(params)?;
     if let Some(v) = &p.verdict
         && !["planned", "unplanned", "unknown-host"].contains(&v.as_str())
@@ -77,7 +82,7 @@ pub async fn events<S: Store>(
             cluster: p.cluster.clone(),
             verdict: p.verdict.clone(),
             since: p.since.as_deref().map(|s| time("since", s)).transpose()?,
-            customers: customer_name(&live.inventory, key).map(|c| vec![c]),
+            customers: caller.customer_name().map(|c| vec![c.to_owned()]),
             before: p.before,
             limit,
         })
@@ -99,11 +104,10 @@ pub struct WindowsParams {
 
 /// The occurrences asked for, limited to the key's customer for a customer's key.
 fn listed(
-    inv: &Inventory,
-    headers: &HeaderMap,
+    caller: &Caller,
     params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Vec<listing::Listed>, ApiError> {
-    let key = authorize(inv, headers)?;
+    let (inv, key) = (caller.inventory(), caller.key());
     let p = query(params)?;
     let from = p
         .from
@@ -111,9 +115,9 @@ fn listed(
         .map_or(Ok(clock::now()), |s| time("from", s))?;
     let to = match &p.to {
         Some(s) => time("to", s)?,
-        None => from + SignedDuration::from_hours(31 * 24),
+        None => later("from", from, SignedDuration::from_hours(31 * 24))?,
     };
-    if to <= from || to.duration_since(from) > SignedDuration::from_hours(400 * 24) {
+    if to <= from || to.duration_since(from) > limits::MAX_SPAN {
         return Err(ApiError::field(
             "to",
             "`to` must be after `from` and at most 400 days later",
@@ -138,15 +142,14 @@ fn listed(
 ///
 /// # Errors
 /// 401 without a key, 400 for bad times or an unknown cluster.
-pub async fn windows<S: Store>(
-    State(state): State<AppState<S>>,
-    headers: HeaderMap,
+pub async fn windows(
+    caller: Caller,
     params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let inv = Arc::clone(&state.live().inventory);
-    let rows = listed(&inv, &headers, params)?;
+    let rows = listed(&caller, params)?;
+    let inv = caller.inventory();
     Ok(Json(json!(
-        rows.iter().map(|r| r.view(&inv)).collect::<Vec<_>>()
+        rows.iter().map(|r| r.view(inv)).collect::<Vec<_>>()
     )))
 }
 
@@ -154,14 +157,12 @@ pub async fn windows<S: Store>(
 ///
 /// # Errors
 /// 401 without a key, 400 for bad times or an unknown cluster.
-pub async fn windows_ics<S: Store>(
-    State(state): State<AppState<S>>,
-    headers: HeaderMap,
+pub async fn windows_ics(
+    caller: Caller,
     params: Result<Query<WindowsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let inv = Arc::clone(&state.live().inventory);
-    let rows = listed(&inv, &headers, params)?;
-    let body = failover_core::ics::calendar(&inv, &rows, clock::now());
+    let rows = listed(&caller, params)?;
+    let body = failover_core::ics::calendar(caller.inventory(), &rows, clock::now());
     Ok((
         [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
         body,
@@ -169,37 +170,39 @@ pub async fn windows_ics<S: Store>(
         .into_response())
 }
 
-/// Body of `POST /v1/maintenance`: exactly one target, an end or a duration, a reason.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceBody {
-    node: Option<String>,
-    cluster: Option<String>,
-    customer: Option<String>,
-    start: Option<String>,
-    end: Option<String>,
-    duration: Option<String>,
-    reason: Option<String>,
-}
+/// The fields of `POST /v1/maintenance`: exactly one target, an end or a duration, a reason.
+const MAINTENANCE_FIELDS: [&str; 7] = [
+    "node", "cluster", "customer", "start", "end", "duration", "reason",
+];
+/// Longest accepted `reason`, in bytes.
+const MAX_REASON: usize = 1024;
+/// How far back an ad-hoc window may start.
+const MAX_START_PAST: SignedDuration = SignedDuration::from_hours(24);
+/// How far ahead an ad-hoc window may start.
+const MAX_START_AHEAD: SignedDuration = SignedDuration::from_hours(365 * 24);
 
-/// `POST /v1/maintenance`: an ad-hoc window that counts in classification at once.
+/// `POST /v1/maintenance`: an ad-hoc window that counts in classification at once. It must
+/// start between a day ago and a year ahead, end after its start and in the future, and
+/// last at most `[maintenance] max_duration`.
 ///
 /// # Errors
 /// 400 naming the field, 403 for another customer's target.
 pub async fn add_maintenance<S: Store>(
+    caller: Caller,
     State(state): State<AppState<S>>,
-    headers: HeaderMap,
-    body: Result<Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Maintenance>), ApiError> {
-    let live = state.live();
-    let inv = &live.inventory;
-    let key = authorize(inv, &headers)?;
-    let Json(b) =
-        body.map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
-    let (kind, target) = match (&b.node, &b.cluster, &b.customer) {
-        (Some(n), None, None) => ("node", n),
-        (None, Some(c), None) => ("cluster", c),
-        (None, None, Some(c)) => ("customer", c),
+    let (inv, key) = (caller.inventory(), caller.key());
+    let body = body.map_err(|e| ApiError::client(e.status(), "invalid_body", e.body_text()))?;
+    let [node, cluster, customer, start, end, duration, reason] =
+        body::strings(&body, &MAINTENANCE_FIELDS).map_err(|e| match e.field() {
+            Some(f) => ApiError::field(f, e.to_string()),
+            None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
+        })?;
+    let (kind, target) = match (node, cluster, customer) {
+        (Some(n), None, None) => (TargetKind::Node, n),
+        (None, Some(c), None) => (TargetKind::Cluster, c),
+        (None, None, Some(c)) => (TargetKind::Customer, c),
         _ => {
             return Err(ApiError::field(
                 "cluster",
@@ -207,7 +210,8 @@ pub async fn add_maintenance<S: Store>(
             ));
         }
     };
-    let owner = target_owner(inv, kind, target)
+    let kind = kind.as_str();
+    let owner = target_owner(inv, kind, &target)
         .ok_or_else(|| ApiError::field(kind, format!("unknown {kind} `{target}`")))?;
     let customer = match owner {
         Owner::Node(n) => inv.cluster(inv.node(n).cluster).customer,
@@ -221,20 +225,38 @@ pub async fn add_maintenance<S: Store>(
         )));
     }
     let now = clock::now();
-    let start = b.start.as_deref().map_or(Ok(now), |s| time("start", s))?;
-    let end = match (&b.end, &b.duration) {
-        (Some(e), None) => time("end", e)?,
+    let start = match start.as_deref() {
+        None => now,
+        Some(s) => {
+            let t = time("start", s)?;
+            if now.duration_since(t) > MAX_START_PAST {
+                return Err(ApiError::field(
+                    "start",
+                    "`start` must not be more than a day in the past",
+                ));
+            }
+            if t.duration_since(now) > MAX_START_AHEAD {
+                return Err(ApiError::field(
+                    "start",
+                    "`start` must not be more than a year ahead",
+                ));
+            }
+            t
+        }
+    };
+    let max = inv.maintenance.max_duration;
+    let (field, end) = match (end, duration) {
+        (Some(e), None) => ("end", time("end", &e)?),
         (None, Some(d)) => {
-            let span: jiff::Span = d.parse().map_err(|_| {
+            let d = limits::parse_duration(&d).ok_or_else(|| {
                 ApiError::field(
                     "duration",
                     format!("`duration` is not a duration such as `2h` or `90m`: `{d}`"),
                 )
             })?;
-            let d = span
-                .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-                .map_err(|_| ApiError::field("duration", "`duration` is out of range"))?;
-            start + d
+            let d = limits::duration("duration", d, max)
+                .map_err(|e| ApiError::field("duration", e.to_string()))?;
+            ("duration", later("duration", start, d)?)
         }
         _ => {
             return Err(ApiError::field(
@@ -245,19 +267,33 @@ pub async fn add_maintenance<S: Store>(
     };
     if end <= start || end <= now {
         return Err(ApiError::field(
-            "end",
+            field,
             "the window must end after its start and in the future",
         ));
     }
-    let reason = b
-        .reason
+    if end.duration_since(start) > max {
+        return Err(ApiError::field(
+            field,
+            format!("the window may last at most {max:#} (`[maintenance] max_duration`)"),
+        ));
+    }
+    let reason = reason
         .filter(|r| !r.trim().is_empty())
         .ok_or_else(|| ApiError::field("reason", "`reason` is missing"))?;
+    if reason.len() > MAX_REASON {
+        return Err(ApiError::field(
+            "reason",
+            format!(
+                "`reason` is {} bytes long; at most {MAX_REASON} are allowed",
+                reason.len()
+            ),
+        ));
+    }
     let m = state
         .store
         .add_maintenance(NewMaintenance {
             target_kind: kind.to_owned(),
-            target: target.clone(),
+            target,
             customer: customer.map(|c| inv.customers[c.index()].name.clone()),
             start,
             end,
@@ -270,17 +306,33 @@ pub async fn add_maintenance<S: Store>(
     Ok((StatusCode::CREATED, Json(m)))
 }
 
+/// What an ad-hoc window is on.
+#[derive(Debug, Clone, Copy)]
+enum TargetKind {
+    Node,
+    Cluster,
+    Customer,
+}
+
+impl TargetKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Node => "node",
+            TargetKind::Cluster => "cluster",
+            TargetKind::Customer => "customer",
+        }
+    }
+}
+
 /// `GET /v1/maintenance`: ad-hoc windows not yet ended.
 ///
 /// # Errors
 /// 401 without a key.
 pub async fn list_maintenance<S: Store>(
+    caller: Caller,
     State(state): State<AppState<S>>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let live = state.live();
-    let key = authorize(&live.inventory, &headers)?;
-    let mine = customer_name(&live.inventory, key);
+    let mine = caller.customer_name().map(str::to_owned);
     let rows: Vec<Maintenance> = state
         .store
         .maintenance(clock::now())
@@ -296,12 +348,16 @@ pub async fn list_maintenance<S: Store>(
 /// # Errors
 /// 404 when no such window is active, 403 for another customer's.
 pub async fn end_maintenance<S: Store>(
+    caller: Caller,
     State(state): State<AppState<S>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let live = state.live();
-    let key = authorize(&live.inventory, &headers)?;
+    let Path(id) = id.map_err(|_| {
+        ApiError::field(
+            "id",
+            "the window id in the path must be a number, as `GET /v1/maintenance` lists it",
+        )
+    })?;
     let now = clock::now();
     let active = state.store.maintenance(now).await?;
     let Some(m) = active.iter().find(|m| m.id == id) else {
@@ -311,8 +367,8 @@ pub async fn end_maintenance<S: Store>(
             format!("no active maintenance window #{id}"),
         ));
     };
-    if let Some(mine) = customer_name(&live.inventory, key)
-        && m.window.customer.as_deref() != Some(mine.as_str())
+    if let Some(mine) = caller.customer_name()
+        && m.window.customer.as_deref() != Some(mine)
     {
         return Err(ApiError::forbidden(format!(
             "maintenance window #{id} belongs to another customer"

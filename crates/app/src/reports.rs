@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use failover_core::classify::{Classification, classify};
 use failover_core::event::{PastEvent, assess};
 use failover_core::inventory::{ApiKey, ClusterId, Inventory, Verdict};
@@ -21,9 +21,11 @@ use failover_store::{
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AD_HOC_LOOKBACK, AppState, ad_hoc_window, authorize};
+use crate::metrics::Metrics;
+use crate::state::{AD_HOC_LOOKBACK, AppState, ad_hoc_window};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -35,11 +37,14 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// (recorded and routed all the same), 5xx when the store fails.
 pub async fn post<S: Store>(
     State(state): State<AppState<S>>,
-    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
-    let result = handle(&state, &headers, body).await;
+    let result = match caller {
+        Ok(caller) => handle(&state, &caller, body).await,
+        Err(e) => Err(e),
+    };
     match &result {
         Ok((_, _, verdict)) => state
             .metrics
@@ -52,12 +57,12 @@ pub async fn post<S: Store>(
 
 async fn handle<S: Store>(
     state: &AppState<S>,
-    headers: &HeaderMap,
+    caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Value, Verdict), ApiError> {
-    let live = state.live();
+    let live = caller.live();
     let inv = Arc::clone(&live.inventory);
-    let key = authorize(&inv, headers)?;
+    let key = caller.key();
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::client(
@@ -84,8 +89,13 @@ async fn handle<S: Store>(
         &report.hostname,
         key.customer,
         report.occurred_at,
-    )
-    .map_err(|e| ApiError::field("occurred_at", e.to_string()))?;
+    );
+    note_skipped(
+        &state.metrics,
+        &inv,
+        ad_hoc.as_deref().map_or(&[], Vec::as_slice),
+        &c,
+    );
     if c.verdict == Verdict::UnknownHost
         && key.customer.is_some()
         && inv.find_node(&report.hostname, None).is_some()
@@ -101,6 +111,7 @@ async fn handle<S: Store>(
     let unknown = (c.verdict == Verdict::UnknownHost).then(|| report.hostname.clone());
     let decide = {
         let inv = Arc::clone(&inv);
+        let metrics = Arc::clone(&state.metrics);
         Box::new(
             move |history: &[HistoryEvent], maintenance: &[Maintenance]| match &ad_hoc {
                 Some(windows) => decide(&inv, windows, &report, &c, history),
@@ -117,8 +128,8 @@ async fn handle<S: Store>(
                         &report.hostname,
                         key_customer,
                         report.occurred_at,
-                    )
-                    .unwrap_or_else(|_| c.clone());
+                    );
+                    note_skipped(&metrics, &inv, &windows, &again);
                     decide(&inv, &windows, &report, &again, history)
                 }
             },
@@ -171,6 +182,26 @@ async fn handle<S: Store>(
     Ok((StatusCode::OK, body, verdict))
 }
 
+/// Logs and counts the windows a classification had to leave out: a stored window whose
+/// arithmetic fails must never stop a report from being recorded and routed.
+fn note_skipped(
+    metrics: &Metrics,
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    c: &Classification,
+) {
+    if c.skipped.is_empty() {
+        return;
+    }
+    metrics.windows_skipped(c.skipped.len());
+    for w in &c.skipped {
+        tracing::error!(
+            window = %w.resolve(inv, ad_hoc).name,
+            "a maintenance window cannot be evaluated at this report's instant; classified without it"
+        );
+    }
+}
+
 fn new_report(
     inline: bool,
     inv: &Inventory,
@@ -193,9 +224,13 @@ fn new_report(
         source: r.source.clone(),
         occurred_at: r.occurred_at,
         received_at: now,
-        history: c
-            .cluster
-            .map(|id| (inv.cluster(id).name.clone(), r.occurred_at - lookback)),
+        history: c.cluster.map(|id| {
+            let since = r
+                .occurred_at
+                .checked_sub(lookback)
+                .unwrap_or(Timestamp::MIN);
+            (inv.cluster(id).name.clone(), since)
+        }),
         claimed: inline,
         maintenance_after: inline.then(|| now - AD_HOC_LOOKBACK),
     }

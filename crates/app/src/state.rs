@@ -5,10 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use failover_channels::{Notifier, SetupError};
-use failover_core::inventory::{ApiKey, Inventory};
-use failover_core::keys::KeyHash;
+use failover_core::inventory::Inventory;
 use failover_core::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
 use failover_store::{Maintenance, Outcome, Store, StoreError};
 use jiff::SignedDuration;
@@ -16,8 +14,8 @@ use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::auth::KeyGuard;
 use crate::clock;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// How far back ad-hoc windows stay loaded: a spooled report may arrive this late.
@@ -44,6 +42,12 @@ pub struct AppState<S> {
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker when new deliveries are recorded.
     pub wake: Arc<Notify>,
+    /// Wrong API keys per address.
+    pub(crate) guard: Arc<KeyGuard>,
+    /// Held while the live state is rebuilt (reload, ad-hoc windows changed): rebuilds read
+    /// the store and swap in the order they took it, so a slower, older read never replaces
+    /// a newer one and a refresh never restores the inventory a reload replaced.
+    rebuild: Arc<tokio::sync::Mutex<()>>,
     /// Deliver within the request (AWS Lambda runs nothing after the response).
     pub inline: bool,
     /// Recordings of the outcomes of deliveries sent within a request, running while its
@@ -84,6 +88,8 @@ impl<S: Store> AppState<S> {
             live: Arc::new(RwLock::new(Arc::new(live))),
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
+            guard: Arc::default(),
+            rebuild: Arc::default(),
             inline,
             deferred: Arc::default(),
         }
@@ -144,13 +150,15 @@ impl<S: Store> AppState<S> {
     /// # Errors
     /// [`StartError`] when the new inventory's channels cannot be built.
     pub async fn reload(&self, inventory: Inventory) -> Result<(), StartError> {
+        let _rebuilding = self.rebuild.lock().await;
         let live = build_live(&self.store, Arc::new(inventory)).await?;
         self.swap(live);
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Reloads the ad-hoc windows after one was added or ended.
+    /// Reloads the ad-hoc windows after one was added or ended (and committed): when this
+    /// returns, the live state holds every window committed before the call.
     ///
     /// # Errors
     /// [`StoreError`] when they cannot be read.
@@ -159,6 +167,7 @@ impl<S: Store> AppState<S> {
             // Each report reads them with its history.
             return Ok(());
         }
+        let _rebuilding = self.rebuild.lock().await;
         let old = self.live();
         let ad_hoc = ad_hoc_windows(&self.store, &old.inventory).await?;
         self.swap(Live {
@@ -244,24 +253,4 @@ pub fn target_owner(inv: &Inventory, kind: &str, name: &str) -> Option<Owner> {
             .map(|i| Owner::Customer(failover_core::inventory::CustomerId(i as u32))),
         _ => None,
     }
-}
-
-/// The configured key sent in `x-api-key`, compared in constant time against every key.
-///
-/// # Errors
-/// [`ApiError::unauthorized`] when the header is missing or matches no key.
-pub fn authorize<'a>(inv: &'a Inventory, headers: &HeaderMap) -> Result<&'a ApiKey, ApiError> {
-    let presented = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    let hash = KeyHash::of(presented.ok_or_else(ApiError::unauthorized)?);
-    // Compare with all keys (no early exit), so timing does not tell which one matched.
-    inv.keys
-        .iter()
-        .fold(None, |found, k| {
-            if k.hash.same(&hash) {
-                found.or(Some(k))
-            } else {
-                found
-            }
-        })
-        .ok_or_else(ApiError::unauthorized)
 }

@@ -51,6 +51,34 @@ pub fn release_freed_memory() {
     }
 }
 
+/// Raises the soft limit of open files to the hard limit (systemd's default soft limit is
+/// 1024, often lower elsewhere), so connections run into `[server] max_connections`, not
+/// into `EMFILE`. Returns the limit now in force.
+///
+/// # Errors
+/// The OS error when the limit cannot be read or set.
+#[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls only read or write the `rlimit` struct passed by pointer, which
+    // lives on this stack frame for the duration of the call.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur as u64)
+}
+
 /// Other allocators return freed memory themselves.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed_memory() {}

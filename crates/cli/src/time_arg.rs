@@ -3,15 +3,31 @@
 use anyhow::bail;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ZonedDateTime};
+use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
 /// Parses `2026-12-09T22:15:00Z`, `2026-12-09T22:15:00+01:00`,
 /// `2026-12-09T22:15[Europe/Berlin]`, or a date `2026-12-09` (midnight UTC).
 ///
 /// # Errors
-/// When the text is none of these; a local time without an offset or zone is refused rather
-/// than guessed.
+/// When the text is none of these, or outside the supported years (1900 to 2499); a local
+/// time without an offset or zone is refused rather than guessed.
 pub fn parse(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+    Ok(failover_core::limits::instant(flag, instant(flag, s)?)?)
+}
+
+/// A duration flag (`2h`, `90m`, `1d 2h`, `PT2H`).
+///
+/// # Errors
+/// When the text is not a duration, or it is not positive.
+pub fn duration(flag: &str, s: &str) -> anyhow::Result<SignedDuration> {
+    match failover_core::limits::parse_duration(s) {
+        Some(d) if d.is_positive() => Ok(d),
+        Some(_) => bail!("{flag} `{s}` must be longer than zero"),
+        None => bail!("{flag} `{s}` is not a duration such as `2h`, `90m` or `1d 2h`"),
+    }
+}
+
+fn instant(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }

@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 
 use crate::inventory::{ClusterId, CustomerId, Inventory, NodeId, Verdict, WindowId};
-use crate::window::{MaintenanceWindow, Occurrence, WindowError};
+use crate::window::{MaintenanceWindow, Occurrence};
 
 /// Which window explains a planned failover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,10 @@ pub struct Classification {
     pub cluster: Option<ClusterId>,
     /// For `planned`: why.
     pub explanation: Option<Explanation>,
+    /// Windows that could not be evaluated at this instant (their arithmetic left the
+    /// supported years) and were left out: the caller logs and counts them. A broken window
+    /// never stops a report from being classified.
+    pub skipped: Vec<WindowRef>,
 }
 
 /// Classifies a failover reported by `host` at `at`.
@@ -61,29 +65,35 @@ pub struct Classification {
 /// contains `at` once widened by its grace. Of several such windows, the one whose
 /// occurrence contains `at` without grace wins, then the one that started last.
 ///
-/// # Errors
-/// [`WindowError`] only for instants at the edge of the supported years (±9999).
+/// A window whose arithmetic fails at `at` (an instant or a stored ad-hoc window near the
+/// end of the supported years) is left out and named in [`Classification::skipped`].
 pub fn classify(
     inventory: &Inventory,
     ad_hoc: &[MaintenanceWindow],
     host: &str,
     customer: Option<CustomerId>,
     at: Timestamp,
-) -> Result<Classification, WindowError> {
+) -> Classification {
     let Some(node) = inventory.find_node(host, customer) else {
-        return Ok(Classification {
+        return Classification {
             verdict: Verdict::UnknownHost,
             node: None,
             cluster: None,
             explanation: None,
-        });
+            skipped: Vec::new(),
+        };
     };
     let cluster_id = inventory.node(node).cluster;
     let cluster = inventory.cluster(cluster_id);
 
     let mut best: Option<(bool, Explanation)> = None;
-    let mut consider = |window: WindowRef, w: &MaintenanceWindow| -> Result<(), WindowError> {
-        if let Some(occurrence) = w.occurrence_containing(at)? {
+    let mut skipped = Vec::new();
+    let mut consider = |window: WindowRef, w: &MaintenanceWindow| {
+        let Ok(found) = w.occurrence_containing(at) else {
+            skipped.push(window);
+            return;
+        };
+        if let Some(occurrence) = found {
             let strict = occurrence.start.timestamp() <= at && at < occurrence.end.timestamp();
             let better = match &best {
                 None => true,
@@ -96,10 +106,9 @@ pub fn classify(
                 best = Some((strict, Explanation { window, occurrence }));
             }
         }
-        Ok(())
     };
     for &id in &cluster.windows {
-        consider(WindowRef::Inventory(id), inventory.window(id))?;
+        consider(WindowRef::Inventory(id), inventory.window(id));
     }
     for (i, w) in ad_hoc.iter().enumerate() {
         let applies = match w.owner {
@@ -108,11 +117,11 @@ pub fn classify(
             crate::window::Owner::Customer(c) => cluster.customer == Some(c),
         };
         if applies {
-            consider(WindowRef::AdHoc(i), w)?;
+            consider(WindowRef::AdHoc(i), w);
         }
     }
     let explanation = best.map(|(_, e)| e);
-    Ok(Classification {
+    Classification {
         verdict: if explanation.is_some() {
             Verdict::Planned
         } else {
@@ -121,7 +130,8 @@ pub fn classify(
         node: Some(node),
         cluster: Some(cluster_id),
         explanation,
-    })
+        skipped,
+    }
 }
 
 /// The explaining window as shown to users (`check --format json`, the HTTP answer).

@@ -236,6 +236,42 @@ impl Default for EventPolicy {
     }
 }
 
+/// `[server]`: how `serve` treats connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerPolicy {
+    /// A connection must send a whole request head within this, or it is closed.
+    pub header_timeout: SignedDuration,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout: SignedDuration,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+}
+
+impl Default for ServerPolicy {
+    fn default() -> Self {
+        ServerPolicy {
+            header_timeout: SignedDuration::from_secs(10),
+            idle_timeout: SignedDuration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `[maintenance]`: what an ad-hoc window may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenancePolicy {
+    /// Longest ad-hoc window.
+    pub max_duration: SignedDuration,
+}
+
+impl Default for MaintenancePolicy {
+    fn default() -> Self {
+        MaintenancePolicy {
+            max_duration: SignedDuration::from_hours(7 * 24),
+        }
+    }
+}
+
 /// The whole validated inventory.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -259,6 +295,10 @@ pub struct Inventory {
     pub events: EventPolicy,
     /// Delivery retry timing.
     pub delivery: RetryPolicy,
+    /// Connection limits of `serve`.
+    pub server: ServerPolicy,
+    /// Limits of ad-hoc windows.
+    pub maintenance: MaintenancePolicy,
     /// Message templates.
     pub templates: Templates,
     /// Host names → nodes.

@@ -6,6 +6,7 @@
 //! depend on tokio, a database, an HTTP stack or an AWS SDK.
 //!
 //! # Layout
+//! - [`body`]: JSON bodies of string fields, errors naming the field
 //! - [`config`]: parse and validate the TOML inventory, errors with line and column
 //! - [`inventory`]: the validated customers, clusters, nodes, channels, routes and keys
 //! - [`window`]: maintenance windows and their occurrences, DST-correct via jiff
@@ -19,8 +20,10 @@
 //! - [`report`]: the report body sent by cluster nodes, and its validation
 //! - [`retry`]: delivery backoff and give-up
 //! - [`keys`]: API key hashes
+//! - [`limits`]: the instants and durations accepted from outside
 //! - [`lambda_import`]: convert the original Python handler's configuration
 
+pub mod body;
 pub mod classify;
 pub mod config;
 pub mod cron;
@@ -29,6 +32,7 @@ pub mod ics;
 pub mod inventory;
 pub mod keys;
 pub mod lambda_import;
+pub mod limits;
 pub mod listing;
 pub mod message;
 pub mod report;

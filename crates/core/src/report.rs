@@ -5,12 +5,28 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::body::{self, BodyError};
+
+/// The fields of a report body.
+const FIELDS: [&str; 7] = [
+    "hostname",
+    "occurred_at",
+    "previous",
+    "action",
+    "resource",
+    "source",
+    "id",
+];
+
 /// Longest accepted host name, in bytes (DNS's limit).
 pub const MAX_HOSTNAME: usize = 253;
 /// Longest accepted free-text field (`resource`, `source`, `id`, `previous`), in bytes.
 pub const MAX_TEXT: usize = 256;
 /// How far in the future `occurred_at` may lie (clock skew between node and server).
 pub const MAX_FUTURE: SignedDuration = SignedDuration::from_mins(5);
+/// How far in the past `occurred_at` may lie: a spooled report may arrive late, but not
+/// from a node whose clock was reset to 1970.
+pub const MAX_AGE: SignedDuration = SignedDuration::from_hours(366 * 24);
 
 /// A report as sent: every field optional so that a missing one gets a clear error.
 #[derive(Debug, Default, Clone)]
@@ -76,28 +92,9 @@ pub struct FailoverReport {
 /// Why a report was refused; each names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReportError {
-    /// The body is not a JSON object.
-    #[error("invalid JSON body: {message}")]
-    Json {
-        /// The parser's message with line and column.
-        message: String,
-    },
-    /// A field this API does not know (often a typo).
-    #[error(
-        "unknown field `{field}`; known fields are hostname, occurred_at, previous, action, resource, source, id"
-    )]
-    UnknownField {
-        /// The field sent.
-        field: String,
-    },
-    /// A field that must be a string is something else.
-    #[error("`{field}` must be a string, not {found}")]
-    NotString {
-        /// Field name.
-        field: &'static str,
-        /// What was sent instead.
-        found: &'static str,
-    },
+    /// Not a JSON object of strings, or an unknown or repeated field.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// A required field is absent.
     #[error("`{field}` is missing")]
     Missing {
@@ -138,6 +135,12 @@ pub enum ReportError {
         /// The value sent.
         value: String,
     },
+    /// `occurred_at` lies too far in the past.
+    #[error("`occurred_at` `{value}` is more than 366 days in the past; check the node's clock")]
+    TooOld {
+        /// The value sent.
+        value: String,
+    },
     /// `occurred_at` lies too far in the future.
     #[error("`occurred_at` `{value}` is more than 5 minutes in the future; check the node's clock")]
     Future {
@@ -156,14 +159,14 @@ impl ReportError {
     /// The JSON field at fault, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            ReportError::Json { .. } => None,
-            ReportError::UnknownField { field } => Some(field),
+            ReportError::Body(e) => e.field(),
             ReportError::Missing { field }
-            | ReportError::NotString { field, .. }
             | ReportError::Empty { field }
             | ReportError::TooLong { field, .. }
             | ReportError::BadHostName { field, .. } => Some(field),
-            ReportError::BadTime { .. } | ReportError::Future { .. } => Some("occurred_at"),
+            ReportError::BadTime { .. }
+            | ReportError::Future { .. }
+            | ReportError::TooOld { .. } => Some("occurred_at"),
             ReportError::BadAction { .. } => Some("action"),
         }
     }
@@ -174,49 +177,25 @@ impl ReportError {
 /// # Errors
 /// [`ReportError`] naming the first field at fault.
 pub fn parse(body: &[u8], now: Timestamp) -> Result<FailoverReport, ReportError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ReportError::Json {
-        message: e.to_string(),
-    })?;
-    let serde_json::Value::Object(map) = value else {
-        return Err(ReportError::Json {
-            message: r#"expected an object such as {"hostname": "db1"}"#.to_owned(),
-        });
-    };
-    let mut raw = RawReport::default();
-    for (key, value) in map {
-        let (field, slot) = match key.as_str() {
-            "hostname" => ("hostname", &mut raw.hostname),
-            "occurred_at" => ("occurred_at", &mut raw.occurred_at),
-            "previous" => ("previous", &mut raw.previous),
-            "action" => ("action", &mut raw.action),
-            "resource" => ("resource", &mut raw.resource),
-            "source" => ("source", &mut raw.source),
-            "id" => ("id", &mut raw.id),
-            _ => return Err(ReportError::UnknownField { field: key }),
-        };
-        *slot = match value {
-            serde_json::Value::String(s) => Some(s),
-            serde_json::Value::Null => None,
-            other => {
-                return Err(ReportError::NotString {
-                    field,
-                    found: json_type(&other),
-                });
-            }
-        };
+    let [
+        hostname,
+        occurred_at,
+        previous,
+        action,
+        resource,
+        source,
+        id,
+    ] = body::strings(body, &FIELDS)?;
+    RawReport {
+        hostname,
+        occurred_at,
+        previous,
+        action,
+        resource,
+        source,
+        id,
     }
-    raw.validate(now)
-}
-
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
+    .validate(now)
 }
 
 impl RawReport {
@@ -249,6 +228,9 @@ impl RawReport {
                 })?;
                 if at.duration_since(now) > MAX_FUTURE {
                     return Err(ReportError::Future { value });
+                }
+                if now.duration_since(at) > MAX_AGE {
+                    return Err(ReportError::TooOld { value });
                 }
                 at
             }
@@ -353,7 +335,7 @@ mod tests {
     #[test]
     fn bad_reports_name_the_field() {
         insta::assert_snapshot!(err(r#"{"hostname":"#), @"-: invalid JSON body: EOF while parsing a value at line 1 column 12");
-        insta::assert_snapshot!(err(r#"["db1"]"#), @r#"-: invalid JSON body: expected an object such as {"hostname": "db1"}"#);
+        insta::assert_snapshot!(err(r#"["db1"]"#), @r#"-: invalid JSON body: invalid type: sequence, expected an object such as {"hostname": "db1"} at line 1 column 0"#);
         insta::assert_snapshot!(err(r#"{}"#), @"hostname: `hostname` is missing");
         insta::assert_snapshot!(err(r#"{"hostname":""}"#), @"hostname: `hostname` is empty");
         insta::assert_snapshot!(err(r#"{"hostname":"db 1"}"#), @r#"hostname: `hostname` has ' ' at byte 2; host names use letters, digits, `-`, `_` and dots between non-empty labels"#);
@@ -365,6 +347,12 @@ mod tests {
         insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"2026-12-09T21:19:04Z"}"#), @"occurred_at: `occurred_at` `2026-12-09T21:19:04Z` is more than 5 minutes in the future; check the node's clock");
         insta::assert_snapshot!(err(r#"{"hostname":"db1","action":"failover"}"#), @"action: `action` must be `takeover`, `release` or `lost`, not `failover`");
         insta::assert_snapshot!(err(r#"{"hostname":"db1","id":""}"#), @"id: `id` is empty");
+        insta::assert_snapshot!(err(r#"{"hostname":"a","hostname":"b"}"#), @"hostname: `hostname` is given more than once");
+        insta::assert_snapshot!(err(r#"{"hostname":"a","id":"1","id":null}"#), @"id: `id` is given more than once");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"-009999-01-01T00:00:00Z"}"#), @"occurred_at: `occurred_at` is not an RFC 3339 time such as `2026-12-09T21:14:03Z`: `-009999-01-01T00:00:00Z`");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"9999-12-31T23:59:59Z"}"#), @"occurred_at: `occurred_at` is not an RFC 3339 time such as `2026-12-09T21:14:03Z`: `9999-12-31T23:59:59Z`");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"0000-01-01T00:00:00Z"}"#), @"occurred_at: `occurred_at` `0000-01-01T00:00:00Z` is more than 366 days in the past; check the node's clock");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"2025-12-01T00:00:00Z"}"#), @"occurred_at: `occurred_at` `2025-12-01T00:00:00Z` is more than 366 days in the past; check the node's clock");
     }
 
     #[test]

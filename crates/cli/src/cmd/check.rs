@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(s) => time_arg::parse("--at", s)?,
         None => time_arg::now(),
     };
-    let view = classify(&inv, &[], &args.host, None, at)?.view(&inv, &[], &args.host, at);
+    let view = classify(&inv, &[], &args.host, None, at).view(&inv, &[], &args.host, at);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
         Format::Text => print!("{}", text(&inv, &view)),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::api::Target;
+use crate::time_arg;
 
 /// `maintenance` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -65,6 +66,17 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
             end,
             reason,
         } => {
+            // Checked here too, so a typo fails before the request and dates or zone
+            // annotations work as for every other time flag.
+            let instant = |flag, s: &Option<String>| {
+                s.as_deref()
+                    .map(|s| time_arg::parse(flag, s).map(|t| t.to_string()))
+                    .transpose()
+            };
+            let (start, end) = (instant("--start", start)?, instant("--end", end)?);
+            if let Some(d) = duration {
+                time_arg::duration("--duration", d)?;
+            }
             let body = json!({
                 "node": node, "cluster": cluster, "customer": customer,
                 "start": start, "duration": duration, "end": end, "reason": reason,

@@ -68,6 +68,9 @@ pub struct Args {
     flush: bool,
 }
 
+/// Longest `--timeout`: a hook that blocks its cluster manager longer does harm.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// What became of one spooled report.
 enum Sent {
     /// The server took it (or recorded it as from an unknown host).
@@ -121,7 +124,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let budget = Duration::try_from(args.timeout).unwrap_or(Duration::from_secs(10));
+    let budget = Duration::try_from(args.timeout)
+        .ok()
+        .filter(|b| !b.is_zero() && *b <= MAX_TIMEOUT)
+        .with_context(|| {
+            format!(
+                "--timeout `{:#}` must be longer than zero and at most 1h",
+                args.timeout
+            )
+        })?;
     let deadline = Instant::now() + budget;
     let post = |body: &Value| runtime.block_on(send(&client, &url, &key, body));
     let mut wait = Duration::from_millis(250);

@@ -71,6 +71,10 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// Invalid inventory, unusable database, address in use.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_logging();
+    match load::raise_open_files_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let inventory = match &args.config {
         Some(p) => load::inventory(p)?,
         None => demo_inventory()?,

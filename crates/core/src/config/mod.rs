@@ -300,6 +300,12 @@ pub enum ConfigErrorKind {
     Count { field: &'static str, value: i64 },
     #[error("name must not be empty")]
     EmptyName,
+    #[error("`{field}` `{value}` is longer than the largest allowed, {max}")]
+    TooLong {
+        field: &'static str,
+        value: String,
+        max: &'static str,
+    },
 }
 
 #[cfg(test)]

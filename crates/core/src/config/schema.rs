@@ -24,6 +24,10 @@ pub struct File {
     #[serde(default)]
     pub delivery: Option<S<DeliverySection>>,
     #[serde(default)]
+    pub server: Option<S<ServerSection>>,
+    #[serde(default)]
+    pub maintenance: Option<S<MaintenanceSection>>,
+    #[serde(default)]
     pub templates: Option<S<TemplateSet>>,
     #[serde(default)]
     pub customers: Vec<S<CustomerSection>>,
@@ -61,6 +65,8 @@ impl File {
             defaults,
             events,
             delivery,
+            server,
+            maintenance,
             templates,
             customers,
             clusters,
@@ -77,6 +83,8 @@ impl File {
         once("defaults.grace", &mut self.defaults.grace, defaults.grace)?;
         once("events", &mut self.events, events)?;
         once("delivery", &mut self.delivery, delivery)?;
+        once("server", &mut self.server, server)?;
+        once("maintenance", &mut self.maintenance, maintenance)?;
         once("templates", &mut self.templates, templates)?;
         self.customers.extend(customers);
         self.clusters.extend(clusters);
@@ -122,6 +130,22 @@ pub struct DeliverySection {
     pub max_backoff: Option<S<String>>,
     pub give_up_after: Option<S<String>>,
     pub timeout: Option<S<String>>,
+}
+
+/// `[server]`: connection limits of `serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub header_timeout: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    pub max_connections: Option<S<i64>>,
+}
+
+/// `[maintenance]`: limits of ad-hoc windows.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSection {
+    pub max_duration: Option<S<String>>,
 }
 
 /// `subject`/`body` for one verdict.

@@ -9,8 +9,8 @@ use jiff::{SignedDuration, Span, SpanRelativeTo};
 use super::schema::{self, S};
 use super::{ConfigError, ConfigErrorKind as K, ConfigErrors};
 use crate::inventory::{
-    ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, HostIndex, Inventory, Node,
-    NodeId, Route, Verdict, WindowId,
+    ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, HostIndex, Inventory,
+    MaintenancePolicy, Node, NodeId, Route, ServerPolicy, Verdict, WindowId,
 };
 use crate::keys::KeyHash;
 use crate::retry::RetryPolicy;
@@ -402,6 +402,19 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
             retry_policy(&mut ctx, e.get_ref())
         });
 
+    let server = file
+        .server
+        .as_ref()
+        .map_or_else(ServerPolicy::default, |e| {
+            server_policy(&mut ctx, e.get_ref())
+        });
+    let maintenance = file
+        .maintenance
+        .as_ref()
+        .map_or_else(MaintenancePolicy::default, |e| {
+            maintenance_policy(&mut ctx, e.get_ref())
+        });
+
     if !ctx.errs.is_empty() {
         return Err(ConfigErrors(ctx.errs));
     }
@@ -420,6 +433,8 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         keys,
         events,
         delivery,
+        server,
+        maintenance,
         templates,
         hosts: HostIndex::new(&nodes),
         nodes,
@@ -546,25 +561,64 @@ fn retry_policy(ctx: &mut Ctx, e: &schema::DeliverySection) -> RetryPolicy {
     }
 }
 
+fn server_policy(ctx: &mut Ctx, e: &schema::ServerSection) -> ServerPolicy {
+    let d = ServerPolicy::default();
+    ServerPolicy {
+        header_timeout: duration_or(ctx, &e.header_timeout, d.header_timeout),
+        idle_timeout: duration_or(ctx, &e.idle_timeout, d.idle_timeout),
+        max_connections: count_or(
+            ctx,
+            "max_connections",
+            &e.max_connections,
+            d.max_connections,
+        ),
+    }
+}
+
+fn maintenance_policy(ctx: &mut Ctx, e: &schema::MaintenanceSection) -> MaintenancePolicy {
+    let d = MaintenancePolicy::default();
+    let max_duration = duration_or(ctx, &e.max_duration, d.max_duration);
+    if max_duration > crate::limits::MAX_SPAN
+        && let Some(s) = &e.max_duration
+    {
+        ctx.err(
+            s.span(),
+            K::TooLong {
+                field: "max_duration",
+                value: s.get_ref().clone(),
+                max: "400d",
+            },
+        );
+    }
+    MaintenancePolicy { max_duration }
+}
+
+/// A count from 1 to `u32::MAX`.
+fn count_or(ctx: &mut Ctx, field: &'static str, s: &Option<S<i64>>, default: u32) -> u32 {
+    match s {
+        Some(c) => u32::try_from(*c.get_ref())
+            .ok()
+            .filter(|&n| n >= 1)
+            .unwrap_or_else(|| {
+                ctx.err(
+                    c.span(),
+                    K::Count {
+                        field,
+                        value: *c.get_ref(),
+                    },
+                );
+                default
+            }),
+        None => default,
+    }
+}
+
 fn event_policy(ctx: &mut Ctx, e: &schema::EventsSection) -> EventPolicy {
     let d = EventPolicy::default();
     let merge_within = duration_or(ctx, &e.merge_within, d.merge_within);
     let flapping_within = duration_or(ctx, &e.flapping_within, d.flapping_within);
     let failback_within = duration_or(ctx, &e.failback_within, d.failback_within);
-    let flapping_count = match &e.flapping_count {
-        Some(c) if *c.get_ref() < 1 || *c.get_ref() > i64::from(u32::MAX) => {
-            ctx.err(
-                c.span(),
-                K::Count {
-                    field: "flapping_count",
-                    value: *c.get_ref(),
-                },
-            );
-            d.flapping_count
-        }
-        Some(c) => *c.get_ref() as u32,
-        None => d.flapping_count,
-    };
+    let flapping_count = count_or(ctx, "flapping_count", &e.flapping_count, d.flapping_count);
     EventPolicy {
         merge_within,
         flapping_count,
