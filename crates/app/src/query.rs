@@ -115,7 +115,9 @@ fn listed(
         .map_or(Ok(clock::now()), |s| time("from", s))?;
     let to = match &p.to {
         Some(s) => time("to", s)?,
-        None => later("from", from, SignedDuration::from_hours(31 * 24))?,
+        None => from
+            .checked_add(SignedDuration::from_hours(31 * 24))
+            .map_or(limits::LATEST, |t| t.min(limits::LATEST)),
     };
     if to <= from || to.duration_since(from) > limits::MAX_SPAN {
         return Err(ApiError::field(

@@ -76,7 +76,7 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// Other allocators return freed memory themselves.

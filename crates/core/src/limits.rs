@@ -93,11 +93,11 @@ mod tests {
     fn edges_are_refused_with_the_field() {
         assert!(instant("from", EARLIEST).is_ok());
         assert!(instant("from", LATEST).is_err());
-        insta::assert_snapshot!(instant("from", Timestamp::MIN).unwrap_err(), @"`from` `-009999-01-02T01:59:59Z` is outside the supported years 1900 to 2499");
-        insta::assert_snapshot!(instant("to", Timestamp::MAX).unwrap_err(), @"`to` `9999-12-30T22:00:00.999999999Z` is outside the supported years 1900 to 2499");
+        insta::assert_snapshot!(instant("from", Timestamp::MIN).expect_err("refused"), @"`from` `-009999-01-02T01:59:59Z` is outside the supported years 1900 to 2499");
+        insta::assert_snapshot!(instant("to", Timestamp::MAX).expect_err("refused"), @"`to` `9999-12-30T22:00:00.999999999Z` is outside the supported years 1900 to 2499");
         let week = SignedDuration::from_hours(7 * 24);
-        insta::assert_snapshot!(duration("duration", SignedDuration::from_hours(175_307_616), week).unwrap_err(), @"`duration` must be longer than zero and at most 168h, not 175307616h");
-        insta::assert_snapshot!(duration("duration", SignedDuration::ZERO, week).unwrap_err(), @"`duration` must be longer than zero and at most 168h, not 0s");
+        insta::assert_snapshot!(duration("duration", SignedDuration::from_hours(175_307_616), week).expect_err("refused"), @"`duration` must be longer than zero and at most 168h, not 175307616h");
+        insta::assert_snapshot!(duration("duration", SignedDuration::ZERO, week).expect_err("refused"), @"`duration` must be longer than zero and at most 168h, not 0s");
     }
 
     #[test]

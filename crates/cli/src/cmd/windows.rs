@@ -59,7 +59,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(s) => time_arg::parse("--to", s)?,
         None => from
             .checked_add(SignedDuration::from_hours(31 * 24))
-            .context("--from is too late")?,
+            .map_or(failover_core::limits::LATEST, |t| {
+                t.min(failover_core::limits::LATEST)
+            }),
     };
     if to <= from {
         bail!("--to `{to}` must be after --from `{from}`");

@@ -254,6 +254,10 @@ pub struct Serve {
     pub config: PathBuf,
     pub db: PathBuf,
     pub port: u16,
+    /// Where serve's stderr (its log) goes; inherited when `None`.
+    pub log: Option<PathBuf>,
+    /// A soft open-files limit to start serve with (`ulimit -Sn`).
+    pub soft_nofile: Option<u32>,
     proc: Option<Proc>,
 }
 
@@ -263,20 +267,43 @@ impl Serve {
     }
 
     pub fn start_on(config: &Path, db: &Path, port: u16) -> Serve {
-        let mut s = Serve {
-            url: String::new(),
-            config: config.to_owned(),
-            db: db.to_owned(),
-            port,
-            proc: None,
-        };
-        s.url = format!("http://127.0.0.1:{}", s.port);
+        let mut s = Serve::new(config, db, port);
         s.restart();
         s
     }
 
+    /// Not started yet: set `log` or `soft_nofile`, then `restart()`.
+    pub fn new(config: &Path, db: &Path, port: u16) -> Serve {
+        Serve {
+            url: format!("http://127.0.0.1:{port}"),
+            config: config.to_owned(),
+            db: db.to_owned(),
+            port,
+            log: None,
+            soft_nofile: None,
+            proc: None,
+        }
+    }
+
     pub fn restart(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        let bin = env!("CARGO_BIN_EXE_failover-notify");
+        let mut command = match self.soft_nofile {
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", &format!("ulimit -Sn {n} && exec \"$0\" \"$@\""), bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        if let Some(log) = &self.log {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("log file");
+            command.stderr(f);
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config)

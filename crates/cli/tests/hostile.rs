@@ -1,0 +1,596 @@
+//! `serve` and the CLI against a hostile client: extreme times on every endpoint and every
+//! time flag, a broken window in the store, requests without keys, malformed bodies, key
+//! guessing, and connections that never send a request.
+
+// Windows and reports are placed around the real current time.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, KEY, Serve, free_port, http, keys_toml};
+use serde_json::{Value, json};
+
+/// Instants at and beyond the edges: year 0, -9999, 9999, jiff's min and max, and the first
+/// instants outside the supported years on both sides.
+const EDGE_INSTANTS: [&str; 7] = [
+    "0000-01-01T00:00:00Z",
+    "-009999-01-01T00:00:00Z",
+    "9999-12-30T00:00:00Z",
+    "-009999-01-02T01:59:59Z",
+    "9999-12-30T22:00:00.999999999Z",
+    "1899-12-31T23:59:59Z",
+    "2500-01-01T00:00:00Z",
+];
+
+/// Durations that are huge, overflowing, zero or negative.
+const EDGE_DURATIONS: [&str; 6] = [
+    "175307616h",
+    "99999999999999999999h",
+    "P1000Y",
+    "0s",
+    "-1h",
+    "8d",
+];
+
+fn inventory(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("inventory.toml");
+    let toml = format!(
+        r#"
+[[customers]]
+name = "acme"
+time_zone = "Europe/Berlin"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[channels]]
+name = "file"
+kind = "log"
+path = "{log}"
+
+[[routes]]
+channels = ["file"]
+
+{keys}
+{extra}
+"#,
+        log = dir.join("messages.log").display(),
+        keys = keys_toml(),
+    );
+    std::fs::write(&path, toml).expect("writes inventory");
+    path
+}
+
+fn send(
+    serve: &Serve,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = http().request(
+        method.parse().expect("method"),
+        format!("{}{path}", serve.url),
+    );
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send().unwrap_or_else(|e| {
+        panic!("{method} {path} got no answer (a panic drops the connection): {e}")
+    });
+    let status = resp.status().as_u16();
+    let text = resp.text().expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Asserts a JSON 400 naming `field`.
+#[track_caller]
+fn bad(answer: (u16, Value), field: &str, what: &str) {
+    let (status, body) = answer;
+    assert_eq!(status, 400, "{what}: {body}");
+    assert_eq!(body["field"], field, "{what}: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{what}: {body}"
+    );
+}
+
+fn maintenance(body: Value) -> String {
+    let mut b = json!({"cluster": "db", "reason": "edge test"});
+    if let (Some(b), Some(extra)) = (b.as_object_mut(), body.as_object()) {
+        for (k, v) in extra {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    b.to_string()
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = inventory(dir.path(), "");
+    let serve = Serve::start(&config, &dir.path().join("db.sqlite"));
+    let cfg = config.to_str().expect("utf-8");
+    for t in EDGE_INSTANTS {
+        let q = t.replace('+', "%2B");
+        for endpoint in ["/v1/windows", "/v1/windows.ics"] {
+            bad(
+                send(
+                    &serve,
+                    "GET",
+                    &format!("{endpoint}?from={q}"),
+                    Some(ADMIN),
+                    None,
+                ),
+                "from",
+                t,
+            );
+            bad(
+                send(
+                    &serve,
+                    "GET",
+                    &format!("{endpoint}?to={q}"),
+                    Some(ADMIN),
+                    None,
+                ),
+                "to",
+                t,
+            );
+        }
+        bad(
+            send(
+                &serve,
+                "GET",
+                &format!("/v1/events?since={q}"),
+                Some(ADMIN),
+                None,
+            ),
+            "since",
+            t,
+        );
+        let report = json!({"hostname": "db1", "occurred_at": t}).to_string();
+        bad(
+            send(&serve, "POST", "/v1/reports", Some(KEY), Some(&report)),
+            "occurred_at",
+            t,
+        );
+        let body = maintenance(json!({ "end": t }));
+        bad(
+            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(&body)),
+            "end",
+            t,
+        );
+        let body = maintenance(json!({ "start": t, "duration": "1h" }));
+        bad(
+            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(&body)),
+            "start",
+            t,
+        );
+        let add = [
+            "maintenance",
+            "add",
+            "--url",
+            &serve.url,
+            "--key",
+            ADMIN,
+            "--cluster",
+            "db",
+            "--reason",
+            "x",
+        ];
+        // `--flag=VALUE`: a value starting with `-` is not taken for a flag.
+        let (at, from, to) = (
+            format!("--at={t}"),
+            format!("--from={t}"),
+            format!("--to={t}"),
+        );
+        let (end, start) = (format!("--end={t}"), format!("--start={t}"));
+        for (flag, args) in [
+            ("--at", vec!["check", "db1", "-c", cfg, &at]),
+            ("--from", vec!["windows", "-c", cfg, &from]),
+            ("--to", vec!["windows", "-c", cfg, &to]),
+            ("--end", [&add[..], &[&end]].concat()),
+            (
+                "--start",
+                [&add[..], &[&start, "--duration", "1h"]].concat(),
+            ),
+        ] {
+            let out = cli(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with("error: ") && stderr.contains(flag),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    // Near the edge but inside: a whole answer, not a dropped connection.
+    let (status, _) = send(
+        &serve,
+        "GET",
+        "/v1/windows?from=2499-12-01T00:00:00Z",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(status, 200);
+    for d in EDGE_DURATIONS {
+        let body = maintenance(json!({ "duration": d }));
+        bad(
+            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(&body)),
+            "duration",
+            d,
+        );
+        let out = cli(&[
+            "maintenance",
+            "add",
+            "--url",
+            &serve.url,
+            "--key",
+            ADMIN,
+            "--cluster",
+            "db",
+            "--reason",
+            "x",
+            &format!("--duration={d}"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "--duration {d}: {stderr}");
+        assert!(
+            stderr.contains("--duration") || stderr.contains("`duration`"),
+            "--duration {d}: {stderr}"
+        );
+        let out = cli(&[
+            "report",
+            "--url",
+            &serve.url,
+            "--key",
+            KEY,
+            "--hostname",
+            "db1",
+            "--spool",
+            dir.path().join("spool").to_str().expect("utf-8"),
+            &format!("--timeout={d}"),
+        ]);
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "report --timeout {d} panicked: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Ad-hoc windows are bounded at the door.
+    let now = jiff::Timestamp::now();
+    let at = |h: i64| (now + jiff::SignedDuration::from_hours(h)).to_string();
+    bad(
+        send(
+            &serve,
+            "POST",
+            "/v1/maintenance",
+            Some(ADMIN),
+            Some(&maintenance(json!({"start": at(-25), "duration": "2h"}))),
+        ),
+        "start",
+        "a day ago",
+    );
+    bad(
+        send(
+            &serve,
+            "POST",
+            "/v1/maintenance",
+            Some(ADMIN),
+            Some(&maintenance(
+                json!({"start": at(366 * 24), "duration": "2h"}),
+            )),
+        ),
+        "start",
+        "a year ahead",
+    );
+    bad(
+        send(
+            &serve,
+            "POST",
+            "/v1/maintenance",
+            Some(ADMIN),
+            Some(&maintenance(json!({"start": at(2), "end": at(1)}))),
+        ),
+        "end",
+        "end before start",
+    );
+    bad(
+        send(
+            &serve,
+            "POST",
+            "/v1/maintenance",
+            Some(ADMIN),
+            Some(&maintenance(json!({"end": at(8 * 24)}))),
+        ),
+        "end",
+        "longer than max_duration",
+    );
+    // None of that changed anything, and the service still records reports.
+    let (status, listed) = send(&serve, "GET", "/v1/maintenance", Some(ADMIN), None);
+    assert_eq!(
+        (status, listed["maintenance"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, body) = serve.report(KEY, r#"{"hostname":"db1"}"#);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_broken_window_in_the_store_never_stops_a_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db.sqlite");
+    // Written straight into the store, as an older version's door let it in.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use failover_store::Store as _;
+        let store = failover_store::sqlite::Sqlite::open(&db).expect("opens");
+        store
+            .add_maintenance(failover_store::NewMaintenance {
+                target_kind: "cluster".into(),
+                target: "db".into(),
+                customer: Some("acme".into()),
+                start: jiff::Timestamp::MIN,
+                end: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+                reason: "from the edge of time".into(),
+                created_by: "old-version".into(),
+            })
+            .await
+            .expect("stored");
+    });
+    let serve = Serve::start(
+        &inventory(dir.path(), "[maintenance]\nmax_duration = \"2h\"\n"),
+        &db,
+    );
+    let (status, body) = serve.report(KEY, r#"{"hostname":"db1"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"]["verdict"], "unplanned", "{body}");
+    let metrics = http()
+        .get(format!("{}/metrics", serve.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("failover_windows_skipped_total 1\n"),
+        "{metrics}"
+    );
+    // A good window still counts next to the broken one; `max_duration` is the config's.
+    bad(
+        send(
+            &serve,
+            "POST",
+            "/v1/maintenance",
+            Some(ADMIN),
+            Some(&maintenance(json!({"duration": "3h"}))),
+        ),
+        "duration",
+        "over max_duration",
+    );
+    let (status, m) = send(
+        &serve,
+        "POST",
+        "/v1/maintenance",
+        Some(ADMIN),
+        Some(&maintenance(json!({"duration": "1h"}))),
+    );
+    assert_eq!(status, 201, "{m}");
+    let (status, body) = serve.report(KEY, r#"{"hostname":"db2"}"#);
+    assert_eq!(
+        (status, &body["verdict"]["verdict"]),
+        (200, &json!("planned")),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("serve.log");
+    let mut serve = Serve::new(
+        &inventory(dir.path(), ""),
+        &dir.path().join("db.sqlite"),
+        free_port(),
+    );
+    serve.log = Some(log.clone());
+    serve.restart();
+    // Without a key every malformed request is the same JSON 401.
+    for (method, path, body) in [
+        ("DELETE", "/v1/maintenance/abc", None),
+        ("GET", "/v1/windows?from=nonsense", None),
+        ("GET", "/v1/events?limit=-1", None),
+        ("POST", "/v1/maintenance", Some("{not json")),
+        ("POST", "/v1/reports", Some("{not json")),
+    ] {
+        let (status, answer) = send(&serve, method, path, None, body);
+        assert_eq!(
+            (status, &answer["code"]),
+            (401, &json!("unauthorized")),
+            "{method} {path}: {answer}"
+        );
+    }
+    // With a key, a malformed path id is a JSON 400 naming it.
+    bad(
+        send(&serve, "DELETE", "/v1/maintenance/abc", Some(ADMIN), None),
+        "id",
+        "path id",
+    );
+    // Body errors name the field.
+    for (body, field) in [
+        (r#"{"cluster":"db","duration":5,"reason":"x"}"#, "duration"),
+        (r#"{"cluster":5,"duration":"1h","reason":"x"}"#, "cluster"),
+        (
+            r#"{"cluster":"db","duration":"1h","reason":"x","colour":"red"}"#,
+            "colour",
+        ),
+        (
+            r#"{"cluster":"db","duration":"1h","reason":"x","reason":"y"}"#,
+            "reason",
+        ),
+    ] {
+        bad(
+            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(body)),
+            field,
+            body,
+        );
+    }
+    bad(
+        send(
+            &serve,
+            "POST",
+            "/v1/reports",
+            Some(KEY),
+            Some(r#"{"hostname":"db1","hostname":"db2"}"#),
+        ),
+        "hostname",
+        "duplicate",
+    );
+    // Eleven wrong (or missing) keys within a minute are refused one by one, the five above
+    // included; from then on the address is answered 429 without any key being checked, so
+    // a burst of guesses learns nothing.
+    for i in 0..6 {
+        let (status, _) = send(
+            &serve,
+            "GET",
+            "/v1/events",
+            Some(&format!("guess-{i}")),
+            None,
+        );
+        assert_eq!(status, 401);
+    }
+    for key in ["guess-11", ADMIN] {
+        let resp = http()
+            .get(format!("{}/v1/events", serve.url))
+            .header("x-api-key", key)
+            .send()
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 429);
+        assert!(resp.headers().get("retry-after").is_some());
+    }
+    serve.stop();
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("refused a missing or wrong API key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("too many wrong API keys from this address"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("guess-"),
+        "a refused key appears in the log: {text}"
+    );
+    assert_eq!(
+        text.matches("refused a missing or wrong API key").count(),
+        1,
+        "refusals are logged once a minute per address: {text}"
+    );
+}
+
+/// A report over a fresh connection; the client gives up after 5 s.
+fn report_answered(serve: &Serve) -> u16 {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+        .post(format!("{}/v1/reports", serve.url))
+        .header("x-api-key", KEY)
+        .body(r#"{"hostname":"db1"}"#)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or_else(|e| panic!("the report got no answer: {e}"))
+}
+
+#[test]
+fn idle_and_slow_connections_cannot_starve_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = inventory(
+        dir.path(),
+        "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"30s\"\n",
+    );
+    let mut serve = Serve::new(&config, &dir.path().join("db.sqlite"), free_port());
+    // serve raises its soft limit to the hard one; started at 256 it would run out at once.
+    serve.soft_nofile = Some(256);
+    serve.restart();
+    let addr = format!("127.0.0.1:{}", serve.port);
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(&addr).expect("connects"))
+        .collect();
+    let mut slow = TcpStream::connect(&addr).expect("connects");
+    slow.set_read_timeout(Some(Duration::from_millis(900)))
+        .expect("timeout");
+    let started = Instant::now();
+    assert_eq!(report_answered(&serve), 200);
+    // One header byte a second: cut off after the header timeout.
+    let mut closed = None;
+    for b in b"POST /v1/reports HTTP/1.1\r\nHost: x\r\n" {
+        if slow.write_all(&[*b]).is_err() {
+            closed = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                closed = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => panic!("the slow client got an answer before its header was complete"),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = Some(started.elapsed());
+                break;
+            }
+        }
+    }
+    let closed = closed.expect("the slow client was never cut off");
+    assert!(
+        closed >= Duration::from_secs(2),
+        "cut off before the header timeout: {closed:?}"
+    );
+    // Still fine after: the idle ones are within their idle timeout and kept.
+    assert_eq!(report_answered(&serve), 200);
+    drop(idle);
+}
+
+#[test]
+fn at_the_connection_cap_idle_connections_make_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = inventory(
+        dir.path(),
+        "[server]\nmax_connections = 20\nidle_timeout = \"1h\"\n",
+    );
+    let serve = Serve::start(&config, &dir.path().join("db.sqlite"));
+    let addr = format!("127.0.0.1:{}", serve.port);
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(&addr).expect("connects"))
+        .collect();
+    assert_eq!(report_answered(&serve), 200);
+    drop(idle);
+}
