@@ -1,28 +1,35 @@
 //! Cron schedules: AWS Systems Manager `cron(min hour dom month dow year)` and plain 5-field
 //! cron, parsed and evaluated by `croner`.
 //!
+//! A cron expression names **local civil times** ("02:50 on the 29th"), and the window turns
+//! each into an instant with the rule every other window form uses: a time in a DST gap
+//! moves forward by the gap, a time in a fold takes the earlier instant. So croner is asked
+//! in UTC, where every civil time exists exactly once, and never skips or shifts a time the
+//! zone lacks (croner in the zone itself jumps to the next whole hour in a gap, and can miss
+//! an occurrence there).
+//!
 //! croner 4 speaks jiff 0.2 while the rest of the crate uses jiff 1; this file is the only
-//! place that touches jiff 0.2, converting instants as nanoseconds and zones by IANA name.
+//! place that touches jiff 0.2, converting civil times field by field.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
+use jiff::civil::DateTime;
 
-/// A parsed cron expression evaluated in one time zone.
+/// A parsed cron expression, naming local civil times.
 ///
 /// croner searches second by second in the worst case, far too slow for classifying
-/// reports; so each UTC year's instants are computed once and kept (at most a few thousand:
+/// reports; so each year's civil times are computed once and kept (at most a few thousand:
 /// validation keeps occurrences 2h apart). Clones share the memo.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     /// The expression as written.
     pub source: String,
     cron: Cron,
-    tz: jiff02::tz::TimeZone,
-    years: Arc<RwLock<BTreeMap<i16, Arc<[Timestamp]>>>>,
+    years: Arc<RwLock<BTreeMap<i16, Arc<[DateTime]>>>>,
 }
 
 /// Why a cron expression was rejected.
@@ -57,12 +64,6 @@ pub enum CronError {
         /// How many fields it had.
         found: usize,
     },
-    /// The zone is not known to the jiff 0.2 database croner uses.
-    #[error("time zone `{name}` is not available for cron evaluation")]
-    TimeZone {
-        /// The zone's name.
-        name: String,
-    },
     /// The expression never matches (a year long past, the 30th of February).
     #[error("cron expression `{expr}` never matches")]
     NeverMatches {
@@ -73,11 +74,11 @@ pub enum CronError {
 
 impl CronSchedule {
     /// Parses `cron(0 2 ? * TUE#2 *)` (AWS: 1 = Sunday, `?`, `L`, `W`, `#`, a year field) or
-    /// `0 2 * * 2` (5 fields, 0 = Sunday), to be evaluated in `time_zone` (an IANA name).
+    /// `0 2 * * 2` (5 fields, 0 = Sunday).
     ///
     /// # Errors
     /// A [`CronError`] saying what is wrong with the expression.
-    pub fn parse(expr: &str, time_zone: &str) -> Result<CronSchedule, CronError> {
+    pub fn parse(expr: &str) -> Result<CronSchedule, CronError> {
         let trimmed = expr.trim();
         let aws = trimmed
             .strip_prefix("cron(")
@@ -117,28 +118,17 @@ impl CronSchedule {
             expr: expr.to_owned(),
             source,
         })?;
-        let tz = jiff02::tz::TimeZone::get(time_zone).map_err(|_| CronError::TimeZone {
-            name: time_zone.to_owned(),
-        })?;
         Ok(CronSchedule {
             source: expr.to_owned(),
             cron,
-            tz,
             years: Arc::default(),
         })
     }
 
-    fn to02(&self, t: Timestamp) -> Option<jiff02::Zoned> {
-        let ts = jiff02::Timestamp::from_nanosecond(t.as_nanosecond()).ok()?;
-        Some(ts.to_zoned(self.tz.clone()))
-    }
-
-    /// Instants in `[from, to]` the expression names, ascending. When a fold repeats a
-    /// local time, only its first (earlier) instant counts, as for every other window.
-    pub fn instants_between(&self, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
+    /// Civil times in `[from, to]` the expression names, ascending.
+    pub fn civil_between(&self, from: DateTime, to: DateTime) -> Vec<DateTime> {
         let mut out = Vec::new();
-        let year = |t: Timestamp| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).year();
-        for y in year(from)..=year(to) {
+        for y in from.year()..=to.year() {
             let all = self.year(y);
             let lo = all.partition_point(|t| *t < from);
             let hi = all.partition_point(|t| *t <= to);
@@ -147,56 +137,56 @@ impl CronSchedule {
         out
     }
 
-    /// Every instant in UTC year `y`, memoized.
-    fn year(&self, y: i16) -> Arc<[Timestamp]> {
+    /// Every civil time in year `y`, memoized.
+    fn year(&self, y: i16) -> Arc<[DateTime]> {
         if let Some(found) = self.years.read().ok().and_then(|m| m.get(&y).cloned()) {
             return found;
         }
-        let utc = |year: i16| {
-            jiff::civil::Date::new(year, 1, 1).and_then(|d| {
-                jiff::tz::TimeZone::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
-            })
-        };
-        let (Ok(start), Ok(end)) = (utc(y), y.checked_add(1).map_or(Ok(Timestamp::MAX), utc))
-        else {
-            return Arc::from([]);
-        };
-        let computed: Arc<[Timestamp]> = self.search(start, end).into();
+        let computed: Arc<[DateTime]> = self.search(y).into();
         if let Ok(mut m) = self.years.write() {
             m.insert(y, computed.clone());
         }
         computed
     }
 
-    /// Asks croner for every instant in `[from, to)`.
-    fn search(&self, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
+    /// Asks croner for every civil time of year `y` (UTC stands in for civil time).
+    fn search(&self, y: i16) -> Vec<DateTime> {
         let mut out = Vec::new();
-        let Some(mut cursor) = self.to02(from) else {
+        let Ok(start) = jiff02::civil::date(y, 1, 1)
+            .at(0, 0, 0, 0)
+            .to_zoned(jiff02::tz::TimeZone::UTC)
+        else {
             return out;
         };
+        let mut cursor = start;
         let mut inclusive = true;
-        let mut last_civil = None;
         while let Ok(next) = self.cron.find_next_occurrence(&cursor, inclusive) {
             inclusive = false;
-            let Ok(instant) = Timestamp::from_nanosecond(next.timestamp().as_nanosecond()) else {
-                break;
-            };
-            if instant >= to {
+            let dt = next.datetime();
+            if dt.year() != y {
                 break;
             }
-            if last_civil != Some(next.datetime()) {
-                out.push(instant);
+            if let Some(civil) = from02(dt) {
+                out.push(civil);
             }
-            last_civil = Some(next.datetime());
             cursor = next;
         }
         out
     }
 
-    /// The shortest time between consecutive instants over the next 60 from 2026-01-01
+    /// Whether the expression names this civil time (to the second).
+    pub fn matches(&self, dt: DateTime) -> bool {
+        to02(dt)
+            .and_then(|d| d.to_zoned(jiff02::tz::TimeZone::UTC).ok())
+            .is_some_and(|z| self.cron.is_time_matching(&z).unwrap_or(false))
+    }
+
+    /// The shortest time between consecutive civil times over the next 60 from 2026-01-01
     /// (local clock time, so DST does not shorten it), or `None` if it matches at most once.
     pub fn shortest_gap(&self) -> Option<SignedDuration> {
-        let mut cursor = self.to02(Timestamp::constant(1_767_225_600, 0))?;
+        let mut cursor = jiff02::Timestamp::from_second(1_767_225_600)
+            .ok()?
+            .to_zoned(jiff02::tz::TimeZone::UTC);
         let mut prev: Option<jiff02::civil::DateTime> = None;
         let mut best: Option<SignedDuration> = None;
         for _ in 0..60 {
@@ -218,7 +208,33 @@ impl CronSchedule {
 
     /// Whether the expression matches at least once from 1970 on.
     pub fn ever_matches(&self) -> bool {
-        self.to02(Timestamp::UNIX_EPOCH)
-            .is_some_and(|start| self.cron.find_next_occurrence(&start, true).is_ok())
+        let start = jiff02::Timestamp::UNIX_EPOCH.to_zoned(jiff02::tz::TimeZone::UTC);
+        self.cron.find_next_occurrence(&start, true).is_ok()
     }
+}
+
+fn from02(dt: jiff02::civil::DateTime) -> Option<DateTime> {
+    DateTime::new(
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        0,
+    )
+    .ok()
+}
+
+fn to02(dt: DateTime) -> Option<jiff02::civil::DateTime> {
+    jiff02::civil::DateTime::new(
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        0,
+    )
+    .ok()
 }

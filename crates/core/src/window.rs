@@ -1,6 +1,6 @@
 //! Maintenance windows: recurring or one-off periods, in real time zones.
 //!
-//! A window is a [`Schedule`] (which days, or which cron instants), a local start time (or
+//! A window is a [`Schedule`] (which days, or which cron civil times), a local start time (or
 //! none for a whole day), a [`Length`], a time zone and a [`Grace`]. All arithmetic goes
 //! through `jiff`:
 //! - a local start that falls in a DST gap moves forward by the gap's length; an ambiguous
@@ -90,7 +90,7 @@ pub enum Calendar {
     MondayWeeks,
 }
 
-/// Which days (or cron instants) a window starts on.
+/// Which days (or cron civil times) a window starts on.
 #[derive(Debug, Clone)]
 pub enum Schedule {
     /// The `week`-th `weekday` of each month (`-1` = last), shifted by `offset_days`.
@@ -115,7 +115,7 @@ pub enum Schedule {
         /// 1..=31 or -31..=-1.
         day: i8,
     },
-    /// The instants a cron expression names, shifted by `offset_days`.
+    /// The local civil times a cron expression names, shifted by `offset_days`.
     Cron {
         /// The parsed expression.
         cron: Box<CronSchedule>,
@@ -370,7 +370,12 @@ impl MaintenanceWindow {
 
     /// The occurrence starting on local `date`.
     fn occurrence_on(&self, date: Date) -> Result<Occurrence, WindowError> {
-        let start_dt = date.to_datetime(self.start.unwrap_or(Time::midnight()));
+        self.occurrence_starting(date.to_datetime(self.start.unwrap_or(Time::midnight())))
+    }
+
+    /// The occurrence starting at local civil time `start_dt` (gap forward, fold earlier).
+    fn occurrence_starting(&self, start_dt: DateTime) -> Result<Occurrence, WindowError> {
+        let date = start_dt.date();
         let start = self.zoned(start_dt)?;
         let end = match self.length {
             Length::Exact(d) => start.checked_add(d).map_err(|e| self.err(e))?,
@@ -390,22 +395,6 @@ impl MaintenanceWindow {
             .to_ambiguous_zoned_datetime(dt)
             .compatible()
             .map_err(|e| self.err(e))
-    }
-
-    fn occurrence_from_instant(&self, instant: Timestamp) -> Result<Occurrence, WindowError> {
-        let mut start = instant.to_zoned_datetime(self.time_zone.clone());
-        let offset = self.schedule.offset_days();
-        if offset != 0 {
-            start = start
-                .checked_add(i64::from(offset).days())
-                .map_err(|e| self.err(e))?;
-        }
-        let end = match self.length {
-            Length::Exact(d) => start.checked_add(d),
-            Length::Days(n) => start.checked_add(i64::from(n).days()),
-        }
-        .map_err(|e| self.err(e))?;
-        Ok(Occurrence { start, end })
     }
 
     /// Every occurrence that overlaps `[from, to)`, sorted by start. Grace is not applied:
@@ -428,21 +417,44 @@ impl MaintenanceWindow {
     }
 
     /// Calls `f` for every occurrence starting between `from - reach` and `to` (a superset of
-    /// those overlapping `[from, to)`), in ascending order.
+    /// those overlapping `[from, to)`), in ascending order, each once: two local starts that
+    /// a gap moves onto the same instant (a day a zone skipped) are one occurrence.
     fn for_each_start(
         &self,
         from: Timestamp,
         to: Timestamp,
         mut f: impl FnMut(Occurrence),
     ) -> Result<(), WindowError> {
+        let mut last: Option<Timestamp> = None;
+        let mut once = |occ: Occurrence| {
+            let start = occ.start.timestamp();
+            if last.is_none_or(|l| start > l) {
+                last = Some(start);
+                f(occ);
+            }
+        };
         let earliest = from.checked_sub(self.reach).map_err(|e| self.err(e))?;
         if let Schedule::Cron { cron, offset_days } = &self.schedule {
-            let shift = SignedDuration::from_hours(i64::from(*offset_days) * 24 + 2);
-            let lo = earliest.checked_sub(shift.abs()).map_err(|e| self.err(e))?;
-            let hi = to.checked_add(shift.abs()).map_err(|e| self.err(e))?;
-            for instant in cron.instants_between(lo, hi) {
-                f(self.occurrence_from_instant(instant)?);
+            // Civil times around the range: a day of slack on each side covers any offset
+            // change or skipped day, and the offset moves the cron times by whole days.
+            let offset = i64::from(*offset_days);
+            let civil = |t: Timestamp, days: i64| {
+                self.time_zone
+                    .to_datetime(t)
+                    .checked_add(days.days())
+                    .map_err(|e| self.err(e))
+            };
+            let lo = civil(earliest, -offset.max(0) - 1)?;
+            let hi = civil(to, (-offset).max(0) + 1)?;
+            let mut starts = Vec::new();
+            for dt in cron.civil_between(lo, hi) {
+                starts.push(self.occurrence_starting(
+                    dt.checked_add(offset.days()).map_err(|e| self.err(e))?,
+                )?);
             }
+            // A gap can move a start past a later one of the same day.
+            starts.sort_by_key(|o| o.start.timestamp());
+            starts.into_iter().for_each(once);
             return Ok(());
         }
         // Every local date is within a day of the UTC date (offsets stay within ±14h), so the
@@ -458,20 +470,17 @@ impl MaintenanceWindow {
                 return Ok(());
             }
         }
-        let local = self.time_zone.to_datetime(earliest);
-        let d0 = local.date();
-        // Civil arithmetic instead of a second zone lookup: the local clock moves with real
-        // time, plus at most a few hours when the offset changes; extra dates are harmless.
-        let d1 = local
-            .checked_add(to.duration_since(earliest) + SignedDuration::from_hours(3))
-            .map_err(|e| self.err(e))?
-            .date();
+        let d0 = self.time_zone.to_datetime(earliest).date();
+        // The local date at `to` comes from the zone, not from civil arithmetic: a zone can
+        // skip a whole day (Pacific/Apia, 2011-12-30). Gaps only move starts later, so no
+        // later date can start before `to`.
+        let d1 = self.time_zone.to_datetime(to).date();
         if widened.is_err() {
             // At the edge of the supported years: list the local range directly.
             self.schedule.dates_between(d0, d1, &mut dates);
         }
         for date in dates.into_iter().filter(|d| (d0..=d1).contains(d)) {
-            f(self.occurrence_on(date)?);
+            once(self.occurrence_on(date)?);
         }
         Ok(())
     }

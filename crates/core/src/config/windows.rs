@@ -156,7 +156,7 @@ pub(super) fn build(
             .start
             .as_ref()
             .and_then(|s| civil::<Time>(ctx, s, |value, source| K::TimeOfDay { value, source }));
-        let schedule = tz.as_ref().and_then(|tz| schedule(ctx, w, tz));
+        let schedule = schedule(ctx, w);
         let end = w
             .end
             .as_ref()
@@ -243,7 +243,7 @@ pub fn friendly(d: SignedDuration) -> String {
     parts.join(" ")
 }
 
-fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule> {
+fn schedule(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
     let present: Vec<&'static str> = [
         ("`week` + `day`", w.week.is_some() || w.day.is_some()),
         ("`days`", w.days.is_some()),
@@ -452,8 +452,7 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection, tz: &TimeZone) -> Option<Schedule>
                 },
             );
         }
-        let tz_name = tz.iana_name().unwrap_or("UTC");
-        let cron = match CronSchedule::parse(expr.get_ref(), tz_name) {
+        let cron = match CronSchedule::parse(expr.get_ref()) {
             Ok(c) if c.ever_matches() => c,
             Ok(_) => {
                 ctx.err(
