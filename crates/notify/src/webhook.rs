@@ -1,37 +1,84 @@
-//! Webhooks: an HTTP POST shaped for Slack, Microsoft Teams, or the event as generic JSON.
+//! Webhooks: an HTTP POST shaped for Slack, Microsoft Teams (Workflows: an Adaptive Card;
+//! or a retired connector's MessageCard), or the event as generic JSON.
+//!
+//! The URL is a credential (Slack's path, Teams' `sig=`), and so may header values: they are
+//! read from the inventory, a variable or a file when the channel is built, and never
+//! appear in an error, a log line or the store; errors show only the scheme and host.
+//! Every request carries `Idempotency-Key: <event>-<delivery>`, the same on every attempt,
+//! so a receiver can drop the repeat of a send that was in flight during a crash.
 
 use std::time::Duration;
 
-use failover_core::inventory::WebhookFormat;
+use failover_core::inventory::{Secret, WebhookFormat, redact_url};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{DeliveryError, Outgoing, error_chain, outcome_for_status};
 
 /// A webhook target.
-#[derive(Debug)]
 pub struct Webhook {
     client: reqwest::Client,
     url: String,
+    /// What errors show of `url`.
+    shown: String,
     format: WebhookFormat,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.shown)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The value of a secret: inline, from the environment or from a file.
+///
+/// # Errors
+/// A message naming the variable or file (never the value) when it cannot be read.
+pub fn resolve(secret: &Secret, what: &str) -> Result<String, String> {
+    let value = match secret {
+        Secret::Inline(v) => v.clone(),
+        Secret::Env(name) => std::env::var(name)
+            .map_err(|_| format!("{what}: environment variable `{name}` is not set"))?,
+        Secret::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{what}: cannot read `{path}`: {e}"))?
+            .trim()
+            .to_owned(),
+    };
+    if value.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(value)
 }
 
 impl Webhook {
     /// A client for `url` with the extra `headers`.
     ///
     /// # Errors
-    /// A message when a header is not valid HTTP or the client cannot be built.
+    /// A message when a secret cannot be read, a header is not valid HTTP, the URL is not
+    /// http(s), or the client cannot be built.
     pub fn new(
-        url: &str,
+        url: &Secret,
         format: WebhookFormat,
-        headers: &[(String, String)],
+        headers: &[(String, Secret)],
         timeout: Duration,
     ) -> Result<Webhook, String> {
+        let url = resolve(url, "the webhook URL")?;
+        let shown = redact_url(&url);
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "the webhook URL `{shown}` is not http:// or https://"
+            ));
+        }
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::try_from(k).map_err(|_| format!("invalid header name `{k}`"))?;
-            let value =
+            let v = resolve(v, &format!("header `{k}`"))?;
+            let mut value =
                 HeaderValue::try_from(v).map_err(|_| format!("invalid value for header `{k}`"))?;
+            value.set_sensitive(true);
             map.insert(name, value);
         }
         let client = reqwest::Client::builder()
@@ -42,7 +89,8 @@ impl Webhook {
             .map_err(|e| e.to_string())?;
         Ok(Webhook {
             client,
-            url: url.to_owned(),
+            url,
+            shown,
             format,
         })
     }
@@ -54,7 +102,8 @@ impl Webhook {
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
         let body = match self.format {
             WebhookFormat::Slack => json!({ "text": format!("*{}*\n{}", msg.subject, msg.body) }),
-            WebhookFormat::Teams => json!({
+            WebhookFormat::Teams => adaptive_card(msg),
+            WebhookFormat::TeamsConnector => json!({
                 "@type": "MessageCard",
                 "@context": "https://schema.org/extensions",
                 "summary": msg.subject,
@@ -69,10 +118,17 @@ impl Webhook {
         let response = self
             .client
             .post(&self.url)
+            .header("idempotency-key", format!("{}-{}", msg.event, msg.delivery))
             .json(&body)
             .send()
             .await
-            .map_err(|e| DeliveryError::Retryable(format!("{}: {}", self.url, error_chain(&e))))?;
+            .map_err(|e| {
+                DeliveryError::Retryable(format!(
+                    "{}: {}",
+                    self.shown,
+                    error_chain(&e.without_url())
+                ))
+            })?;
         let status = response.status().as_u16();
         let detail = if response.status().is_success() {
             String::new()
@@ -82,4 +138,43 @@ impl Webhook {
         };
         outcome_for_status(status, detail.trim())
     }
+}
+
+/// A Teams Workflows message: an Adaptive Card 1.2 in the `attachments` envelope, its title
+/// coloured by verdict (green planned, red otherwise), the body one wrapped text block per
+/// paragraph.
+pub fn adaptive_card(msg: &Outgoing) -> Value {
+    let colour = if msg.verdict == "planned" {
+        "Good"
+    } else {
+        "Attention"
+    };
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "text": msg.subject,
+        "weight": "Bolder",
+        "size": "Medium",
+        "color": colour,
+        "wrap": true,
+    })];
+    body.extend(
+        msg.body
+            .split("\n\n")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| json!({ "type": "TextBlock", "text": p, "wrap": true })),
+    );
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.2",
+                "body": body,
+            },
+        }],
+    })
 }

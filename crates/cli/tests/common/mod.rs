@@ -193,6 +193,8 @@ pub struct Receiver {
     pub url: String,
     pub statuses: Arc<Mutex<Vec<u16>>>,
     pub received: Arc<Mutex<Vec<Value>>>,
+    /// The `Idempotency-Key` of each request, in order.
+    pub keys: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
@@ -203,18 +205,27 @@ impl Receiver {
             url,
             statuses: Arc::new(Mutex::new(statuses.iter().rev().copied().collect())),
             received: Arc::new(Mutex::new(Vec::new())),
+            keys: Arc::new(Mutex::new(Vec::new())),
         };
         let state = r.clone();
         let app = axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                let state = state.clone();
-                async move {
-                    state.received.lock().expect("lock").push(body);
-                    let status = state.statuses.lock().expect("lock").pop().unwrap_or(200);
-                    axum::http::StatusCode::from_u16(status).expect("status")
-                }
-            }),
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                    let state = state.clone();
+                    async move {
+                        let key = headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        state.keys.lock().expect("lock").push(key);
+                        state.received.lock().expect("lock").push(body);
+                        let status = state.statuses.lock().expect("lock").pop().unwrap_or(200);
+                        axum::http::StatusCode::from_u16(status).expect("status")
+                    }
+                },
+            ),
         );
         serve_in_thread(listener, app);
         r
@@ -258,6 +269,8 @@ pub struct Serve {
     pub log: Option<PathBuf>,
     /// A soft open-files limit to start serve with (`ulimit -Sn`).
     pub soft_nofile: Option<u32>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
     proc: Option<Proc>,
 }
 
@@ -281,6 +294,7 @@ impl Serve {
             port,
             log: None,
             soft_nofile: None,
+            env: Vec::new(),
             proc: None,
         }
     }
@@ -315,6 +329,7 @@ impl Serve {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "warn")
             .env("FAILOVER_TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .expect("serve starts");

@@ -4,7 +4,7 @@
 use super::ConfigErrorKind as K;
 use super::schema::{ChannelSection, S};
 use super::validate::{Ctx, Names};
-use crate::inventory::{Channel, ChannelKind, SmtpTls, WebhookFormat};
+use crate::inventory::{Channel, ChannelKind, Secret, SmtpTls, WebhookFormat};
 
 const KINDS: [&str; 4] = ["sns", "email", "webhook", "log"];
 
@@ -52,6 +52,8 @@ pub(super) fn build<'a>(
             ),
             ("ca_file", c.ca_file.as_ref().map(S::span), "email"),
             ("url", c.url.as_ref().map(S::span), "webhook"),
+            ("url_env", c.url_env.as_ref().map(S::span), "webhook"),
+            ("url_file", c.url_file.as_ref().map(S::span), "webhook"),
             ("format", c.format.as_ref().map(S::span), "webhook"),
             ("headers", c.headers.as_ref().map(S::span), "webhook"),
             ("path", c.path.as_ref().map(S::span), "log"),
@@ -99,14 +101,24 @@ pub(super) fn build<'a>(
             }
             "email" => email(ctx, c, kind),
             "webhook" => {
-                let u = c.url.as_ref().map(|u| url(ctx, u));
-                if u.is_none() {
-                    ctx.err(c.kind.span(), K::ChannelMissing { field: "url", kind });
-                }
+                let u = match (&c.url, &c.url_env, &c.url_file) {
+                    (Some(u), None, None) => Some(Secret::Inline(url(ctx, u))),
+                    (None, Some(e), None) => Some(Secret::Env(e.get_ref().clone())),
+                    (None, None, Some(f)) => Some(Secret::File(f.get_ref().clone())),
+                    (None, None, None) => {
+                        ctx.err(c.kind.span(), K::ChannelMissing { field: "url", kind });
+                        None
+                    }
+                    _ => {
+                        ctx.err(c.kind.span(), K::WebhookUrl);
+                        None
+                    }
+                };
                 let format = match c.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
                     None | Some((_, "generic")) => Some(WebhookFormat::Generic),
                     Some((_, "slack")) => Some(WebhookFormat::Slack),
                     Some((_, "teams")) => Some(WebhookFormat::Teams),
+                    Some((_, "teams-connector")) => Some(WebhookFormat::TeamsConnector),
                     Some((f, other)) => {
                         ctx.err(
                             f.span(),
@@ -120,8 +132,8 @@ pub(super) fn build<'a>(
                 let mut headers = Vec::new();
                 if let Some(h) = &c.headers {
                     for (name, value) in h.get_ref() {
-                        match value.as_str() {
-                            Some(v) => headers.push((name.clone(), v.to_owned())),
+                        match header_value(value) {
+                            Some(v) => headers.push((name.clone(), v)),
                             None => ctx.err(h.span(), K::HeaderValue { name: name.clone() }),
                         }
                     }
@@ -232,4 +244,17 @@ fn email(ctx: &mut Ctx, c: &ChannelSection, kind: &'static str) -> Option<Channe
         password_env: c.password_env.as_ref().map(|p| p.get_ref().clone()),
         ca_file: c.ca_file.as_ref().map(|p| p.get_ref().clone()),
     })
+}
+
+/// A header value: a string, `{ env = "VARIABLE" }` or `{ file = "/path" }`.
+fn header_value(value: &toml::Value) -> Option<Secret> {
+    if let Some(v) = value.as_str() {
+        return Some(Secret::Inline(v.to_owned()));
+    }
+    let table = value.as_table()?;
+    match (table.len(), table.get("env"), table.get("file")) {
+        (1, Some(toml::Value::String(e)), None) => Some(Secret::Env(e.clone())),
+        (1, None, Some(toml::Value::String(f))) => Some(Secret::File(f.clone())),
+        _ => None,
+    }
 }

@@ -260,13 +260,18 @@ pub enum ConfigErrorKind {
         field: &'static str,
         kind: &'static str,
     },
-    #[error("`{value}` is not an http:// or https:// URL")]
+    #[error(
+        "`{}` is not an http:// or https:// URL",
+        crate::inventory::redact_url(value)
+    )]
     Url { value: String },
     #[error("`{value}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")]
     TopicArn { value: String },
     #[error("`{value}` is not an e-mail address")]
     Email { value: String },
-    #[error("unknown webhook format `{value}`: use `slack`, `teams` or `generic`")]
+    #[error(
+        "unknown webhook format `{value}`: use `slack`, `teams`, `teams-connector` or `generic`"
+    )]
     WebhookFormat { value: String },
     #[error("unknown tls mode `{value}`: use `starttls`, `tls` or `none`")]
     Tls { value: String },
@@ -276,8 +281,12 @@ pub enum ConfigErrorKind {
     CaFileWithoutTls,
     #[error("port `{value}` is out of range 1-65535")]
     Port { value: i64 },
-    #[error("header value for `{name}` must be a string")]
+    #[error(
+        "header value for `{name}` must be a string, `{{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"
+    )]
     HeaderValue { name: String },
+    #[error("give exactly one of `url`, `url_env` and `url_file`")]
+    WebhookUrl,
     #[error("unknown verdict `{value}`: use `planned`, `unplanned` or `unknown-host`")]
     Verdict { value: String },
     #[error("a route needs at least one channel")]

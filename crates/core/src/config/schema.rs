@@ -316,6 +316,8 @@ pub struct ChannelSection {
     pub ca_file: Option<S<String>>,
     // webhook
     pub url: Option<S<String>>,
+    pub url_env: Option<S<String>>,
+    pub url_file: Option<S<String>>,
     pub format: Option<S<String>>,
     pub headers: Option<S<toml::Table>>,
     // log
