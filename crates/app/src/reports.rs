@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use failover_core::classify::{Classification, classify};
-use failover_core::event::{PastEvent, assess};
-use failover_core::inventory::{ApiKey, ClusterId, Inventory, Verdict};
+use failover_core::event::{PastEvent, assess, event_at};
+use failover_core::inventory::{ApiKey, ClusterId, Inventory, NodeId, Verdict};
 use failover_core::message::{HistoryFlags, context};
 use failover_core::report::{self, Action, FailoverReport};
 use failover_core::window::MaintenanceWindow;
@@ -259,10 +259,8 @@ fn decide(
     if r.action == Action::Release {
         // A release is part of the failover another node reports; alone, it is recorded
         // without a message.
-        let nearby = history
-            .iter()
-            .filter(|h| r.occurred_at.duration_since(h.at).abs() <= inv.events.merge_within)
-            .max_by_key(|h| h.at);
+        let nearby = event_at(history, r.occurred_at, inv.events.merge_within, |h| h.at)
+            .filter(|h| h.active.is_some());
         return match nearby {
             Some(h) => Decision::Merge(h.id.clone()),
             None => Decision::New(Box::new(new_event(
@@ -277,17 +275,10 @@ fn decide(
         };
     }
     let customer = inv.cluster(cluster).customer;
-    // A report without `previous` (keepalived says only "I am master now"): the node active
-    // before is the one the cluster's last event made active.
     let inferred;
     let r = if r.previous.is_none() {
         let mut with = r.clone();
-        with.previous = history
-            .iter()
-            .filter(|h| h.at <= r.occurred_at)
-            .max_by_key(|h| h.at)
-            .and_then(|h| h.active.clone())
-            .filter(|p| inv.find_node(p, customer) != Some(node));
+        with.previous = infer_previous(inv, r, cluster, node, history);
         inferred = with;
         &inferred
     } else {
@@ -335,6 +326,47 @@ fn decide(
     )))
 }
 
+/// The node active before a report that names none (keepalived says only "I am master
+/// now", the original's curl line names nobody), in this order:
+/// - the node that released the cluster just before (a graceful switchover: heartbeat's
+///   `hb_standby` sends `release` from the old node, then `takeover` from the new one);
+/// - the node the cluster's last event before the report made active;
+/// - in a two-node cluster, the other node: it is the only one that can have been active.
+fn infer_previous(
+    inv: &Inventory,
+    r: &FailoverReport,
+    cluster: ClusterId,
+    node: NodeId,
+    history: &[HistoryEvent],
+) -> Option<String> {
+    let customer = inv.cluster(cluster).customer;
+    let other = |name: &String| inv.find_node(name, customer).is_some_and(|n| n != node);
+    let before = |h: &&HistoryEvent| h.at <= r.occurred_at;
+    let released = history
+        .iter()
+        .filter(before)
+        .filter(|h| {
+            h.active.is_none() && r.occurred_at.duration_since(h.at) <= inv.events.merge_within
+        })
+        .max_by_key(|h| h.at)
+        .and_then(|h| h.previous.clone())
+        .filter(other);
+    let last_active = || {
+        history
+            .iter()
+            .filter(before)
+            .filter(|h| h.active.is_some())
+            .max_by_key(|h| h.at)
+            .and_then(|h| h.active.clone())
+            .filter(other)
+    };
+    let only_other = || match inv.cluster(cluster).nodes.as_slice() {
+        [a, b] => Some(inv.node(if *a == node { *b } else { *a }).name.clone()),
+        _ => None,
+    };
+    released.or_else(last_active).or_else(only_other)
+}
+
 fn new_event(
     inv: &Inventory,
     ad_hoc: &[MaintenanceWindow],
@@ -358,7 +390,13 @@ fn new_event(
             .node
             .filter(|_| r.action != Action::Release)
             .map(|n| inv.node(n).name.clone()),
-        previous: previous_node.map(|n| inv.node(n).name.clone()),
+        // A release names the releasing node as the one active before, so that the takeover
+        // that follows can say who handed over.
+        previous: if r.action == Action::Release {
+            c.node.map(|n| inv.node(n).name.clone())
+        } else {
+            previous_node.map(|n| inv.node(n).name.clone())
+        },
         verdict: c.verdict.as_str().to_owned(),
         at: r.occurred_at,
         flapping: flags.flapping,
@@ -406,4 +444,121 @@ pub fn channels_for(inv: &Inventory, verdict: Verdict, cluster: Option<ClusterId
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVENTORY: &str = r#"
+[[clusters]]
+name = "db"
+nodes = ["db1", "db2"]
+
+[[clusters]]
+name = "web"
+nodes = ["web1", "web2", "web3"]
+
+[[channels]]
+name = "log"
+kind = "log"
+
+[[routes]]
+channels = ["log"]
+"#;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("test instant")
+    }
+
+    fn report(host: &str, action: Action, when: &str) -> FailoverReport {
+        FailoverReport {
+            hostname: host.into(),
+            occurred_at: at(when),
+            previous: None,
+            action,
+            resource: None,
+            source: None,
+            id: None,
+        }
+    }
+
+    fn past(id: &str, active: Option<&str>, previous: Option<&str>, when: &str) -> HistoryEvent {
+        HistoryEvent {
+            id: EventId(id.into()),
+            active: active.map(str::to_owned),
+            previous: previous.map(str::to_owned),
+            at: at(when),
+            flapping: false,
+        }
+    }
+
+    /// The event `decide` would record, or the id it merges into.
+    fn decided(r: &FailoverReport, history: &[HistoryEvent]) -> Result<NewEvent, String> {
+        let inv = failover_core::config::parse(INVENTORY).expect("valid");
+        let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
+        match decide(&inv, &[], r, &c, history) {
+            Decision::New(e) => Ok(*e),
+            Decision::Merge(id) => Err(id.0),
+        }
+    }
+
+    #[test]
+    fn in_a_two_node_cluster_the_previous_node_is_the_other_one() {
+        // The original's curl line: no `previous`, no history.
+        let e = decided(
+            &report("db2", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert_eq!(e.previous.as_deref(), Some("db1"));
+        // So the failover back is a failback.
+        let back = decided(
+            &report("db1", Action::Takeover, "2026-12-09T22:00:00Z"),
+            &[past("1", Some("db2"), Some("db1"), "2026-12-09T21:00:00Z")],
+        )
+        .expect("new event");
+        assert_eq!(back.failback_of, Some(EventId("1".into())));
+        // With three nodes nobody can tell.
+        let e = decided(
+            &report("web2", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert_eq!(e.previous, None);
+    }
+
+    #[test]
+    fn a_graceful_switchover_names_the_releasing_node_and_says_it_once() {
+        // hb_standby on web1: `release` from web1 first, recorded without a message.
+        let release = decided(
+            &report("web1", Action::Release, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert!(release.channels.is_empty(), "{release:?}");
+        assert_eq!(
+            (release.active.as_deref(), release.previous.as_deref()),
+            (None, Some("web1"))
+        );
+        // Then `takeover` from web3: one message, previous = the releasing node.
+        let history = [past("1", None, Some("web1"), "2026-12-09T21:00:00Z")];
+        let takeover = decided(
+            &report("web3", Action::Takeover, "2026-12-09T21:00:20Z"),
+            &history,
+        )
+        .expect("new event");
+        assert_eq!(takeover.previous.as_deref(), Some("web1"));
+        assert_eq!(takeover.channels, ["log"]);
+        // The other order: the release merges into the takeover it belongs to.
+        let history = [past("2", Some("web3"), None, "2026-12-09T21:00:00Z")];
+        assert_eq!(
+            decided(
+                &report("web1", Action::Release, "2026-12-09T21:00:10Z"),
+                &history
+            )
+            .err(),
+            Some("2".to_owned())
+        );
+    }
 }

@@ -43,6 +43,33 @@ pub struct Assessment {
     pub failback_of: Option<String>,
 }
 
+/// Of `events` within `within` of `at`, the one in force at `at`: the latest at or before
+/// it, else (a report sent a little before the event it belongs to was recorded) the
+/// earliest after it. Decided by the report's own instant, never by arrival order.
+pub fn event_at<T>(
+    events: impl IntoIterator<Item = T>,
+    at: Timestamp,
+    within: jiff::SignedDuration,
+    when: impl Fn(&T) -> Timestamp,
+) -> Option<T> {
+    let mut before: Option<(Timestamp, T)> = None;
+    let mut after: Option<(Timestamp, T)> = None;
+    for e in events {
+        let t = when(&e);
+        if at.duration_since(t).abs() > within {
+            continue;
+        }
+        if t <= at {
+            if before.as_ref().is_none_or(|(b, _)| t >= *b) {
+                before = Some((t, e));
+            }
+        } else if after.as_ref().is_none_or(|(a, _)| t < *a) {
+            after = Some((t, e));
+        }
+    }
+    before.or(after).map(|(_, e)| e)
+}
+
 /// Relates a report (`cluster` now active on `active`, at `at`, client id `report_id`) to
 /// the cluster's earlier events. `history` may hold other clusters' events and be unsorted.
 pub fn assess(
@@ -62,13 +89,11 @@ pub fn assess(
             ..Assessment::default()
         };
     }
-    // The latest event near this report; it must be the same takeover. An event in between
-    // with another active node (n1, n2, n1 again within seconds) is a new failover, not a
-    // repeat of the first.
-    let merge = mine
-        .iter()
-        .filter(|e| at.duration_since(e.at).abs() <= policy.merge_within)
-        .max_by_key(|e| e.at)
+    // The event in force at this report's own instant; it must be the same takeover. An
+    // event in between with another active node (n1, n2, n1 again within seconds) is a new
+    // failover, not a repeat of the first; a later event (a failback that reached the service
+    // before this spooled report) does not hide the one the report belongs to.
+    let merge = event_at(mine.iter().copied(), at, policy.merge_within, |e| e.at)
         .filter(|e| e.active == active);
     if let Some(e) = merge {
         return Assessment {
@@ -118,6 +143,35 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().expect("test instant")
+    }
+
+    #[test]
+    fn a_late_report_merges_into_the_failover_of_its_own_instant() {
+        // db2 took over at 21:00:00 (its "lost" report), db1 failed back at 21:01:00; db2's
+        // spooled "resource started" report of 21:00:05 arrives only now.
+        let h = [
+            ev("takeover", 2, 1, "2026-12-09T21:00:00Z"),
+            ev("failback", 1, 2, "2026-12-09T21:01:00Z"),
+        ];
+        let a = assess(
+            &EventPolicy::default(),
+            &h,
+            ClusterId(0),
+            NodeId(2),
+            t("2026-12-09T21:00:05Z"),
+            None,
+        );
+        assert_eq!(a.merge_into.as_deref(), Some("takeover"));
+        // Sent a moment before the event it belongs to was recorded: still that event.
+        let a = assess(
+            &EventPolicy::default(),
+            &h[..1],
+            ClusterId(0),
+            NodeId(2),
+            t("2026-12-09T20:59:58Z"),
+            None,
+        );
+        assert_eq!(a.merge_into.as_deref(), Some("takeover"));
     }
 
     #[test]
