@@ -200,7 +200,7 @@ impl Lab {
         std::fs::write(
             &conf,
             format!(
-                "global_defs {{\n  router_id n{i}\n  script_user root\n}}\n\
+                "global_defs {{\n  router_id n{i}\n  enable_script_security\n  script_user root\n}}\n\
                  vrrp_instance VI_1 {{\n  state BACKUP\n  nopreempt\n  interface eth0\n  virtual_router_id 51\n  \
                  priority {}\n  advert_int 1\n  unicast_src_ip 192.0.2.1{i}\n  unicast_peer {{\n    192.0.2.1{peer}\n  }}\n  \
                  virtual_ipaddress {{\n    {VIP}/24\n  }}\n  notify {}\n}}\n",

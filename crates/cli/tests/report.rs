@@ -392,3 +392,58 @@ fn hooks_report_what_their_cluster_manager_tells_them() {
     assert!(stop.status.success());
     assert_eq!(spooled(&d.join("spool")).len(), 1);
 }
+
+#[test]
+fn root_and_the_hook_user_share_one_spool() {
+    // Pacemaker runs its alert agent as `hacluster`; here `nobody` plays that user and the
+    // test (root) plays the operator who flushes by hand.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).expect("spool");
+    std::os::unix::fs::chown(&spool, Some(65534), Some(65534)).expect("root can chown");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Root spools a report and flushes while the service is down: it makes the lock.
+    assert!(
+        report(&url, &spool, &["--hostname", "db1", "--timeout", "0s"])
+            .status
+            .success()
+    );
+    assert!(
+        report(&url, &spool, &["--flush", "--timeout", "0s"])
+            .status
+            .success()
+    );
+    for entry in std::fs::read_dir(&spool).expect("lists").flatten() {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = entry.metadata().expect("meta");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "{} belongs to root",
+            entry.path().display()
+        );
+    }
+    // The hook user's next run sends root's report and its own.
+    let serve = Serve::start_on(&inventory(dir.path()), &dir.path().join("db.sqlite"), port);
+    let out = Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            env!("CARGO_BIN_EXE_failover-notify"),
+            "report",
+        ])
+        .args(["--url", &url, "--spool"])
+        .arg(&spool)
+        .args(["--hostname", "db2"])
+        .env("FAILOVER_NOTIFY_KEY", KEY)
+        .output()
+        .expect("runuser runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Permission denied"), "{stderr}");
+    assert!(spooled(&spool).is_empty(), "{:?}", spooled(&spool));
+    assert_eq!(events(&serve).len(), 2);
+}

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -256,17 +256,46 @@ fn say_sent(report: &Value) {
 }
 
 /// The spool directory: one JSON file per report, named so that names sort by time.
+///
+/// The directory belongs to the user the cluster manager runs hooks as (`hacluster` for
+/// Pacemaker's alert agent). Whoever else writes into it (root running `report --flush` by
+/// hand, or a timer) gives what it creates to the directory's owner and group, so the hook
+/// can always read, lock and remove it.
 struct Spool {
     dir: PathBuf,
+    owner: (u32, u32),
 }
 
 impl Spool {
     fn open(dir: &Path) -> anyhow::Result<Spool> {
         fs::create_dir_all(dir)
             .with_context(|| format!("creating spool directory `{}`", dir.display()))?;
+        let meta = fs::metadata(dir)
+            .with_context(|| format!("reading spool directory `{}`", dir.display()))?;
         Ok(Spool {
             dir: dir.to_owned(),
+            owner: (meta.uid(), meta.gid()),
         })
+    }
+
+    /// Gives `path`, just created by this run, to the directory's owner when this run is
+    /// someone else (only root can; for anyone else the owners already match).
+    fn adopt(&self, path: &Path) -> anyhow::Result<()> {
+        let meta =
+            fs::symlink_metadata(path).with_context(|| format!("reading `{}`", path.display()))?;
+        if (meta.uid(), meta.gid()) != self.owner {
+            std::os::unix::fs::lchown(path, Some(self.owner.0), Some(self.owner.1)).with_context(
+                || {
+                    format!(
+                        "giving `{}` to the spool directory's owner (uid {}, gid {})",
+                        path.display(),
+                        self.owner.0,
+                        self.owner.1
+                    )
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Writes the report durably: a temporary file, fsync, rename, fsync the directory.
@@ -289,6 +318,7 @@ impl Spool {
             .with_context(|| format!("writing `{}`", tmp.display()))?;
         f.write_all(report.to_string().as_bytes())?;
         f.sync_all()?;
+        self.adopt(&tmp)?;
         fs::rename(&tmp, self.dir.join(&name))?;
         File::open(&self.dir)?.sync_all()?;
         Ok(())
@@ -317,8 +347,27 @@ impl Spool {
         post: &dyn Fn(&Value) -> Sent,
         deadline: Instant,
     ) -> anyhow::Result<Option<String>> {
-        let lock = File::create(self.dir.join(".lock"))
-            .with_context(|| format!("opening the lock in `{}`", self.dir.display()))?;
+        let lock_path = self.dir.join(".lock");
+        // Read-only is enough for flock, so a lock file anyone made serves everyone.
+        let lock = match File::open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o644)
+                    .open(&lock_path)
+                    .with_context(|| format!("creating the lock in `{}`", self.dir.display()))?;
+                self.adopt(&lock_path)?;
+                File::open(&lock_path)
+                    .with_context(|| format!("opening the lock in `{}`", self.dir.display()))?
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening the lock in `{}`", self.dir.display()));
+            }
+        };
         // Another run is sending: wait for it, at most until the deadline.
         while lock.try_lock().is_err() {
             if Instant::now() >= deadline {
@@ -354,13 +403,17 @@ impl Spool {
     fn set_aside(&self, path: &Path, kind: &str, why: &str) {
         let dir = self.dir.join(kind);
         let target = dir.join(path.file_name().unwrap_or_default());
-        match fs::create_dir_all(&dir).and_then(|()| fs::rename(path, &target)) {
+        let made = fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| self.adopt(&dir))
+            .and_then(|()| fs::rename(path, &target).map_err(anyhow::Error::from));
+        match made {
             Ok(()) => eprintln!(
                 "warning: spooled report {why}; moved to `{}`",
                 target.display()
             ),
             Err(e) => eprintln!(
-                "warning: spooled report `{}` {why}, and cannot be moved aside: {e}",
+                "warning: spooled report `{}` {why}, and cannot be moved aside: {e:#}",
                 path.display()
             ),
         }
