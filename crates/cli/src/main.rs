@@ -1,6 +1,7 @@
 //! `failover-notify`: the command-line entry point. Each command lives in its own file
 //! under `cmd/`; this file only parses arguments and prints errors.
 
+mod access;
 mod api;
 mod cmd;
 mod load;

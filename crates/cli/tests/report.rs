@@ -447,3 +447,61 @@ fn root_and_the_hook_user_share_one_spool() {
     assert!(spooled(&spool).is_empty(), "{:?}", spooled(&spool));
     assert_eq!(events(&serve).len(), 2);
 }
+
+#[test]
+fn check_says_whether_the_hook_user_can_use_the_spool_and_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let serve = Serve::start(&inventory(dir.path()), &dir.path().join("db.sqlite"));
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).expect("spool");
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let key = dir.path().join("key");
+    std::fs::write(&key, KEY).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+            .arg("report")
+            .args(args)
+            .args(["--url", &serve.url, "--spool"])
+            .arg(&spool)
+            .arg("--key-file")
+            .arg(&key)
+            .output()
+            .expect("runs")
+    };
+    let check = |user: &str| {
+        let out = run(&["--check", "--as", user]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // Root's spool and key: fine for root, not for the hook user.
+    let (ok, text) = check("root");
+    assert!(ok, "{text}");
+    let (ok, text) = check("nobody");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAILED `nobody` can write the spool"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAILED `nobody` can read the key file"),
+        "{text}"
+    );
+    // Given to the hook user: fine.
+    std::os::unix::fs::chown(&spool, Some(65534), Some(65534)).expect("chown");
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
+    let (ok, text) = check("nobody");
+    assert!(ok, "{text}");
+    assert!(text.contains("/healthz answered 200"), "{text}");
+    // Root's own runs warn when the spool's owner could not read the key.
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).expect("chown");
+    let out = run(&["--hostname", "db1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("belongs to `nobody`, who cannot read the key file"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use crate::access::{Need, User};
 use crate::time_arg;
 
 /// Arguments of `report`.
@@ -66,6 +67,14 @@ pub struct Args {
     /// Send what is spooled; make no new report.
     #[arg(long)]
     flush: bool,
+    /// Check the set-up instead of reporting: the spool and the key are usable by the user
+    /// hooks run as (`--as`), and the service answers. Exit 1 on any problem.
+    #[arg(long, conflicts_with = "flush")]
+    check: bool,
+    /// With `--check`: the user the cluster manager runs hooks as (`hacluster` for
+    /// Pacemaker, keepalived's `script_user`); default the current user.
+    #[arg(long = "as", requires = "check", value_name = "USER")]
+    as_user: Option<String>,
 }
 
 /// Longest `--timeout`: a hook that blocks its cluster manager longer does harm.
@@ -87,7 +96,13 @@ enum Sent {
 /// Only for what retrying cannot fix: no usable key, or the report can be neither spooled
 /// nor sent.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.check {
+        return check(args);
+    }
     let spool = Spool::open(&args.spool);
+    if let (Ok(s), Some(key_file)) = (&spool, &args.key_file) {
+        warn_if_hook_user_cannot_read(&s.dir, key_file);
+    }
     if args.flush
         && let Err(e) = &spool
     {
@@ -171,6 +186,129 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::thread::sleep(wait);
         wait = (wait * 2).min(Duration::from_secs(2));
     }
+}
+
+/// The spool belongs to the user hooks run as; when someone else (root, by hand) runs
+/// `report`, say so if that user could not read the key: its own runs would fail.
+fn warn_if_hook_user_cannot_read(spool: &Path, key_file: &Path) {
+    let (Ok(me), Ok(hook)) = (User::current(), User::owner_of(spool)) else {
+        return;
+    };
+    if me.uid != hook.uid && key_file.exists() && !hook.can(key_file, Need::Read) {
+        eprintln!(
+            "warning: the spool `{}` belongs to `{}`, who cannot read the key file `{}`: reports from hooks run as `{}` will wait in the spool; give it the file's group (chgrp, chmod 640)",
+            spool.display(),
+            hook.name,
+            key_file.display(),
+            hook.name
+        );
+    }
+}
+
+/// `report --check [--as USER]`: one line per check, exit 1 on any problem.
+fn check(args: &Args) -> anyhow::Result<ExitCode> {
+    let user = match &args.as_user {
+        Some(name) => User::named(name)?,
+        None => User::current()?,
+    };
+    let mut failed = false;
+    let mut say = |ok: bool, what: String| {
+        failed |= !ok;
+        println!("{} {what}", if ok { "ok    " } else { "FAILED" });
+    };
+    let spool = &args.spool;
+    if !spool.is_dir() {
+        say(
+            false,
+            format!(
+                "spool `{}` does not exist: create it owned by `{}` (install -d -o {} -m 700 {})",
+                spool.display(),
+                user.name,
+                user.name,
+                spool.display()
+            ),
+        );
+    } else {
+        say(
+            user.can(spool, Need::WriteDir),
+            format!("`{}` can write the spool `{}`", user.name, spool.display()),
+        );
+        let unreadable: Vec<String> = fs::read_dir(spool)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && !user.can(p, Need::Read))
+            .map(|p| p.display().to_string())
+            .collect();
+        say(
+            unreadable.is_empty(),
+            format!(
+                "`{}` can read everything in the spool{}",
+                user.name,
+                if unreadable.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (not: {}; chown {} them)",
+                        unreadable.join(", "),
+                        user.name
+                    )
+                }
+            ),
+        );
+    }
+    match (&args.key, &args.key_file) {
+        (Some(_), _) => say(true, "the key is given directly".to_owned()),
+        (None, Some(path)) => {
+            let readable = user.can(path, Need::Read);
+            say(
+                readable,
+                format!("`{}` can read the key file `{}`", user.name, path.display()),
+            );
+            if readable {
+                say(
+                    key(args).is_ok(),
+                    format!("the key file `{}` is private and not empty", path.display()),
+                );
+            }
+        }
+        (None, None) => say(
+            false,
+            "no key: give --key, FAILOVER_NOTIFY_KEY or --key-file".to_owned(),
+        ),
+    }
+    let url = format!("{}/healthz", args.url.trim_end_matches('/'));
+    let answered = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .ok()?;
+            // API Gateway wants the key on every path.
+            let mut req = client.get(&url);
+            if let Ok(k) = key(args) {
+                req = req.header("x-api-key", k);
+            }
+            rt.block_on(async { req.send().await })
+                .ok()
+                .map(|r| r.status())
+        });
+    say(
+        answered.is_some_and(|s| s.is_success()),
+        match answered {
+            Some(s) => format!("{url} answered {s}"),
+            None => format!("{url} cannot be reached"),
+        },
+    );
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn key(args: &Args) -> anyhow::Result<String> {
