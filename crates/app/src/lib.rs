@@ -87,6 +87,8 @@ pub async fn launch_with_listener<S: Store>(
             .unwrap_or(std::time::Duration::from_secs(10)),
         idle_timeout: std::time::Duration::try_from(policy.idle_timeout)
             .unwrap_or(std::time::Duration::from_secs(60)),
+        request_timeout: std::time::Duration::try_from(policy.request_timeout)
+            .unwrap_or(std::time::Duration::from_secs(30)),
         max_connections: policy.max_connections,
     };
     let stop = std::sync::Arc::clone(&stop_tx);

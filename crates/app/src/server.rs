@@ -7,6 +7,9 @@
 //! - A connection that has started a request must send its whole header within
 //!   `header_timeout` (a client trickling one byte a second is cut off).
 //! - A connection with no request in progress is closed after `idle_timeout`.
+//! - A request, its body included, must be read and answered within `request_timeout`
+//!   (a client trickling its body is answered 408); a report cut off that way may have been
+//!   recorded, and its retry with the same `id` gets the same answer.
 //!
 //! The timeouts are checked once a second per connection; a request being handled is never
 //! cut off.
@@ -20,6 +23,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -38,6 +42,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Idle connections closed after this.
     pub idle_timeout: Duration,
+    /// A request read and answered within this, or 408.
+    pub request_timeout: Duration,
     /// Connections served at once.
     pub max_connections: u32,
 }
@@ -46,7 +52,7 @@ pub struct Limits {
 /// in flight finish and returns when every connection is closed.
 ///
 /// # Errors
-/// Never today: accept errors (out of file descriptors) are logged and retried.
+/// None so far: accept errors (out of file descriptors) are logged and retried.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -138,6 +144,7 @@ impl Connection {
         });
         let service = {
             let (app, activity, epoch) = (self.app.clone(), Arc::clone(&activity), self.epoch);
+            let limit = self.limits.request_timeout;
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(addr));
                 activity.busy.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +152,15 @@ impl Connection {
                 let answer = app.clone().call(req.map(axum::body::Body::new));
                 let activity = Arc::clone(&activity);
                 async move {
-                    let response = answer.await;
+                    let response = match tokio::time::timeout(limit, answer).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(crate::error::ApiError::client(
+                            axum::http::StatusCode::REQUEST_TIMEOUT,
+                            "request_timeout",
+                            "the request was not read and answered in time",
+                        )
+                        .into_response()),
+                    };
                     activity
                         .since
                         .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);

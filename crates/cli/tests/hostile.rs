@@ -132,6 +132,18 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
     let config = inventory(dir.path(), "");
     let serve = Serve::start(&config, &dir.path().join("db.sqlite"));
     let cfg = config.to_str().expect("utf-8");
+    let add = [
+        "maintenance",
+        "add",
+        "--url",
+        &serve.url,
+        "--key",
+        ADMIN,
+        "--cluster",
+        "db",
+        "--reason",
+        "x",
+    ];
     for t in EDGE_INSTANTS {
         let q = t.replace('+', "%2B");
         for endpoint in ["/v1/windows", "/v1/windows.ics"] {
@@ -187,18 +199,6 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
             "start",
             t,
         );
-        let add = [
-            "maintenance",
-            "add",
-            "--url",
-            &serve.url,
-            "--key",
-            ADMIN,
-            "--cluster",
-            "db",
-            "--reason",
-            "x",
-        ];
         // `--flag=VALUE`: a value starting with `-` is not taken for a flag.
         let (at, from, to) = (
             format!("--at={t}"),
@@ -241,19 +241,8 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
             "duration",
             d,
         );
-        let out = cli(&[
-            "maintenance",
-            "add",
-            "--url",
-            &serve.url,
-            "--key",
-            ADMIN,
-            "--cluster",
-            "db",
-            "--reason",
-            "x",
-            &format!("--duration={d}"),
-        ]);
+        let duration = format!("--duration={d}");
+        let out = cli(&[&add[..], &[&duration]].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "--duration {d}: {stderr}");
         assert!(
@@ -531,7 +520,7 @@ fn idle_and_slow_connections_cannot_starve_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = inventory(
         dir.path(),
-        "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"30s\"\n",
+        "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"30s\"\nrequest_timeout = \"3s\"\n",
     );
     let mut serve = Serve::new(&config, &dir.path().join("db.sqlite"), free_port());
     // serve raises its soft limit to the hard one; started at 256 it would run out at once.
@@ -574,6 +563,29 @@ fn idle_and_slow_connections_cannot_starve_reports() {
         closed >= Duration::from_secs(2),
         "cut off before the header timeout: {closed:?}"
     );
+    // A whole header, then the body one byte at a time: answered 408 after the request
+    // timeout, not held for ever.
+    let mut trickle = TcpStream::connect(&addr).expect("connects");
+    trickle
+        .write_all(format!("POST /v1/reports HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\ncontent-length: 64\r\n\r\n{{").as_bytes())
+        .expect("writes");
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) && !answer.ends_with(b"}") {
+        let _ = trickle.write_all(b" ");
+        let mut buf = [0u8; 1024];
+        match trickle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
     // Still fine after: the idle ones are within their idle timeout and kept.
     assert_eq!(report_answered(&serve), 200);
     drop(idle);

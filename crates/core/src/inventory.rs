@@ -283,6 +283,8 @@ pub struct ServerPolicy {
     pub header_timeout: SignedDuration,
     /// A kept-alive connection with no request for this long is closed.
     pub idle_timeout: SignedDuration,
+    /// A request, its body included, must be read and answered within this (408).
+    pub request_timeout: SignedDuration,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: u32,
 }
@@ -292,6 +294,7 @@ impl Default for ServerPolicy {
         ServerPolicy {
             header_timeout: SignedDuration::from_secs(10),
             idle_timeout: SignedDuration::from_secs(60),
+            request_timeout: SignedDuration::from_secs(30),
             max_connections: 1024,
         }
     }

@@ -138,6 +138,7 @@ pub struct DeliverySection {
 pub struct ServerSection {
     pub header_timeout: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
+    pub request_timeout: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
 }
 

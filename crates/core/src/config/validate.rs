@@ -566,6 +566,7 @@ fn server_policy(ctx: &mut Ctx, e: &schema::ServerSection) -> ServerPolicy {
     ServerPolicy {
         header_timeout: duration_or(ctx, &e.header_timeout, d.header_timeout),
         idle_timeout: duration_or(ctx, &e.idle_timeout, d.idle_timeout),
+        request_timeout: duration_or(ctx, &e.request_timeout, d.request_timeout),
         max_connections: count_or(
             ctx,
             "max_connections",
