@@ -81,16 +81,7 @@ pub async fn launch_with_listener<S: Store>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let worker = tokio::spawn(worker::run(state.clone(), stop_rx.clone()));
-    let policy = state.live().inventory.server;
-    let limits = server::Limits {
-        header_timeout: std::time::Duration::try_from(policy.header_timeout)
-            .unwrap_or(std::time::Duration::from_secs(10)),
-        idle_timeout: std::time::Duration::try_from(policy.idle_timeout)
-            .unwrap_or(std::time::Duration::from_secs(60)),
-        request_timeout: std::time::Duration::try_from(policy.request_timeout)
-            .unwrap_or(std::time::Duration::from_secs(30)),
-        max_connections: policy.max_connections,
-    };
+    let limits = server::Limits::from(state.live().inventory.server);
     let stop = std::sync::Arc::clone(&stop_tx);
     let signal = tokio::spawn(async move {
         shutdown.await;

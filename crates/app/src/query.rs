@@ -202,9 +202,9 @@ pub async fn add_maintenance<S: Store>(
             None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
         })?;
     let (kind, target) = match (node, cluster, customer) {
-        (Some(n), None, None) => (TargetKind::Node, n),
-        (None, Some(c), None) => (TargetKind::Cluster, c),
-        (None, None, Some(c)) => (TargetKind::Customer, c),
+        (Some(n), None, None) => ("node", n),
+        (None, Some(c), None) => ("cluster", c),
+        (None, None, Some(c)) => ("customer", c),
         _ => {
             return Err(ApiError::field(
                 "cluster",
@@ -212,7 +212,6 @@ pub async fn add_maintenance<S: Store>(
             ));
         }
     };
-    let kind = kind.as_str();
     let owner = target_owner(inv, kind, &target)
         .ok_or_else(|| ApiError::field(kind, format!("unknown {kind} `{target}`")))?;
     let customer = match owner {
@@ -306,24 +305,6 @@ pub async fn add_maintenance<S: Store>(
     state.refresh_ad_hoc().await?;
     tracing::info!(id = m.id, target = %m.window.target, by = %key.name, "ad-hoc maintenance window added");
     Ok((StatusCode::CREATED, Json(m)))
-}
-
-/// What an ad-hoc window is on.
-#[derive(Debug, Clone, Copy)]
-enum TargetKind {
-    Node,
-    Cluster,
-    Customer,
-}
-
-impl TargetKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::Node => "node",
-            TargetKind::Cluster => "cluster",
-            TargetKind::Customer => "customer",
-        }
-    }
 }
 
 /// `GET /v1/maintenance`: ad-hoc windows not yet ended.

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::response::IntoResponse as _;
+use failover_core::inventory::ServerPolicy;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,6 +47,23 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Connections served at once.
     pub max_connections: u32,
+}
+
+impl From<ServerPolicy> for Limits {
+    /// The inventory's `[server]` (validated positive, so nothing is lost).
+    fn from(p: ServerPolicy) -> Limits {
+        Limits {
+            header_timeout: p.header_timeout.unsigned_abs(),
+            idle_timeout: p.idle_timeout.unsigned_abs(),
+            request_timeout: p.request_timeout.unsigned_abs(),
+            max_connections: p.max_connections,
+        }
+    }
+}
+
+/// Milliseconds from `epoch` to now: the connections' shared clock for their timeouts.
+fn ms_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
 }
 
 /// Serves `app` on `listener` until `stop` turns true; then stops accepting, lets requests
@@ -129,14 +147,12 @@ struct Activity {
 }
 
 impl Connection {
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     async fn run(self, stream: TcpStream, addr: SocketAddr) {
         let mut stop = self.stop.clone();
         let activity = Arc::new(Activity::default());
-        activity.since.store(self.now_ms(), Ordering::Relaxed);
+        activity
+            .since
+            .store(ms_since(self.epoch), Ordering::Relaxed);
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: Arc::clone(&activity),
@@ -161,9 +177,7 @@ impl Connection {
                         )
                         .into_response()),
                     };
-                    activity
-                        .since
-                        .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    activity.since.store(ms_since(epoch), Ordering::Relaxed);
                     activity.busy.fetch_sub(1, Ordering::Relaxed);
                     response
                 }
@@ -190,7 +204,7 @@ impl Connection {
                         continue;
                     }
                     let waited = Duration::from_millis(
-                        self.now_ms().saturating_sub(activity.since.load(Ordering::Relaxed)),
+                        ms_since(self.epoch).saturating_sub(activity.since.load(Ordering::Relaxed)),
                     );
                     let head = activity.head.load(Ordering::Relaxed);
                     if head && waited >= self.limits.header_timeout {
@@ -227,8 +241,9 @@ impl AsyncRead for Watched {
             && self.activity.busy.load(Ordering::Relaxed) == 0
             && !self.activity.head.swap(true, Ordering::Relaxed)
         {
-            let now = self.epoch.elapsed().as_millis() as u64;
-            self.activity.since.store(now, Ordering::Relaxed);
+            self.activity
+                .since
+                .store(ms_since(self.epoch), Ordering::Relaxed);
         }
         polled
     }

@@ -28,21 +28,22 @@ pub enum Need {
     WriteDir,
 }
 
-impl User {
-    /// The user named `name`, from `/etc/passwd` and `/etc/group`.
-    ///
-    /// # Errors
-    /// When there is no such user or the files cannot be read.
-    pub fn named(name: &str) -> anyhow::Result<User> {
-        let passwd = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
-        let Some((uid, gid)) = passwd.lines().find_map(|l| {
+/// `(name, uid, gid)` of every entry of `/etc/passwd`.
+fn passwd() -> anyhow::Result<Vec<(String, u32, u32)>> {
+    let text = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[0] == name)
-                .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-                .flatten()
-        }) else {
-            bail!("there is no user `{name}` in /etc/passwd");
-        };
+            (f.len() >= 4).then_some(())?;
+            Some((f[0].to_owned(), f[2].parse().ok()?, f[3].parse().ok()?))
+        })
+        .collect())
+}
+
+impl User {
+    /// A user with its supplementary groups from `/etc/group`.
+    fn with_groups(name: String, uid: u32, gid: u32) -> User {
         let mut groups = vec![gid];
         let group = fs::read_to_string("/etc/group").unwrap_or_default();
         for l in group.lines() {
@@ -54,33 +55,38 @@ impl User {
                 groups.push(g);
             }
         }
-        Ok(User {
-            name: name.to_owned(),
-            uid,
-            groups,
-        })
+        User { name, uid, groups }
     }
 
-    /// The user owning `path` (the spool directory: the hook's user).
+    /// The user named `name`, from `/etc/passwd` and `/etc/group`.
+    ///
+    /// # Errors
+    /// When there is no such user or the files cannot be read.
+    pub fn named(name: &str) -> anyhow::Result<User> {
+        match passwd()?.into_iter().find(|(n, _, _)| n == name) {
+            Some((name, uid, gid)) => Ok(User::with_groups(name, uid, gid)),
+            None => bail!("there is no user `{name}` in /etc/passwd"),
+        }
+    }
+
+    /// The user owning `path` (the spool directory: the hook's user); named by its uid
+    /// when `/etc/passwd` has no entry for it.
     ///
     /// # Errors
     /// When the path cannot be read.
     pub fn owner_of(path: &Path) -> anyhow::Result<User> {
         let meta = fs::metadata(path).with_context(|| format!("reading `{}`", path.display()))?;
-        let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let name = passwd
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 3 && f[2] == meta.uid().to_string()).then(|| f[0].to_owned())
-            })
-            .unwrap_or_else(|| meta.uid().to_string());
-        User::named(&name).or_else(|_| {
-            Ok(User {
-                name,
+        let entry = passwd()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(_, uid, _)| *uid == meta.uid());
+        Ok(match entry {
+            Some((name, uid, gid)) => User::with_groups(name, uid, gid),
+            None => User {
+                name: meta.uid().to_string(),
                 uid: meta.uid(),
                 groups: vec![meta.gid()],
-            })
+            },
         })
     }
 

@@ -109,14 +109,22 @@ fn bad(answer: (u16, Value), field: &str, what: &str) {
     );
 }
 
-fn maintenance(body: Value) -> String {
+/// `POST /v1/maintenance` with the admin key: a window on cluster `db` with reason, plus
+/// (or instead of the defaults) the members of `body`.
+fn add_window(serve: &Serve, body: Value) -> (u16, Value) {
     let mut b = json!({"cluster": "db", "reason": "edge test"});
     if let (Some(b), Some(extra)) = (b.as_object_mut(), body.as_object()) {
         for (k, v) in extra {
             b.insert(k.clone(), v.clone());
         }
     }
-    b.to_string()
+    send(
+        serve,
+        "POST",
+        "/v1/maintenance",
+        Some(ADMIN),
+        Some(&b.to_string()),
+    )
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
@@ -187,15 +195,9 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
             "occurred_at",
             t,
         );
-        let body = maintenance(json!({ "end": t }));
+        bad(add_window(&serve, json!({ "end": t })), "end", t);
         bad(
-            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(&body)),
-            "end",
-            t,
-        );
-        let body = maintenance(json!({ "start": t, "duration": "1h" }));
-        bad(
-            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(&body)),
+            add_window(&serve, json!({ "start": t, "duration": "1h" })),
             "start",
             t,
         );
@@ -235,12 +237,7 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
     );
     assert_eq!(status, 200);
     for d in EDGE_DURATIONS {
-        let body = maintenance(json!({ "duration": d }));
-        bad(
-            send(&serve, "POST", "/v1/maintenance", Some(ADMIN), Some(&body)),
-            "duration",
-            d,
-        );
+        bad(add_window(&serve, json!({ "duration": d })), "duration", d);
         let duration = format!("--duration={d}");
         let out = cli(&[&add[..], &[&duration]].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -272,48 +269,22 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
     let now = jiff::Timestamp::now();
     let at = |h: i64| (now + jiff::SignedDuration::from_hours(h)).to_string();
     bad(
-        send(
-            &serve,
-            "POST",
-            "/v1/maintenance",
-            Some(ADMIN),
-            Some(&maintenance(json!({"start": at(-25), "duration": "2h"}))),
-        ),
+        add_window(&serve, json!({"start": at(-25), "duration": "2h"})),
         "start",
         "a day ago",
     );
     bad(
-        send(
-            &serve,
-            "POST",
-            "/v1/maintenance",
-            Some(ADMIN),
-            Some(&maintenance(
-                json!({"start": at(366 * 24), "duration": "2h"}),
-            )),
-        ),
+        add_window(&serve, json!({"start": at(366 * 24), "duration": "2h"})),
         "start",
         "a year ahead",
     );
     bad(
-        send(
-            &serve,
-            "POST",
-            "/v1/maintenance",
-            Some(ADMIN),
-            Some(&maintenance(json!({"start": at(2), "end": at(1)}))),
-        ),
+        add_window(&serve, json!({"start": at(2), "end": at(1)})),
         "end",
         "end before start",
     );
     bad(
-        send(
-            &serve,
-            "POST",
-            "/v1/maintenance",
-            Some(ADMIN),
-            Some(&maintenance(json!({"end": at(8 * 24)}))),
-        ),
+        add_window(&serve, json!({"end": at(8 * 24)})),
         "end",
         "longer than max_duration",
     );
@@ -370,23 +341,11 @@ fn a_broken_window_in_the_store_never_stops_a_report() {
     );
     // A good window still counts next to the broken one; `max_duration` is the config's.
     bad(
-        send(
-            &serve,
-            "POST",
-            "/v1/maintenance",
-            Some(ADMIN),
-            Some(&maintenance(json!({"duration": "3h"}))),
-        ),
+        add_window(&serve, json!({"duration": "3h"})),
         "duration",
         "over max_duration",
     );
-    let (status, m) = send(
-        &serve,
-        "POST",
-        "/v1/maintenance",
-        Some(ADMIN),
-        Some(&maintenance(json!({"duration": "1h"}))),
-    );
+    let (status, m) = add_window(&serve, json!({"duration": "1h"}));
     assert_eq!(status, 201, "{m}");
     let (status, body) = serve.report(KEY, r#"{"hostname":"db2"}"#);
     assert_eq!(
