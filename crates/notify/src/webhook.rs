@@ -178,3 +178,55 @@ pub fn adaptive_card(msg: &Outgoing) -> Value {
         }],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_errors_name_the_source_never_the_value() {
+        let e = resolve(
+            &Secret::Env("FAILOVER_TEST_SURELY_UNSET".into()),
+            "the webhook URL",
+        );
+        assert_eq!(
+            e.expect_err("unset"),
+            "the webhook URL: environment variable `FAILOVER_TEST_SURELY_UNSET` is not set"
+        );
+        let e = resolve(
+            &Secret::File("/nonexistent/hook".into()),
+            "header `X-Token`",
+        );
+        assert!(
+            e.expect_err("missing")
+                .starts_with("header `X-Token`: cannot read `/nonexistent/hook`")
+        );
+        let e = resolve(&Secret::Inline(String::new()), "the webhook URL");
+        assert_eq!(e.expect_err("empty"), "the webhook URL is empty");
+        let e = Webhook::new(
+            &Secret::Inline("ftp://files.example/T0KEN-s3cr3t".into()),
+            WebhookFormat::Generic,
+            &[("X-Token".into(), Secret::Inline("bad\nvalue-s3cr3t".into()))],
+            Duration::from_secs(1),
+        )
+        .expect_err("not http");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let e = Webhook::new(
+            &Secret::Inline("https://hooks.example/T0KEN-s3cr3t".into()),
+            WebhookFormat::Generic,
+            &[("X-Token".into(), Secret::Inline("bad\nvalue-s3cr3t".into()))],
+            Duration::from_secs(1),
+        )
+        .expect_err("bad header value");
+        assert_eq!(e, "invalid value for header `X-Token`");
+        let w = Webhook::new(
+            &Secret::Inline("https://hooks.example/T0KEN-s3cr3t".into()),
+            WebhookFormat::Teams,
+            &[],
+            Duration::from_secs(1),
+        )
+        .expect("valid");
+        assert!(!format!("{w:?}").contains("s3cr3t"));
+        assert!(!format!("{:?}", Secret::Inline("s3cr3t".into())).contains("s3cr3t"));
+    }
+}
