@@ -16,7 +16,7 @@ use failover_core::message::{HistoryFlags, context};
 use failover_core::report::{self, Action, FailoverReport};
 use failover_core::window::MaintenanceWindow;
 use failover_store::{
-    Decision, EventId, HistoryEvent, Maintenance, NewEvent, NewReport, Outcome, Store,
+    Decision, EventId, History, HistoryEvent, Maintenance, NewEvent, NewReport, Outcome, Store,
 };
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -113,7 +113,7 @@ async fn handle<S: Store>(
         let inv = Arc::clone(&inv);
         let metrics = Arc::clone(&state.metrics);
         Box::new(
-            move |history: &[HistoryEvent], maintenance: &[Maintenance]| match &ad_hoc {
+            move |history: &History, maintenance: &[Maintenance]| match &ad_hoc {
                 Some(windows) => decide(&inv, windows, &report, &c, history),
                 // `c` was classified with no ad-hoc windows.
                 None if maintenance.is_empty() => decide(&inv, &[], &report, &c, history),
@@ -137,7 +137,14 @@ async fn handle<S: Store>(
     };
     let recorded = state.store.record(new, decide).await?;
     let verdict = Verdict::from_name(&recorded.event.event.verdict).unwrap_or(c_verdict);
-    if !recorded.duplicate && !recorded.merged && !recorded.event.deliveries.is_empty() {
+    // A new event's deliveries, or those of the release this report completed.
+    if !recorded.duplicate
+        && recorded
+            .event
+            .deliveries
+            .iter()
+            .any(|d| d.status == "pending")
+    {
         state.wake.notify_one();
     }
     let event = &recorded.event;
@@ -236,14 +243,14 @@ fn new_report(
     }
 }
 
-/// Merge, flapping and failback on the cluster's committed history; runs in the store's
-/// write transaction.
+/// Merge, flapping, failback and cluster start on the cluster's committed history; runs in
+/// the store's write transaction.
 fn decide(
     inv: &Inventory,
     ad_hoc: &[MaintenanceWindow],
     r: &FailoverReport,
     c: &Classification,
-    history: &[HistoryEvent],
+    history: &History,
 ) -> Decision {
     let (Some(cluster), Some(node)) = (c.cluster, c.node) else {
         return Decision::New(Box::new(new_event(
@@ -256,10 +263,11 @@ fn decide(
             false,
         )));
     };
+    let events = history.events.as_slice();
     if r.action == Action::Release {
         // A release is part of the failover another node reports; alone, it is recorded
-        // without a message.
-        let nearby = event_at(history, r.occurred_at, inv.events.merge_within, |h| h.at)
+        // without a message, and the takeover that follows completes it.
+        let nearby = event_at(events, r.occurred_at, inv.events.merge_within, |h| h.at)
             .filter(|h| h.active.is_some());
         return match nearby {
             Some(h) => Decision::Merge(h.id.clone()),
@@ -275,16 +283,7 @@ fn decide(
         };
     }
     let customer = inv.cluster(cluster).customer;
-    let inferred;
-    let r = if r.previous.is_none() {
-        let mut with = r.clone();
-        with.previous = infer_previous(inv, r, cluster, node, history);
-        inferred = with;
-        &inferred
-    } else {
-        r
-    };
-    let past: Vec<PastEvent> = history
+    let past: Vec<PastEvent> = events
         .iter()
         .filter_map(|h| {
             Some(PastEvent {
@@ -305,17 +304,50 @@ fn decide(
     if let Some(into) = a.merge_into {
         return Decision::Merge(EventId(into));
     }
+    // A takeover that names no previous node, by a cluster with no earlier event: the
+    // cluster starting. A node lost, or a node named as the one before, says a failover.
+    if r.action == Action::Takeover
+        && r.previous.is_none()
+        && !history.older
+        && events.iter().all(|h| h.at > r.occurred_at)
+    {
+        let start = Classification {
+            verdict: Verdict::ClusterStart,
+            ..c.clone()
+        };
+        return Decision::New(Box::new(new_event(
+            inv,
+            ad_hoc,
+            r,
+            &start,
+            HistoryFlags::default(),
+            None,
+            false,
+        )));
+    }
+    let released = released_before(inv, r, cluster, node, events);
+    let inferred;
+    let r = if r.previous.is_none() {
+        let mut with = r.clone();
+        with.previous = released
+            .and_then(|h| h.previous.clone())
+            .or_else(|| infer_previous(inv, r, cluster, node, events));
+        inferred = with;
+        &inferred
+    } else {
+        r
+    };
     let failback = a
         .failback_of
         .as_ref()
-        .and_then(|id| history.iter().find(|h| &h.id.0 == id));
+        .and_then(|id| events.iter().find(|h| &h.id.0 == id));
     let flags = HistoryFlags {
         flapping: a.flapping,
         failback_of: failback.map(|h| h.at),
     };
     // Flapping is said once: later events of the same flapping spell are only recorded.
     let silent = a.flapping && !a.flapping_started;
-    Decision::New(Box::new(new_event(
+    let event = Box::new(new_event(
         inv,
         ad_hoc,
         r,
@@ -323,48 +355,64 @@ fn decide(
         flags,
         failback.map(|h| h.id.clone()),
         silent,
-    )))
+    ));
+    match released {
+        // A graceful switchover (heartbeat's `hb_standby`: `release` from the old node, then
+        // `takeover` from the new one) is one failover: the release's event becomes it.
+        Some(h) if r.previous == h.previous => Decision::Complete(h.id.clone(), event),
+        _ => Decision::New(event),
+    }
+}
+
+/// The release by another node of the cluster, recorded on its own within the merge
+/// interval before this report: the first half of a graceful switchover.
+fn released_before<'h>(
+    inv: &Inventory,
+    r: &FailoverReport,
+    cluster: ClusterId,
+    node: NodeId,
+    events: &'h [HistoryEvent],
+) -> Option<&'h HistoryEvent> {
+    let customer = inv.cluster(cluster).customer;
+    events
+        .iter()
+        .filter(|h| {
+            h.active.is_none()
+                && h.at <= r.occurred_at
+                && r.occurred_at.duration_since(h.at) <= inv.events.merge_within
+        })
+        .max_by_key(|h| h.at)
+        .filter(|h| {
+            h.previous
+                .as_deref()
+                .and_then(|p| inv.find_node(p, customer))
+                .is_some_and(|n| n != node)
+        })
 }
 
 /// The node active before a report that names none (keepalived says only "I am master
-/// now", the original's curl line names nobody), in this order:
-/// - the node that released the cluster just before (a graceful switchover: heartbeat's
-///   `hb_standby` sends `release` from the old node, then `takeover` from the new one);
-/// - the node the cluster's last event before the report made active;
-/// - in a two-node cluster, the other node: it is the only one that can have been active.
+/// now", the original's curl line names nobody), when no node released the cluster just
+/// before: the node the cluster's last event before the report made active, or, in a
+/// two-node cluster, the other node (the only one that can have been active).
 fn infer_previous(
     inv: &Inventory,
     r: &FailoverReport,
     cluster: ClusterId,
     node: NodeId,
-    history: &[HistoryEvent],
+    events: &[HistoryEvent],
 ) -> Option<String> {
     let customer = inv.cluster(cluster).customer;
-    let other = |name: &String| inv.find_node(name, customer).is_some_and(|n| n != node);
-    let before = |h: &&HistoryEvent| h.at <= r.occurred_at;
-    let released = history
+    let last_active = events
         .iter()
-        .filter(before)
-        .filter(|h| {
-            h.active.is_none() && r.occurred_at.duration_since(h.at) <= inv.events.merge_within
-        })
+        .filter(|h| h.at <= r.occurred_at && h.active.is_some())
         .max_by_key(|h| h.at)
-        .and_then(|h| h.previous.clone())
-        .filter(other);
-    let last_active = || {
-        history
-            .iter()
-            .filter(before)
-            .filter(|h| h.active.is_some())
-            .max_by_key(|h| h.at)
-            .and_then(|h| h.active.clone())
-            .filter(other)
-    };
+        .and_then(|h| h.active.clone())
+        .filter(|name| inv.find_node(name, customer).is_some_and(|n| n != node));
     let only_other = || match inv.cluster(cluster).nodes.as_slice() {
         [a, b] => Some(inv.node(if *a == node { *b } else { *a }).name.clone()),
         _ => None,
     };
-    released.or_else(last_active).or_else(only_other)
+    last_active.or_else(only_other)
 }
 
 fn new_event(
@@ -493,19 +541,30 @@ channels = ["log"]
         }
     }
 
-    /// The event `decide` would record, or the id it merges into.
-    fn decided(r: &FailoverReport, history: &[HistoryEvent]) -> Result<NewEvent, String> {
+    /// What `decide` does with `r` on a cluster with events before `history` too.
+    fn decision(r: &FailoverReport, history: &[HistoryEvent], older: bool) -> Decision {
         let inv = failover_core::config::parse(INVENTORY).expect("valid");
         let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
-        match decide(&inv, &[], r, &c, history) {
+        let history = History {
+            events: history.to_vec(),
+            older,
+        };
+        decide(&inv, &[], r, &c, &history)
+    }
+
+    /// The event `decide` would record on a cluster with older events, or the id it merges
+    /// into.
+    fn decided(r: &FailoverReport, history: &[HistoryEvent]) -> Result<NewEvent, String> {
+        match decision(r, history, true) {
             Decision::New(e) => Ok(*e),
             Decision::Merge(id) => Err(id.0),
+            Decision::Complete(id, _) => Err(format!("complete {id}")),
         }
     }
 
     #[test]
     fn in_a_two_node_cluster_the_previous_node_is_the_other_one() {
-        // The original's curl line: no `previous`, no history.
+        // The original's curl line: no `previous`, no recent history.
         let e = decided(
             &report("db2", Action::Takeover, "2026-12-09T21:00:00Z"),
             &[],
@@ -529,7 +588,7 @@ channels = ["log"]
     }
 
     #[test]
-    fn a_graceful_switchover_names_the_releasing_node_and_says_it_once() {
+    fn a_graceful_switchover_is_one_event_naming_the_releasing_node() {
         // hb_standby on web1: `release` from web1 first, recorded without a message.
         let release = decided(
             &report("web1", Action::Release, "2026-12-09T21:00:00Z"),
@@ -541,15 +600,38 @@ channels = ["log"]
             (release.active.as_deref(), release.previous.as_deref()),
             (None, Some("web1"))
         );
-        // Then `takeover` from web3: one message, previous = the releasing node.
+        // Then `takeover` from web3 completes that event: one message, previous = web1.
         let history = [past("1", None, Some("web1"), "2026-12-09T21:00:00Z")];
-        let takeover = decided(
+        let Decision::Complete(id, takeover) = decision(
             &report("web3", Action::Takeover, "2026-12-09T21:00:20Z"),
+            &history,
+            true,
+        ) else {
+            panic!("the takeover completes the release");
+        };
+        assert_eq!(id, EventId("1".into()));
+        assert_eq!(
+            (takeover.active.as_deref(), takeover.previous.as_deref()),
+            (Some("web3"), Some("web1"))
+        );
+        assert_eq!(takeover.channels, ["log"]);
+        assert_eq!(takeover.verdict, "unplanned");
+        // Also on a cluster with nothing older: a release is an earlier event.
+        assert!(matches!(
+            decision(
+                &report("web3", Action::Takeover, "2026-12-09T21:00:20Z"),
+                &history,
+                false
+            ),
+            Decision::Complete(..)
+        ));
+        // A release longer ago than the merge interval is not this failover.
+        let e = decided(
+            &report("web3", Action::Takeover, "2026-12-09T21:10:00Z"),
             &history,
         )
         .expect("new event");
-        assert_eq!(takeover.previous.as_deref(), Some("web1"));
-        assert_eq!(takeover.channels, ["log"]);
+        assert_eq!(e.previous, None);
         // The other order: the release merges into the takeover it belongs to.
         let history = [past("2", Some("web3"), None, "2026-12-09T21:00:00Z")];
         assert_eq!(
@@ -560,5 +642,48 @@ channels = ["log"]
             .err(),
             Some("2".to_owned())
         );
+    }
+
+    #[test]
+    fn a_clusters_first_takeover_is_a_cluster_start_and_routed_as_one() {
+        let first = |r: &FailoverReport, history: &[HistoryEvent]| match decision(r, history, false)
+        {
+            Decision::New(e) => *e,
+            other => panic!("a new event, not {other:?}"),
+        };
+        let e = first(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        );
+        assert_eq!(e.verdict, "cluster-start");
+        assert_eq!(e.classification["verdict"], "cluster-start");
+        assert_eq!((e.active.as_deref(), e.previous), (Some("db1"), None));
+        assert_eq!(e.channels, ["log"], "routes without `verdicts` carry it");
+        // Only a report after every recorded one can be the first.
+        let later = [past("1", Some("db2"), Some("db1"), "2026-12-09T22:00:00Z")];
+        let e = first(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &later,
+        );
+        assert_eq!(e.verdict, "cluster-start");
+        let earlier = [past("1", Some("db2"), Some("db1"), "2026-12-09T20:00:00Z")];
+        let e = first(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &earlier,
+        );
+        assert_eq!(e.verdict, "unplanned");
+        // A node lost, or a takeover naming the node before, says a failover.
+        let e = first(&report("db1", Action::Lost, "2026-12-09T21:00:00Z"), &[]);
+        assert_eq!(e.verdict, "unplanned");
+        let mut named = report("db1", Action::Takeover, "2026-12-09T21:00:00Z");
+        named.previous = Some("db2".into());
+        assert_eq!(first(&named, &[]).verdict, "unplanned");
+        // A cluster with older events is running already.
+        let e = decided(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert_eq!(e.verdict, "unplanned");
     }
 }

@@ -88,11 +88,20 @@ pub enum Verdict {
     Unplanned,
     /// The reporting host is not in the inventory.
     UnknownHost,
+    /// The cluster's first report: no earlier event of it is recorded, so this is taken as
+    /// the cluster starting (or failover-notify's first report from a cluster already
+    /// running), not as a failover. Decided on the history, never by `classify`.
+    ClusterStart,
 }
 
 impl Verdict {
     /// All verdicts.
-    pub const ALL: [Verdict; 3] = [Verdict::Planned, Verdict::Unplanned, Verdict::UnknownHost];
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Planned,
+        Verdict::Unplanned,
+        Verdict::UnknownHost,
+        Verdict::ClusterStart,
+    ];
 
     /// The spelling used in config, JSON and templates.
     pub fn as_str(self) -> &'static str {
@@ -100,6 +109,7 @@ impl Verdict {
             Verdict::Planned => "planned",
             Verdict::Unplanned => "unplanned",
             Verdict::UnknownHost => "unknown-host",
+            Verdict::ClusterStart => "cluster-start",
         }
     }
 

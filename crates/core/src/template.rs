@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::inventory::{ClusterId, CustomerId, Verdict};
 
 /// Default subjects, by verdict.
-pub const DEFAULT_SUBJECTS: [(Verdict, &str); 3] = [
+pub const DEFAULT_SUBJECTS: [(Verdict, &str); 4] = [
     (
         Verdict::Planned,
         "Planned failover: {{ cluster }} is now active on {{ host }}",
@@ -25,6 +25,10 @@ pub const DEFAULT_SUBJECTS: [(Verdict, &str); 3] = [
     (
         Verdict::UnknownHost,
         "Failover report from unknown host {{ host }}",
+    ),
+    (
+        Verdict::ClusterStart,
+        "Cluster started: {{ cluster }} is now active on {{ host }}",
     ),
 ];
 
@@ -53,6 +57,12 @@ at {{ at }} ({{ time_zone }}).  DevOps will investigate."
             "A failover report arrived at {{ at }} ({{ time_zone }}) from {{ host }}, which is \
 not in the inventory.  Add the host to a cluster, or find out what sends reports with this API \
 key."
+        }
+        Verdict::ClusterStart => {
+            "Server {{ host }} became the active host of {{ cluster }} at {{ at }} ({{ time_zone }}).\n\n\
+This is the first report from {{ cluster }}, so it is taken as the cluster starting, not as a \
+failover.  If {{ cluster }} was already running on another node before, this was a failover: \
+check why."
         }
     };
     format!("{head}{FOOTER}")

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
-    Decide, Decision, DeliveryStatus, EventId, HistoryEvent, NewReport, Recorded, StoreError,
+    Decide, Decision, DeliveryStatus, EventId, History, HistoryEvent, NewReport, Recorded,
+    StoreError,
 };
 use jiff::Timestamp;
 
@@ -73,9 +74,21 @@ impl Dynamo {
                         .unwrap_or_default(),
                 })?
                 .unwrap_or_default();
-            let history: Vec<HistoryEvent> = match &cluster {
-                Some((_, since)) => kept.iter().filter(|h| h.at >= *since).cloned().collect(),
-                None => Vec::new(),
+            let history = match &cluster {
+                // The first try assumes a `HEAD` with no event since the floor: older ones.
+                _ if unread => History {
+                    events: Vec::new(),
+                    older: true,
+                },
+                Some((_, since)) => History {
+                    events: kept.iter().filter(|h| h.at >= *since).cloned().collect(),
+                    older: head.as_ref().is_some_and(|h| {
+                        bool_of(h, "older")
+                            || num(h, "last_at").is_none_or(|t| t < since.as_millisecond())
+                            || kept.iter().any(|e| e.at < *since)
+                    }),
+                },
+                None => History::default(),
             };
             let maintenance = report
                 .maintenance_after
@@ -83,8 +96,11 @@ impl Dynamo {
                 .unwrap_or_default();
 
             let mut items = Vec::new();
+            // A new or completed event joins the cluster's history.
+            let mut remember = true;
             let (row, merged) = match decide(&history, &maintenance) {
-                Decision::Merge(_) if unread => continue, // nothing to merge into was read
+                // Nothing to merge into was read.
+                Decision::Merge(_) | Decision::Complete(..) if unread => continue,
                 Decision::Merge(id) => {
                     let number = event_number(&id)?;
                     let update = Update::builder()
@@ -102,56 +118,69 @@ impl Dynamo {
                         .await?
                         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
                     row.reports += 1;
+                    remember = false;
                     (row, true)
                 }
                 Decision::New(event) => {
                     let id = new_event_id(now);
-                    let claimed_until = report.claimed.then_some(now + LEASE);
-                    let deliveries = (0..)
-                        .zip(&event.channels)
-                        .map(|(i, channel)| Delivery {
-                            status: DeliveryStatus {
-                                id: id * PER_EVENT + i,
-                                channel: channel.clone(),
-                                status: "pending".into(),
-                                attempts: 0,
-                                last_error: None,
-                                finished_at: None,
-                            },
-                            next_at: now,
-                            claimed_until,
-                        })
-                        .collect();
                     let row = Row {
                         id,
+                        deliveries: deliveries(id, &event.channels, now, report.claimed),
                         event: *event,
                         received_at: now,
                         reports: 1,
-                        deliveries,
                     };
-                    items.push(self.new_event_item(&row, now)?);
-                    if cluster.is_some() {
-                        let e = &row.event;
-                        kept.push(HistoryEvent {
-                            id: EventId(row.id.to_string()),
-                            active: e.active.clone(),
-                            previous: e.previous.clone(),
-                            at: e.at,
-                            flapping: e.flapping,
-                        });
-                    }
+                    items.push(self.event_item(&row, now, "attribute_not_exists(pk)")?);
                     (row, false)
                 }
+                Decision::Complete(id, event) => {
+                    let number = event_number(&id)?;
+                    let old = self
+                        .event(number)
+                        .await?
+                        .filter(|r| r.deliveries.is_empty())
+                        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                    // Unclaimed: the caller claims a merged report's deliveries itself.
+                    let row = Row {
+                        id: number,
+                        deliveries: deliveries(number, &event.channels, now, false),
+                        event: *event,
+                        received_at: old.received_at,
+                        reports: old.reports + 1,
+                    };
+                    kept.retain(|h| h.id != id);
+                    items.push(self.event_item(
+                        &row,
+                        now,
+                        "attribute_exists(pk) AND attribute_not_exists(ch_0)",
+                    )?);
+                    (row, true)
+                }
             };
+            if cluster.is_some() && remember {
+                let e = &row.event;
+                kept.push(HistoryEvent {
+                    id: EventId(row.id.to_string()),
+                    active: e.active.clone(),
+                    previous: e.previous.clone(),
+                    at: e.at,
+                    flapping: e.flapping,
+                });
+            }
             if let Some((pk, since)) = &cluster {
                 // Every write moves the version on, so a decision made on older history
                 // loses; the history itself keeps what later reports may still look at.
                 let floor = *since - HISTORY_SLACK;
+                let before = kept.len();
                 kept.retain(|h| h.at >= floor);
                 kept.sort_by_key(|h| h.at);
                 let drop = kept.len().saturating_sub(HISTORY_KEPT);
                 kept.drain(..drop);
-                items.push(self.head(pk, guard, floor, &kept, now)?);
+                // Whether the cluster has events the history no longer holds.
+                let older = unread
+                    || kept.len() < before
+                    || head.as_ref().is_some_and(|h| bool_of(h, "older"));
+                items.push(self.head(pk, guard, floor, &kept, older, now)?);
             }
             if unread && let Some(after) = report.maintenance_after {
                 items.push(self.no_windows_after(after)?);
@@ -204,13 +233,15 @@ impl Dynamo {
     /// is a random token rather than a counter, since a write that read nothing cannot count
     /// on from the last one; `last_at` is when its newest event happened (epoch ms), so that
     /// write can require that the history holds nothing at or after `floor`, as it assumed
-    /// (what the read would have kept is then only the new event).
+    /// (what the read would have kept is then only the new event); `older` says the cluster
+    /// has events the history no longer holds.
     fn head(
         &self,
         pk: &str,
         guard: Guard,
         floor: Timestamp,
         history: &[HistoryEvent],
+        older: bool,
         now: Timestamp,
     ) -> Result<TransactWriteItem, StoreError> {
         let last_at = history.iter().map(|h| h.at.as_millisecond()).max();
@@ -223,13 +254,11 @@ impl Dynamo {
                 s(&serde_json::to_string(history).unwrap_or_else(|_| "[]".into())),
             ),
             ("last_at".to_owned(), n(last_at.unwrap_or(0))),
+            ("older".to_owned(), AttributeValue::Bool(older)),
             ("expires_at".to_owned(), self.expires(now)),
         ]);
         let (condition, value) = match guard {
-            Guard::Unread => (
-                "attribute_not_exists(pk) OR last_at < :v",
-                Some(floor.as_millisecond()),
-            ),
+            Guard::Unread => ("last_at < :v", Some(floor.as_millisecond())),
             Guard::Version(v) => ("version = :v", Some(v)),
             Guard::Absent => ("attribute_not_exists(pk)", None),
         };
@@ -259,8 +288,14 @@ impl Dynamo {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    /// The put of a new event with its deliveries, in the pending index while it has any.
-    fn new_event_item(&self, row: &Row, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
+    /// The put of an event with its deliveries, in the pending index while it has any, on
+    /// `condition`.
+    fn event_item(
+        &self,
+        row: &Row,
+        now: Timestamp,
+        condition: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = row.to_item();
         for (i, d) in row.deliveries.iter().enumerate() {
             item.insert(format!("n_{i}"), n(now.as_millisecond()));
@@ -272,14 +307,34 @@ impl Dynamo {
             item.insert("undelivered".into(), s("1"));
         }
         item.insert("expires_at".into(), self.expires(now));
-        self.put(item, Some("attribute_not_exists(pk)"))
+        self.put(item, Some(condition))
     }
+}
+
+/// One pending delivery per channel of event `id`, due at `now`.
+fn deliveries(id: i64, channels: &[String], now: Timestamp, claimed: bool) -> Vec<Delivery> {
+    let claimed_until = claimed.then_some(now + LEASE);
+    (0..)
+        .zip(channels)
+        .map(|(i, channel)| Delivery {
+            status: DeliveryStatus {
+                id: id * PER_EVENT + i,
+                channel: channel.clone(),
+                status: "pending".into(),
+                attempts: 0,
+                last_error: None,
+                finished_at: None,
+            },
+            next_at: now,
+            claimed_until,
+        })
+        .collect()
 }
 
 /// What the write of a cluster's `HEAD` requires of the one it replaces.
 #[derive(Clone, Copy)]
 enum Guard {
-    /// Nothing was read: no `HEAD`, or one with no event at or after the floor.
+    /// Nothing was read: a `HEAD` with no event at or after the floor.
     Unread,
     /// The `HEAD` read had this version.
     Version(i64),

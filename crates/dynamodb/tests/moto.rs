@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use failover_store::{
-    Decide, Decision, EventQuery, HistoryEvent, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Store, StoredEvent,
+    Decide, Decision, EventQuery, History, Maintenance, NewEvent, NewMaintenance, NewReport,
+    Outcome, Store, StoreError, StoredEvent,
 };
 use failover_store_dynamodb::{Dynamo, PENDING_INDEX};
 use jiff::{SignedDuration, Timestamp};
@@ -129,7 +129,11 @@ fn report(id: &str, at: &str) -> NewReport {
 }
 
 fn new_event(at: &str, channels: &[&str]) -> Decision {
-    Decision::New(Box::new(NewEvent {
+    Decision::New(Box::new(new_event_fields(at, channels)))
+}
+
+fn new_event_fields(at: &str, channels: &[&str]) -> NewEvent {
+    NewEvent {
         cluster: Some("db".into()),
         customer: Some("acme".into()),
         active: Some("db1".into()),
@@ -141,7 +145,7 @@ fn new_event(at: &str, channels: &[&str]) -> Decision {
         classification: serde_json::json!({"verdict": "unplanned"}),
         context: serde_json::json!({}),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
-    }))
+    }
 }
 
 fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
@@ -156,15 +160,19 @@ fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
     }
 }
 
-/// What a `decide` was given on each call: the history's length and the ad-hoc windows.
-type Inputs = Arc<Mutex<Vec<(usize, Vec<Maintenance>)>>>;
+/// What a `decide` was given on each call: the history's length, whether the cluster has
+/// older events, and the ad-hoc windows.
+type Inputs = Arc<Mutex<Vec<(usize, bool, Vec<Maintenance>)>>>;
 
 /// A `decide` that makes a new event at `at` on `channels`, and notes what it was given.
 fn noting(at: &'static str, channels: &'static [&'static str]) -> (Decide, Inputs) {
     let inputs = Inputs::default();
     let noted = Arc::clone(&inputs);
-    let decide: Decide = Box::new(move |h: &[HistoryEvent], m: &[Maintenance]| {
-        noted.lock().expect("lock").push((h.len(), m.to_vec()));
+    let decide: Decide = Box::new(move |h: &History, m: &[Maintenance]| {
+        noted
+            .lock()
+            .expect("lock")
+            .push((h.events.len(), h.older, m.to_vec()));
         new_event(at, channels)
     });
     (decide, inputs)
@@ -172,7 +180,7 @@ fn noting(at: &'static str, channels: &'static [&'static str]) -> (Decide, Input
 
 /// A `decide` that merges into the newest event in the history, or makes a new one at `at`.
 fn merge_or_new(at: &'static str) -> Decide {
-    Box::new(move |h, _| match h.last() {
+    Box::new(move |h, _| match h.events.last() {
         Some(e) => Decision::Merge(e.id.clone()),
         None => new_event(at, &["log"]),
     })
@@ -212,8 +220,9 @@ async fn dynamodb_store_story() {
         .expect("lists");
     assert_eq!(listed, [now_open.clone(), later.clone()]);
 
-    // A new event with two deliveries. `decide` is first tried on nothing read; the windows
-    // exist, so that write fails and it is decided again on what was read.
+    // A new event with two deliveries. `decide` is first tried on nothing read, assuming a
+    // cluster with older events; the cluster has none and the windows exist, so that write
+    // fails and it is decided again on what was read.
     let (decide, inputs) = noting("2026-12-09T21:00:00Z", &["log", "mail"]);
     let first = store
         .record(report("r1", "2026-12-09T21:00:00Z"), decide)
@@ -223,7 +232,7 @@ async fn dynamodb_store_story() {
     assert_eq!(first.event.deliveries.len(), 2);
     assert_eq!(
         *inputs.lock().expect("lock"),
-        [(0, Vec::new()), (0, listed.clone())]
+        [(0, true, Vec::new()), (0, false, listed.clone())]
     );
 
     // The same client id: the same answer, whatever `decide` would say now.
@@ -280,11 +289,11 @@ async fn dynamodb_store_story() {
                                 SignedDuration::from_hours(24),
                             );
                             for i in 0..4 {
+                                // A millisecond apart: ids drawn in one millisecond may collide.
+                                let mut r = report(&format!("c{i}"), at);
+                                r.received_at += SignedDuration::from_millis(i + 1);
                                 racer
-                                    .record(
-                                        report(&format!("c{i}"), at),
-                                        Box::new(move |_, _| new_event(at, &["log"])),
-                                    )
+                                    .record(r, Box::new(move |_, _| new_event(at, &["log"])))
                                     .await
                                     .expect("recorded");
                             }
@@ -293,7 +302,7 @@ async fn dynamodb_store_story() {
                     .join()
                     .expect("the other writer finishes");
                 } else {
-                    seen_in.store(h.len(), SeqCst);
+                    seen_in.store(h.events.len(), SeqCst);
                 }
                 new_event(at, &["log"])
             }),
@@ -311,7 +320,10 @@ async fn dynamodb_store_story() {
         .record(report("r-after", "2026-12-09T21:40:00Z"), decide)
         .await
         .expect("recorded");
-    assert_eq!(inputs.lock().expect("lock").last().map(|i| i.0), Some(6));
+    assert_eq!(
+        inputs.lock().expect("lock").last().map(|i| (i.0, i.1)),
+        Some((6, false))
+    );
     assert_eq!(all_events(&store).await.len(), 7);
 
     // The outbox, through the pending index: 2 + 5 deliveries due.
@@ -388,7 +400,7 @@ async fn dynamodb_store_story() {
         .record(report("r-quiet", at), decide)
         .await
         .expect("recorded");
-    assert_eq!(*inputs.lock().expect("lock"), [(0, Vec::new())]);
+    assert_eq!(*inputs.lock().expect("lock"), [(0, true, Vec::new())]);
     let next = store
         .record(
             report("r-quiet-2", "2026-12-20T08:00:20Z"),
@@ -410,7 +422,7 @@ async fn dynamodb_store_story() {
         .await
         .expect("recorded");
     assert_eq!(
-        inputs.lock().expect("lock").last().map(|i| i.1.clone()),
+        inputs.lock().expect("lock").last().map(|i| i.2.clone()),
         Some(vec![patch])
     );
 
@@ -430,5 +442,83 @@ async fn dynamodb_store_story() {
             .await
             .expect("claims")
             .is_empty()
+    );
+
+    // A graceful switchover: a release without deliveries, then the takeover that completes
+    // it under its id, with its delivery; it is then in the cluster's history as active.
+    let at = "2027-01-05T03:00:00Z";
+    let release = Decision::New(Box::new(NewEvent {
+        active: None,
+        previous: Some("db1".into()),
+        ..new_event_fields(at, &[])
+    }));
+    let released = store
+        .record(
+            report("r-release", at),
+            Box::new(move |_, _| release.clone()),
+        )
+        .await
+        .expect("recorded");
+    let id = released.event.id.clone();
+    let into = id.clone();
+    let completed = store
+        .record(
+            report("r-takeover", "2027-01-05T03:00:20Z"),
+            Box::new(move |h, _| {
+                // The first try reads nothing and cannot complete; the second reads the release.
+                if !h.events.is_empty() {
+                    assert_eq!(
+                        h.events.iter().map(|e| &e.active).collect::<Vec<_>>(),
+                        [&None]
+                    );
+                    assert!(h.older, "{h:?}");
+                }
+                Decision::Complete(
+                    into.clone(),
+                    Box::new(NewEvent {
+                        active: Some("db2".into()),
+                        previous: Some("db1".into()),
+                        ..new_event_fields("2027-01-05T03:00:20Z", &["log"])
+                    }),
+                )
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert!(completed.merged);
+    assert_eq!((&completed.event.id, completed.event.reports), (&id, 2));
+    assert_eq!(completed.event.event.active.as_deref(), Some("db2"));
+    let due = store
+        .claim_due(t("2027-01-05T03:01:00Z"), 100)
+        .await
+        .expect("claims");
+    assert_eq!(
+        due.iter().filter(|d| d.event == id).count(),
+        1,
+        "the completed event's delivery is due"
+    );
+    let into = id.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&seen);
+    let again = store
+        .record(
+            report("r-again", "2027-01-05T03:00:30Z"),
+            Box::new(move |h, _| {
+                noted.lock().expect("lock").clone_from(&h.events);
+                Decision::Complete(into.clone(), Box::new(new_event_fields(at, &["log"])))
+            }),
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::NotFound(e)) if *e == id),
+        "{again:?}"
+    );
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen.iter()
+            .map(|e| (e.id.0.as_str(), e.active.as_deref()))
+            .collect::<Vec<_>>(),
+        [(id.0.as_str(), Some("db2"))],
+        "the history holds the completed event once"
     );
 }

@@ -104,6 +104,16 @@ pub struct NewEvent {
     pub channels: Vec<String>,
 }
 
+/// A cluster's history as [`Decide`] sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Its events from the instant [`NewReport::history`] names on, oldest first.
+    pub events: Vec<HistoryEvent>,
+    /// It has an event before that instant too. The DynamoDB backend knows only the events
+    /// its cluster item still remembers (at most the retention old).
+    pub older: bool,
+}
+
 /// What to do with a report, decided on the history inside the write transaction.
 #[derive(Debug, Clone)]
 pub enum Decision {
@@ -111,12 +121,16 @@ pub enum Decision {
     Merge(EventId),
     /// Record a new event and its deliveries.
     New(Box<NewEvent>),
+    /// Attach it to an existing event that has no deliveries (a release, recorded without a
+    /// message), which takes these fields and deliveries: the report completes the failover
+    /// that event began, under its id.
+    Complete(EventId, Box<NewEvent>),
 }
 
 /// Runs inside the write transaction with the history of [`NewReport::history`] and the
 /// ad-hoc windows of [`NewReport::maintenance_after`] (empty when not asked for); a backend
 /// with optimistic writes runs it again on fresh history after losing a race.
-pub type Decide = Box<dyn Fn(&[HistoryEvent], &[Maintenance]) -> Decision + Send>;
+pub type Decide = Box<dyn Fn(&History, &[Maintenance]) -> Decision + Send>;
 
 /// The outcome of [`Store::record`].
 #[derive(Debug, Clone, Serialize)]
@@ -281,7 +295,8 @@ pub enum StoreError {
         /// The value.
         value: String,
     },
-    /// The merge target named by [`Decision::Merge`] does not exist.
+    /// The event named by [`Decision::Merge`] or [`Decision::Complete`] does not exist
+    /// (or, for the latter, has deliveries already).
     #[error("event `{0}` not found")]
     NotFound(EventId),
     /// The store's writer has stopped (shutdown or a fatal error).
@@ -292,8 +307,9 @@ pub enum StoreError {
 /// What the service needs from durable storage.
 pub trait Store: Clone + Send + Sync + 'static {
     /// Records a report: a retry of a known client id answers as before; otherwise
-    /// `decide` sees the cluster's history and the report is merged or becomes a new event
-    /// with one pending delivery per channel, all in one durable transaction.
+    /// `decide` sees the cluster's history and the report is merged, becomes a new event
+    /// with one pending delivery per channel, or completes an event without deliveries, all
+    /// in one durable transaction.
     ///
     /// # Errors
     /// [`StoreError`] when nothing could be written.

@@ -14,8 +14,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    Decide, Decision, DeliveryStatus, DueDelivery, EventId, EventQuery, HistoryEvent, Maintenance,
-    NewEvent, NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
+    Decide, Decision, DeliveryStatus, DueDelivery, EventId, EventQuery, History, HistoryEvent,
+    Maintenance, NewEvent, NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError,
+    StoredEvent,
 };
 
 /// Most closures committed together.
@@ -354,7 +355,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             });
         }
     }
-    let mut history: Vec<HistoryEvent> = Vec::new();
+    let mut history = History::default();
     if let Some((cluster, since)) = &report.history {
         let mut stmt = conn
             .prepare_cached(
@@ -362,7 +363,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                  WHERE cluster = ?1 AND at_ms >= ?2 ORDER BY at_ms",
             )
             .map_err(db)?;
-        history = stmt
+        history.events = stmt
             .query_map(params![cluster, ms(*since)], |r| {
                 Ok(HistoryEvent {
                     id: event_id(r.get(0)?),
@@ -373,6 +374,13 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 })
             })
             .and_then(Iterator::collect)
+            .map_err(db)?;
+        history.older = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE cluster = ?1 AND at_ms < ?2)",
+            )
+            .map_err(db)?
+            .query_row(params![cluster, ms(*since)], |r| r.get(0))
             .map_err(db)?;
     }
     let maintenance = match report.maintenance_after {
@@ -386,7 +394,6 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
         }
         Decision::New(e) => {
             let e = *e;
-            let channels = serde_json::to_string(&e.channels).unwrap_or_else(|_| "[]".into());
             conn.prepare_cached(
                 "INSERT INTO events (cluster, customer, active, previous, verdict, at_ms,
                      received_ms, flapping, failback_of, classification, context, channels)
@@ -405,22 +412,42 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 e.failback_of.as_ref().map(row_id).transpose()?,
                 e.classification.to_string(),
                 e.context.to_string(),
-                channels,
+                channels_json(&e.channels),
             ])
             .map_err(db)?;
             let id = conn.last_insert_rowid();
-            let mut insert = conn
-                .prepare_cached(
-                    "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed)
-                     VALUES (?1, ?2, ?3, ?3, ?4)",
-                )
-                .map_err(db)?;
-            for channel in &e.channels {
-                insert
-                    .execute(params![id, channel, ms(report.received_at), report.claimed])
-                    .map_err(db)?;
-            }
+            add_deliveries(conn, id, &e.channels, report.received_at, report.claimed)?;
             (id, false)
+        }
+        Decision::Complete(into, e) => {
+            let id = row_id(&into)?;
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE events SET active = ?2, previous = ?3, verdict = ?4, at_ms = ?5,
+                         flapping = ?6, failback_of = ?7, classification = ?8, context = ?9,
+                         channels = ?10
+                     WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
+                )
+                .map_err(db)?
+                .execute(params![
+                    id,
+                    e.active,
+                    e.previous,
+                    e.verdict,
+                    ms(e.at),
+                    e.flapping,
+                    e.failback_of.as_ref().map(row_id).transpose()?,
+                    e.classification.to_string(),
+                    e.context.to_string(),
+                    channels_json(&e.channels),
+                ])
+                .map_err(db)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(into));
+            }
+            // Unclaimed: the caller claims a merged report's deliveries itself.
+            add_deliveries(conn, id, &e.channels, report.received_at, false)?;
+            (id, true)
         }
     };
     conn.prepare_cached(
@@ -459,6 +486,31 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
         merged,
         duplicate: false,
     })
+}
+
+fn channels_json(channels: &[String]) -> String {
+    serde_json::to_string(channels).unwrap_or_else(|_| "[]".into())
+}
+
+fn add_deliveries(
+    conn: &Connection,
+    event: i64,
+    channels: &[String],
+    at: Timestamp,
+    claimed: bool,
+) -> Result<(), StoreError> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed)
+             VALUES (?1, ?2, ?3, ?3, ?4)",
+        )
+        .map_err(db)?;
+    for channel in channels {
+        insert
+            .execute(params![event, channel, ms(at), claimed])
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

@@ -1,7 +1,9 @@
 //! One story over every `Store` method, against a temporary SQLite file.
 
 use failover_store::sqlite::Sqlite;
-use failover_store::{Decision, EventQuery, NewEvent, NewMaintenance, NewReport, Outcome, Store};
+use failover_store::{
+    Decision, EventQuery, NewEvent, NewMaintenance, NewReport, Outcome, Store, StoreError,
+};
 use jiff::{SignedDuration, Timestamp};
 
 fn t(s: &str) -> Timestamp {
@@ -52,7 +54,7 @@ async fn store_story() {
         .record(
             report("r1", "db1", "2026-12-09T21:00:00Z"),
             Box::new(|h, m| {
-                assert!(h.is_empty() && m.is_empty());
+                assert!(h.events.is_empty() && !h.older && m.is_empty());
                 Decision::New(Box::new(new_event(
                     "db1",
                     "2026-12-09T21:00:00Z",
@@ -84,9 +86,9 @@ async fn store_story() {
         .record(
             report("r2", "db2", "2026-12-09T21:00:40Z"),
             Box::new(move |h, _| {
-                assert_eq!(h.len(), 1);
-                assert_eq!(h[0].active.as_deref(), Some("db1"));
-                Decision::Merge(h[0].id.clone())
+                assert_eq!(h.events.len(), 1);
+                assert_eq!(h.events[0].active.as_deref(), Some("db1"));
+                Decision::Merge(h.events[0].id.clone())
             }),
         )
         .await
@@ -287,4 +289,91 @@ async fn claimed_on_record_and_claim_event() {
             .expect("claims")
             .is_empty()
     );
+}
+
+/// A graceful switchover: the release is recorded without deliveries, and the takeover that
+/// follows completes that event under its id, with its deliveries. The history says whether
+/// the cluster has events older than the look-back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_completes_a_release() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Sqlite::open(dir.path().join("events.db")).expect("opens");
+    let mut release = new_event("db1", "2026-12-09T21:00:00Z", &[]);
+    release.active = None;
+    release.previous = Some("db1".into());
+    let released = store
+        .record(
+            report("r1", "db1", "2026-12-09T21:00:00Z"),
+            Box::new(move |h, _| {
+                assert!(h.events.is_empty() && !h.older, "{h:?}");
+                Decision::New(Box::new(release.clone()))
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert!(released.event.deliveries.is_empty());
+    let id = released.event.id.clone();
+    let into = id.clone();
+    let mut takeover = new_event("db2", "2026-12-09T21:00:20Z", &["log"]);
+    takeover.previous = Some("db1".into());
+    let completed = store
+        .record(
+            report("r2", "db2", "2026-12-09T21:00:20Z"),
+            Box::new(move |h, _| {
+                assert_eq!(h.events.len(), 1);
+                assert_eq!(h.events[0].active, None);
+                Decision::Complete(into.clone(), Box::new(takeover.clone()))
+            }),
+        )
+        .await
+        .expect("recorded");
+    assert!(completed.merged && !completed.duplicate);
+    assert_eq!((&completed.event.id, completed.event.reports), (&id, 2));
+    assert_eq!(completed.event.event.active.as_deref(), Some("db2"));
+    assert_eq!(completed.event.event.previous.as_deref(), Some("db1"));
+    assert_eq!(completed.event.deliveries.len(), 1);
+    let listed = store
+        .events(EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("lists");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].event.at, t("2026-12-09T21:00:20Z"));
+    let due = store
+        .claim_due(t("2026-12-09T21:01:00Z"), 10)
+        .await
+        .expect("claims");
+    assert_eq!((due.len(), &due[0].event), (1, &id));
+
+    // An event with deliveries cannot be completed again.
+    let into = id.clone();
+    let again = store
+        .record(
+            report("r3", "db1", "2026-12-09T21:00:30Z"),
+            Box::new(move |_, _| {
+                Decision::Complete(
+                    into.clone(),
+                    Box::new(new_event("db1", "2026-12-09T21:00:30Z", &["log"])),
+                )
+            }),
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::NotFound(e)) if *e == id),
+        "{again:?}"
+    );
+
+    // Two hours on, the look-back no longer reaches the event: it is older.
+    store
+        .record(
+            report("r4", "db1", "2026-12-09T23:00:00Z"),
+            Box::new(|h, _| {
+                assert!(h.events.is_empty() && h.older, "{h:?}");
+                Decision::New(Box::new(new_event("db1", "2026-12-09T23:00:00Z", &[])))
+            }),
+        )
+        .await
+        .expect("recorded");
 }

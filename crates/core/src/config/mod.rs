@@ -287,7 +287,9 @@ pub enum ConfigErrorKind {
     HeaderValue { name: String },
     #[error("give exactly one of `url`, `url_env` and `url_file`")]
     WebhookUrl,
-    #[error("unknown verdict `{value}`: use `planned`, `unplanned` or `unknown-host`")]
+    #[error(
+        "unknown verdict `{value}`: use `planned`, `unplanned`, `unknown-host` or `cluster-start`"
+    )]
     Verdict { value: String },
     #[error("a route needs at least one channel")]
     NoChannels,

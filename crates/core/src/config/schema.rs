@@ -165,6 +165,8 @@ pub struct TemplateSet {
     pub unplanned: Option<TemplatePair>,
     #[serde(rename = "unknown-host")]
     pub unknown_host: Option<TemplatePair>,
+    #[serde(rename = "cluster-start")]
+    pub cluster_start: Option<TemplatePair>,
 }
 
 /// `[[customers]]`.

@@ -532,6 +532,7 @@ fn add_templates(
         (Verdict::Planned, &set.planned),
         (Verdict::Unplanned, &set.unplanned),
         (Verdict::UnknownHost, &set.unknown_host),
+        (Verdict::ClusterStart, &set.cluster_start),
     ] {
         let Some(pair) = pair else { continue };
         for (part, src) in [(Part::Subject, &pair.subject), (Part::Body, &pair.body)] {
