@@ -13,7 +13,7 @@ const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 /// Counters of the running service.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    reports: [AtomicU64; 3],
+    reports: [AtomicU64; Verdict::ALL.len()],
     rejected: AtomicU64,
     windows_skipped: AtomicU64,
     keys_refused: AtomicU64,

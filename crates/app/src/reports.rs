@@ -265,10 +265,12 @@ fn decide(
     };
     let events = history.events.as_slice();
     if r.action == Action::Release {
-        // A release is part of the failover another node reports; alone, it is recorded
-        // without a message, and the takeover that follows completes it.
+        // A release is part of the failover another node reports (never of this node's own
+        // takeover); alone, it is recorded without a message, and the takeover that follows
+        // completes it.
+        let releasing = &inv.node(node).name;
         let nearby = event_at(events, r.occurred_at, inv.events.merge_within, |h| h.at)
-            .filter(|h| h.active.is_some());
+            .filter(|h| h.active.as_ref().is_some_and(|a| a != releasing));
         return match nearby {
             Some(h) => Decision::Merge(h.id.clone()),
             None => Decision::New(Box::new(new_event(
@@ -306,7 +308,8 @@ fn decide(
     }
     // A takeover that names no previous node, by a cluster with no earlier event: the
     // cluster starting. A node lost, or a node named as the one before, says a failover.
-    if r.action == Action::Takeover
+    if inv.events.first_report_is_start
+        && r.action == Action::Takeover
         && r.previous.is_none()
         && !history.older
         && events.iter().all(|h| h.at > r.occurred_at)
@@ -642,6 +645,14 @@ channels = ["log"]
             .err(),
             Some("2".to_owned())
         );
+        // Never into the releasing node's own takeover.
+        let history = [past("3", Some("web1"), None, "2026-12-09T21:00:00Z")];
+        let e = decided(
+            &report("web1", Action::Release, "2026-12-09T21:00:10Z"),
+            &history,
+        )
+        .expect("new event");
+        assert!(e.active.is_none() && e.channels.is_empty(), "{e:?}");
     }
 
     #[test]

@@ -339,6 +339,15 @@ impl Lab {
         std::thread::sleep(Duration::from_secs(2));
     }
 
+    /// Runs `command` inside node `i`'s namespaces (its PID 1's), as an operator on it would.
+    fn run_on(&self, i: usize, command: &str) {
+        let pid = self.nodes[i - 1].as_ref().expect("node runs").id();
+        let init = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .expect("the node's PID 1");
+        let init = init.split_whitespace().next().expect("the node's PID 1");
+        run(Command::new("nsenter").args(["-t", init, "-m", "-u", "-n", "-p", "sh", "-c", command]));
+    }
+
     /// Kills node `i` at once (its whole PID namespace), like a crash.
     fn crash(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i - 1].take() {
@@ -466,6 +475,8 @@ fn story(manager: Manager) {
     lab.wait_active(1);
     let first = lab.wait_events(1);
     assert_eq!(first[0]["active"], "n1", "{first:?}");
+    // The cluster's first report: its start, not a failover.
+    assert_eq!(first[0]["verdict"], "cluster-start", "{first:?}");
 
     // The active node crashes outside any window: unplanned, naming n2 as the new active node.
     lab.crash(1);
@@ -568,4 +579,27 @@ fn story(manager: Manager) {
     wait_for("the late message", 30, || {
         Some(lab.messages(&late["id"])).filter(|m| !m.is_empty())
     });
+    if manager != Manager::Heartbeat {
+        return;
+    }
+
+    // A graceful switchover: `hb_standby` on n2 releases the resources (the hook reports a
+    // release), then n1 takes them (a takeover). One failover: one event, one message.
+    lab.start_node(1);
+    lab.settle(1);
+    lab.run_on(2, "/usr/share/heartbeat/hb_standby");
+    lab.wait_active(1);
+    let events = wait_for("the switchover's two reports", 60, || {
+        let events = lab.events();
+        (events.len() == 5 && events[4]["reports"] == 2).then_some(events)
+    });
+    let switchover = &events[4];
+    assert_eq!(switchover["active"], "n1", "{events:?}");
+    assert_eq!(switchover["previous"], "n2", "{switchover}");
+    let messages = wait_for("the switchover's message", 30, || {
+        Some(lab.messages(&switchover["id"])).filter(|m| !m.is_empty())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.messages(&switchover["id"]).len(), 1, "{messages:?}");
+    assert_eq!(lab.events().len(), 5, "{:?}", lab.events());
 }

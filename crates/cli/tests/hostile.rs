@@ -324,7 +324,10 @@ fn a_broken_window_in_the_store_never_stops_a_report() {
             .expect("stored");
     });
     let serve = Serve::start(
-        &inventory(dir.path(), "[maintenance]\nmax_duration = \"2h\"\n"),
+        &inventory(
+            dir.path(),
+            "[maintenance]\nmax_duration = \"2h\"\n\n[events]\nfirst_report_is_start = false\n",
+        ),
         &db,
     );
     let (status, body) = serve.report(KEY, r#"{"hostname":"db1"}"#);

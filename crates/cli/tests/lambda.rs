@@ -268,12 +268,17 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
             .count()
     };
 
-    // Planned, through a REST API stage, the original's curl body on `POST /`: SNS takes it,
-    // the webhook answers 500, so the reporter is told to send it again.
+    // The cluster's first report is its start (inside db1's window, which is shown), through
+    // a REST API stage, the original's curl body on `POST /`: SNS takes it, the webhook
+    // answers 500, so the reporter is told to send it again.
     let body = r#"{"hostname":"db1","id":"r-db1"}"#;
     let (status, first) = answer(f.emu.invoke(rest("/", KEY, body)));
     assert_eq!(status, 503, "{first}");
-    assert_eq!(first["verdict"]["verdict"], "planned", "{first}");
+    assert_eq!(first["verdict"]["verdict"], "cluster-start", "{first}");
+    assert_eq!(
+        first["verdict"]["window"]["name"], "kernel-patching",
+        "{first}"
+    );
     assert_eq!(first["failed"][0]["channel"], "hook", "{first}");
     assert_eq!(published("db1"), 1);
     // The retry with the same id: the same event, only the webhook is tried, SNS not again.
@@ -284,7 +289,7 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     assert_eq!(published("db1"), 1, "SNS must not get the retry");
     assert_eq!(hook.count(), 2);
 
-    // Unplanned, HTTP API, `POST /v1/reports`.
+    // Another cluster's start, HTTP API, `POST /v1/reports`.
     let (status, app) = answer(f.emu.invoke(http_api(
         "POST",
         "/v1/reports",
@@ -293,7 +298,7 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
         r#"{"hostname":"app1"}"#,
     )));
     assert_eq!(status, 200, "{app}");
-    assert_eq!(app["verdict"]["verdict"], "unplanned", "{app}");
+    assert_eq!(app["verdict"]["verdict"], "cluster-start", "{app}");
     assert_eq!(published("app1"), 1);
 
     // Unknown host: recorded, told, answered 422. A wrong key: 401, nothing recorded.
@@ -342,6 +347,13 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
         .collect();
     assert_eq!(statuses, ["delivered", "delivered"], "{listed}");
 
+    // Its failover, in no window: unplanned, from app1.
+    let (status, unplanned) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"app2"}"#)));
+    assert_eq!(status, 200, "{unplanned}");
+    assert_eq!(unplanned["verdict"]["verdict"], "unplanned", "{unplanned}");
+    let (_, listed) = events("cluster=app");
+    assert_eq!(listed["events"][0]["previous"], "app1", "{listed}");
+
     // An ad-hoc window added through one request counts for the next report at once.
     let (status, m) = answer(f.emu.invoke(http_api(
         "POST",
@@ -351,7 +363,7 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
         r#"{"cluster":"app","duration":"1h","reason":"disk swap"}"#,
     )));
     assert_eq!(status, 201, "{m}");
-    let (status, planned) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"app2"}"#)));
+    let (status, planned) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"app1"}"#)));
     assert_eq!(status, 200, "{planned}");
     assert_eq!(planned["verdict"]["verdict"], "planned", "{planned}");
 

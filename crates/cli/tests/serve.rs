@@ -89,6 +89,10 @@ fn inventory(
 first_retry = "200ms"
 max_backoff = "1s"
 
+# These tests are about a failover's message; the cluster-start rule has its own test.
+[events]
+first_report_is_start = false
+
 [[customers]]
 name = "acme"
 time_zone = "Europe/Berlin"
@@ -780,4 +784,110 @@ fn webhook_retries_on_500_and_gives_up_on_400() {
         .expect("hook");
     assert_eq!(hook["status"], "delivered", "{e}");
     assert_eq!(flaky.count(), before + 1);
+}
+
+/// On the built-in rules: a cluster's first report is its start, routed as one; a graceful
+/// switchover (`release` from the active node, then `takeover` from the other) is one event
+/// with one message naming the node that handed over; the failover after it is unplanned.
+#[test]
+fn a_clusters_start_and_a_graceful_switchover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("inventory.toml");
+    let toml = format!(
+        r#"
+[[customers]]
+name = "acme"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[channels]]
+name = "file"
+kind = "log"
+path = "{log}"
+
+[[channels]]
+name = "pager"
+kind = "log"
+path = "{pager}"
+
+[[routes]]
+channels = ["file"]
+
+[[routes]]
+verdicts = ["unplanned"]
+channels = ["pager"]
+
+{keys}
+"#,
+        log = dir.path().join("messages.log").display(),
+        pager = dir.path().join("pager.log").display(),
+        keys = keys_toml(),
+    );
+    std::fs::write(&config, toml).expect("writes inventory");
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+
+    // The original's curl line, the first time: the cluster starting, not a failover.
+    let (status, start) = serve.report(KEY, r#"{"hostname":"db1"}"#);
+    assert_eq!(status, 200, "{start}");
+    assert_eq!(start["verdict"]["verdict"], "cluster-start", "{start}");
+    assert_eq!(
+        start["deliveries"],
+        json!(["file"]),
+        "the pager route is for unplanned only"
+    );
+    let e = serve.settled(start["event_id"].as_str().expect("id"));
+    assert_eq!(
+        (&e["active"], &e["previous"]),
+        (&json!("db1"), &Value::Null),
+        "{e}"
+    );
+    let lines = log_lines(dir.path());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["verdict"], "cluster-start");
+    assert_eq!(
+        lines[0]["subject"],
+        "Cluster started: db is now active on db1"
+    );
+    assert!(
+        lines[0]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("first report from db") && !b.contains("has failed over")),
+        "{lines:?}"
+    );
+
+    // hb_standby on db1: its release, then db2's takeover. One event, one message.
+    let (status, release) = serve.report(KEY, r#"{"hostname":"db1","action":"release"}"#);
+    assert_eq!(status, 200, "{release}");
+    assert_eq!(release["deliveries"], json!([]), "{release}");
+    let (status, takeover) = serve.report(KEY, r#"{"hostname":"db2","action":"takeover"}"#);
+    assert_eq!(status, 200, "{takeover}");
+    assert_eq!(takeover["event_id"], release["event_id"], "{takeover}");
+    assert_eq!(takeover["merged"], true, "{takeover}");
+    assert_eq!(takeover["verdict"]["verdict"], "unplanned", "{takeover}");
+    let e = serve.settled(takeover["event_id"].as_str().expect("id"));
+    assert_eq!(
+        (&e["active"], &e["previous"]),
+        (&json!("db2"), &json!("db1")),
+        "{e}"
+    );
+    assert_eq!(e["reports"], 2, "{e}");
+    let events = serve.get("/v1/events?cluster=db");
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(2),
+        "{events}"
+    );
+    let lines = log_lines(dir.path());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1]["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("db1 has failed over.  Server db2 is currently")),
+        "{lines:?}"
+    );
+    let pager = std::fs::read_to_string(dir.path().join("pager.log")).expect("pager log");
+    assert_eq!(pager.lines().count(), 1, "{pager}");
 }

@@ -273,6 +273,10 @@ pub struct EventPolicy {
     pub flapping_within: SignedDuration,
     /// A failover back to the previously active node within this is a failback.
     pub failback_within: SignedDuration,
+    /// A cluster's first report (no earlier event recorded) is the cluster starting
+    /// ([`Verdict::ClusterStart`]), not a failover. Off for clusters that run already when
+    /// failover-notify is put in front of them (a migration from the original Lambda).
+    pub first_report_is_start: bool,
 }
 
 impl Default for EventPolicy {
@@ -282,6 +286,7 @@ impl Default for EventPolicy {
             flapping_count: 3,
             flapping_within: SignedDuration::from_mins(30),
             failback_within: SignedDuration::from_hours(24),
+            first_report_is_start: true,
         }
     }
 }

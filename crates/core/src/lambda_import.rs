@@ -121,6 +121,10 @@ pub fn convert(py: &str) -> Result<String, ImportError> {
         out,
         "[defaults]\ntime_zone = \"UTC\"\ngrace = {{ before = \"0m\", after = \"0m\" }}   # the original had none\n"
     );
+    let _ = writeln!(
+        out,
+        "[events]\nfirst_report_is_start = false   # the clusters run already: a first report is a failover\n"
+    );
     for (var, nodes) in &found.clusters {
         let list: Vec<String> = nodes
             .iter()

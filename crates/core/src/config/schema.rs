@@ -120,6 +120,7 @@ pub struct EventsSection {
     pub flapping_count: Option<S<i64>>,
     pub flapping_within: Option<S<String>>,
     pub failback_within: Option<S<String>>,
+    pub first_report_is_start: Option<bool>,
 }
 
 /// `[delivery]`: retry timing of the outbox worker.

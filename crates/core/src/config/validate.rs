@@ -626,5 +626,6 @@ fn event_policy(ctx: &mut Ctx, e: &schema::EventsSection) -> EventPolicy {
         flapping_count,
         flapping_within,
         failback_within,
+        first_report_is_start: e.first_report_is_start.unwrap_or(d.first_report_is_start),
     }
 }
