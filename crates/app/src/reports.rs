@@ -669,6 +669,7 @@ channels = ["log"]
         assert_eq!(e.verdict, "cluster-start");
         assert_eq!(e.classification["verdict"], "cluster-start");
         assert_eq!((e.active.as_deref(), e.previous), (Some("db1"), None));
+        assert_eq!(e.context["previous"], "", "a start follows no node");
         assert_eq!(e.channels, ["log"], "routes without `verdicts` carry it");
         // Only a report after every recorded one can be the first.
         let later = [past("1", Some("db2"), Some("db1"), "2026-12-09T22:00:00Z")];

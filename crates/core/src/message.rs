@@ -45,6 +45,8 @@ pub fn context(
         })
         .unwrap_or_default();
     let previous = match (previous, classification.node) {
+        // A start follows no node.
+        _ if classification.verdict == Verdict::ClusterStart => String::new(),
         (Some(p), _) => inventory
             .find_node(p, cluster.and_then(|c| c.customer))
             .map_or_else(|| p.to_owned(), |n| inventory.node(n).name.clone()),

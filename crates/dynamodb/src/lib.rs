@@ -9,17 +9,19 @@
 //! | pk | sk | what |
 //! |---|---|---|
 //! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index |
-//! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms) and `version` (a random token, new with every write) |
+//! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms), `older` (the cluster has events the history no longer holds) and `version` (a random token, new with every write) |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
 //! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON), `n` (the last id, moved on by every write) and `ends_by` (just past the latest end, epoch ms) |
 //!
 //! Recording a report first decides on no history and no ad-hoc windows, without reading,
 //! and writes the new event in one transaction with the cluster's `HEAD`, on the conditions
-//! that made that decision right: the `HEAD` holds no event since the report's look-back plus
-//! a day (`last_at`), and no ad-hoc window ends after the instant the report asks about
-//! (`ends_by`, a condition check on the windows item). That is a cluster's first failover in
+//! that made that decision right: the `HEAD` exists (the cluster has older events) and holds
+//! no event since the report's look-back plus a day (`last_at`), and no ad-hoc window ends
+//! after the instant the report asks about (`ends_by`, a condition check on the windows
+//! item). That is a cluster's first failover in
 //! a while, the common case, and it costs one call. Otherwise (the other node's report of the
-//! same failover, a flapping cluster, a window, a known client id) it reads what it needs in
+//! same failover, a flapping cluster, a window, a known client id, a cluster's first report)
+//! it reads what it needs in
 //! one consistent `BatchGetItem` (the `HEAD`, the ad-hoc windows, the client id), decides
 //! again, and writes on the condition that the `HEAD`'s `version` is the one read; a lost
 //! race reads again and decides again, so two reports of one failover that arrive at once

@@ -27,7 +27,7 @@ pub struct Outgoing {
     pub delivery: i64,
     /// Event id.
     pub event: String,
-    /// `planned`, `unplanned` or `unknown-host`.
+    /// `planned`, `unplanned`, `unknown-host` or `cluster-start`.
     pub verdict: String,
     /// Rendered subject.
     pub subject: String,

@@ -109,7 +109,11 @@ impl Webhook {
                 "summary": msg.subject,
                 "title": msg.subject,
                 "text": msg.body,
-                "themeColor": if msg.verdict == "planned" { "2EB886" } else { "D00000" },
+                "themeColor": match msg.verdict.as_str() {
+                    "planned" => "2EB886",
+                    "cluster-start" => "0078D7",
+                    _ => "D00000",
+                },
             }),
             WebhookFormat::Generic => {
                 serde_json::to_value(msg).map_err(|e| DeliveryError::Permanent(e.to_string()))?
@@ -141,13 +145,13 @@ impl Webhook {
 }
 
 /// A Teams Workflows message: an Adaptive Card 1.2 in the `attachments` envelope, its title
-/// coloured by verdict (green planned, red otherwise), the body one wrapped text block per
-/// paragraph.
+/// coloured by verdict (green planned, blue a cluster start, red otherwise), the body one
+/// wrapped text block per paragraph.
 pub fn adaptive_card(msg: &Outgoing) -> Value {
-    let colour = if msg.verdict == "planned" {
-        "Good"
-    } else {
-        "Attention"
+    let colour = match msg.verdict.as_str() {
+        "planned" => "Good",
+        "cluster-start" => "Accent",
+        _ => "Attention",
     };
     let mut body = vec![json!({
         "type": "TextBlock",
@@ -182,6 +186,25 @@ pub fn adaptive_card(msg: &Outgoing) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_card_title_is_coloured_by_verdict() {
+        let colour = |verdict: &str| {
+            let card = adaptive_card(&Outgoing {
+                delivery: 1,
+                event: "1".into(),
+                verdict: verdict.into(),
+                subject: "s".into(),
+                body: "b".into(),
+                context: Value::Null,
+            });
+            card["attachments"][0]["content"]["body"][0]["color"].clone()
+        };
+        assert_eq!(colour("planned"), "Good");
+        assert_eq!(colour("cluster-start"), "Accent");
+        assert_eq!(colour("unplanned"), "Attention");
+        assert_eq!(colour("unknown-host"), "Attention");
+    }
 
     #[test]
     fn secret_errors_name_the_source_never_the_value() {
