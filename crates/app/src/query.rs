@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use failover_core::body;
+use failover_core::inventory::Verdict;
 use failover_core::limits;
 use failover_core::listing::{self, Filter};
 use failover_core::window::Owner;
@@ -20,11 +21,36 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::state::{AppState, target_owner};
 
-/// The parsed query string, or a 400 that says what is wrong with it.
+/// The parsed query string, or a 400 that says what is wrong with it and names the
+/// parameter.
 fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    params
-        .map(|Query(p)| p)
-        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+    params.map(|Query(p)| p).map_err(|e| {
+        let message = e.body_text();
+        let detail = message
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&message);
+        ApiError::Client {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            field: query_field(detail),
+            message: format!("the query string: {detail}"),
+        }
+    })
+}
+
+/// The parameter a query-string error is about: `limit: invalid digit`, ``unknown field
+/// `bogus` ``, ``duplicate field `limit` ``.
+fn query_field(detail: &str) -> Option<String> {
+    let quoted = ["unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| detail.split_once(p))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name);
+    let prefixed = detail
+        .split_once(": ")
+        .map(|(name, _)| name)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    quoted.or(prefixed).map(str::to_owned)
 }
 
 /// An RFC 3339 instant within the supported years, or a 400 naming `field`.
@@ -68,11 +94,12 @@ pub async fn events<S: Store>(
 ) -> Result<Json<Value>, ApiError> {
     let p = query(params)?;
     if let Some(v) = &p.verdict
-        && !["planned", "unplanned", "unknown-host"].contains(&v.as_str())
+        && Verdict::from_name(v).is_none()
     {
+        let names: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
         return Err(ApiError::field(
             "verdict",
-            format!("`verdict` must be planned, unplanned or unknown-host, not `{v}`"),
+            format!("`verdict` must be one of {}, not `{v}`", names.join(", ")),
         ));
     }
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
@@ -385,4 +412,24 @@ pub async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
         state.metrics.render(&queue),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_field;
+
+    #[test]
+    fn a_query_string_error_names_its_parameter() {
+        let field = |d: &str| query_field(d);
+        assert_eq!(
+            field("limit: invalid digit found in string").as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            field("unknown field `days`, expected one of `from`, `to`").as_deref(),
+            Some("days")
+        );
+        assert_eq!(field("duplicate field `limit`").as_deref(), Some("limit"));
+        assert_eq!(field("something else: entirely"), None);
+    }
 }

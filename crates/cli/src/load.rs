@@ -82,3 +82,56 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
 /// Other allocators return freed memory themselves.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed_memory() {}
+
+/// Cuts an inline comment off every `FAILOVER_NOTIFY_*` variable, with a warning naming the
+/// variable (never its value: it may be the key). systemd's `EnvironmentFile=` keeps
+/// `URL=https://x   # comment` as the whole value, while a shell that sources the same file
+/// drops the comment; a URL, path, name or duration never holds whitespace before a `#`.
+/// Must run before any other thread starts (it sets environment variables).
+#[allow(unsafe_code, reason = "set_var, before any other thread exists")]
+pub fn drop_inline_comments() {
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        if !name.starts_with("FAILOVER_NOTIFY_") {
+            continue;
+        }
+        let Some(cut) = inline_comment(value) else {
+            continue;
+        };
+        eprintln!(
+            "warning: {name} ends in a comment, which systemd's EnvironmentFile keeps in the \
+             value; using what comes before it. Put comments on lines of their own."
+        );
+        // SAFETY: called first thing in `main`, while this is the only thread, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var(name, value[..cut].trim_end()) };
+    }
+}
+
+/// Where an inline comment starts: a `#` after whitespace.
+fn inline_comment(value: &str) -> Option<usize> {
+    value
+        .char_indices()
+        .find(|&(i, c)| c == '#' && i > 0 && value[..i].ends_with(char::is_whitespace))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inline_comment;
+
+    #[test]
+    fn an_inline_comment_starts_at_a_hash_after_whitespace() {
+        let cut = |v: &'static str| inline_comment(v).map(|i| v[..i].trim_end());
+        assert_eq!(
+            cut("https://x:8080   # serve's URL"),
+            Some("https://x:8080")
+        );
+        assert_eq!(cut("10s\t# how long"), Some("10s"));
+        assert_eq!(cut("https://x/#fragment"), None);
+        assert_eq!(cut("#only"), None);
+        assert_eq!(cut("/var/spool/failover-notify"), None);
+    }
+}

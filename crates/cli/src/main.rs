@@ -48,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    load::drop_inline_comments();
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let command = if on_lambda && std::env::args_os().len() == 1 {
         // Lambda's `bootstrap`: only `lambda`'s settings (from the environment) are parsed,

@@ -265,18 +265,86 @@ impl Lab {
         self.spawn_node(i, &script, log);
     }
 
-    /// The hook as the manager runs it, with the node's settings (what `report.env` holds on
-    /// a real node).
+    /// The hook as the manager runs it, with the node's `report.env` where a real node has
+    /// `/etc/failover-notify/report.env` (with one inline comment, which a shell drops and
+    /// systemd keeps).
     fn hook_wrapper(&self, i: usize, hook: &Path) -> String {
         let dir = self.path(&format!("n{i}"));
+        let env = dir.join("report.env");
+        std::fs::write(
+            &env,
+            format!(
+                "# serve's URL\nFAILOVER_NOTIFY_URL={}\nFAILOVER_NOTIFY_KEY=secret\n\
+                 FAILOVER_NOTIFY_SPOOL={}\nFAILOVER_NOTIFY_TIMEOUT=1s   # systemd keeps this in the value; report cuts it\n",
+                self.url(),
+                dir.join("spool").display(),
+            ),
+        )
+        .expect("report.env written");
         format!(
-            "#!/bin/sh\nexport FAILOVER_NOTIFY_BIN={BIN} FAILOVER_NOTIFY_URL={} FAILOVER_NOTIFY_KEY=secret \
-             FAILOVER_NOTIFY_SPOOL={} FAILOVER_NOTIFY_TIMEOUT=1s FAILOVER_NOTIFY_STATE={}\nexec {} \"$@\"\n",
-            self.url(),
-            dir.join("spool").display(),
+            "#!/bin/sh\nset -a\n. {}\nset +a\nexport FAILOVER_NOTIFY_BIN={BIN} FAILOVER_NOTIFY_STATE={}\n\
+             exec {} \"$@\"\n",
+            env.display(),
             dir.join("active").display(),
             hook.display()
         )
+    }
+
+    /// Sends what node `i` has spooled the way the shipped set-up does. heartbeat: the
+    /// command of `failover-notify-flush.service` with its `EnvironmentFile` read as systemd
+    /// reads one (a `#` line is a comment, a value is the rest of its line). keepalived: the
+    /// cron line of the hooks README, run by `sh`. The paths of a real node are this lab's.
+    fn flush(&self, i: usize) {
+        let env = self.path(&format!("n{i}/report.env"));
+        let deployed = |text: String| {
+            text.replace("/usr/local/bin/failover-notify", BIN).replace(
+                "/etc/failover-notify/report.env",
+                &env.display().to_string(),
+            )
+        };
+        let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/hooks");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(&format!("n{i}"))]);
+        match self.manager {
+            Manager::Heartbeat => {
+                let unit = deployed(
+                    std::fs::read_to_string(hooks.join("failover-notify-flush.service"))
+                        .expect("the unit"),
+                );
+                let setting = |key: &str| {
+                    unit.lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .unwrap_or_else(|| panic!("the unit has no {key}"))
+                        .to_owned()
+                };
+                let file = std::fs::read_to_string(setting("EnvironmentFile=")).expect("env file");
+                let exec = setting("ExecStart=");
+                cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+                for line in file.lines().map(str::trim) {
+                    if let Some((k, v)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+                        cmd.env(k.trim(), v.trim());
+                    }
+                }
+                cmd.args(exec.split_whitespace());
+            }
+            Manager::Keepalived => {
+                let readme = deployed(
+                    std::fs::read_to_string(hooks.join("README.md")).expect("the hooks README"),
+                );
+                let line = readme
+                    .lines()
+                    .find(|l| l.starts_with("* * * * *"))
+                    .expect("the README's cron line");
+                // minute hour day month weekday user, then the command
+                let mut command = line;
+                for _ in 0..6 {
+                    let field = command.trim_start();
+                    command = &field[field.find(char::is_whitespace).unwrap_or(field.len())..];
+                }
+                cmd.args(["sh", "-c", command.trim()]);
+            }
+        }
+        run(&mut cmd);
     }
 
     /// Runs `script` as PID 1 of new PID, mount and UTS namespaces inside node `i`'s network
@@ -549,22 +617,9 @@ fn story(manager: Manager) {
     std::thread::sleep(Duration::from_secs(4));
     let restarted = jiff::Timestamp::now();
     lab.start_serve();
-    // What a cron job on the node runs (and the next report does anyway).
-    run(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns("n2"),
-            BIN,
-            "report",
-            "--flush",
-            "--url",
-            &lab.url(),
-            "--key",
-            "secret",
-            "--spool",
-        ])
-        .arg(&spool));
+    // The shipped flush: heartbeat's node runs the systemd unit the timer starts, keepalived's
+    // the cron line of the hooks README.
+    lab.flush(2);
     let events = lab.wait_events(4);
     let late = &events[3];
     assert_eq!(late["active"], "n2", "{events:?}");

@@ -390,6 +390,16 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         "id",
         "path id",
     );
+    // And a malformed query string names its parameter.
+    for (path, field) in [
+        ("/v1/events?limit=-1", "limit"),
+        ("/v1/events?limit=99999999999999999999", "limit"),
+        ("/v1/events?limit=1&limit=2", "limit"),
+        ("/v1/events?verdict=maybe", "verdict"),
+        ("/v1/windows?days=7", "days"),
+    ] {
+        bad(send(&serve, "GET", path, Some(ADMIN), None), field, path);
+    }
     // Body errors name the field.
     for (body, field) in [
         (r#"{"cluster":"db","duration":5,"reason":"x"}"#, "duration"),

@@ -53,7 +53,7 @@ pub fn render_errors(file: &str, src: &str, errors: &ConfigErrors) -> String {
         let start = floor_char_boundary(src, err.span.start.min(span_end));
         let width = src[start..span_end].chars().count().max(1);
         let _ = writeln!(out, "{:gutter$} |", "");
-        let _ = writeln!(out, "{line:>gutter$} | {text}");
+        let _ = writeln!(out, "{line:>gutter$} | {}", masked(text));
         let _ = writeln!(
             out,
             "{:gutter$} | {:pad$}{}",
@@ -66,9 +66,94 @@ pub fn render_errors(file: &str, src: &str, errors: &ConfigErrors) -> String {
     out
 }
 
+/// A config line as a snippet shows it: the values of `url`, `password` and `headers` lines
+/// (credentials: a webhook URL's path, a header's token) masked with `*`, one for each
+/// character so the caret still points at the right column. A URL keeps its scheme and host.
+fn masked(text: &str) -> String {
+    let key = text
+        .trim_start()
+        .split(['=', ' '])
+        .next()
+        .unwrap_or_default();
+    if !["url", "password", "headers"].contains(&key) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // Only strings after an `=` are values (a header's name is a string too).
+    let mut after_equals = false;
+    while let Some(open) = rest.find(['"', '=', '{', ',']) {
+        let (before, from) = rest.split_at(open);
+        out.push_str(before);
+        if let Some(c) = from.chars().next().filter(|c| *c != '"') {
+            out.push(c);
+            after_equals = c == '=';
+            rest = &from[1..];
+            continue;
+        }
+        let body = &from[1..];
+        let close = body.find('"').unwrap_or(body.len());
+        let value = &body[..close];
+        out.push('"');
+        if after_equals {
+            let keep = value.find("://").map_or(0, |i| {
+                i + 3
+                    + value[i + 3..]
+                        .find(['/', '?', '#'])
+                        .unwrap_or(value.len() - i - 3)
+            });
+            let kept = &value[..keep];
+            // A user and password before the host are masked too.
+            let kept_shown = match kept.rfind('@') {
+                Some(at) => {
+                    let scheme = kept.find("://").map_or(0, |i| i + 3);
+                    format!(
+                        "{}{}{}",
+                        &kept[..scheme],
+                        "*".repeat(kept[scheme..=at].chars().count()),
+                        &kept[at + 1..]
+                    )
+                }
+                None => kept.to_owned(),
+            };
+            out.push_str(&kept_shown);
+            out.push_str(&"*".repeat(value[keep..].chars().count()));
+        } else {
+            out.push_str(value);
+        }
+        after_equals = false;
+        rest = &body[close..];
+        if let Some(tail) = rest.strip_prefix('"') {
+            out.push('"');
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snippets_mask_credentials_and_keep_columns() {
+        assert_eq!(
+            masked(r#"url = "https://hooks.slack.com/services/T0/B0/XYZ""#),
+            r#"url = "https://hooks.slack.com*******************""#
+        );
+        assert_eq!(
+            masked(r#"url = "ftp://user:pw@files.example/S?sig=S""#),
+            r#"url = "ftp://********files.example********""#
+        );
+        assert_eq!(
+            masked(r#"headers = { "X-Token" = "abc", "X-Src" = { env = "T" } }"#),
+            r#"headers = { "X-Token" = "***", "X-Src" = { env = "*" } }"#
+        );
+        assert_eq!(masked(r#"name = "hook""#), r#"name = "hook""#);
+        let line = r#"url = "https://h.example/secret""#;
+        assert_eq!(masked(line).chars().count(), line.chars().count());
+    }
 
     #[test]
     fn columns_count_characters_not_bytes() {
