@@ -498,6 +498,26 @@ fn remove_stale_labs() {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the daemons said, for whoever reads the failure.
+            for name in [
+                "n1/ha-log",
+                "n2/ha-log",
+                "n1/keepalived.log",
+                "n2/keepalived.log",
+                "serve.log",
+            ] {
+                if let Ok(text) = std::fs::read_to_string(self.path(name)) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = &lines[lines.len().saturating_sub(40)..];
+                    eprintln!(
+                        "--- {name} (last {} lines)\n{}",
+                        tail.len(),
+                        tail.join("\n")
+                    );
+                }
+            }
+        }
         for i in 1..=2 {
             self.crash(i);
         }
@@ -585,6 +605,12 @@ fn story(manager: Manager) {
             .ok()
             .filter(|l| l.contains("inventory reloaded"))
     });
+    // heartbeat: n1 rejoining within a second of n2's takeover can leave n1 unaware that it
+    // must take its resources back when n2 dies next (seen in 1 of 6 runs: n1's `mach_down`
+    // acquired nothing); let the takeover settle first.
+    if manager == Manager::Heartbeat {
+        std::thread::sleep(Duration::from_secs(5));
+    }
     lab.start_node(1);
     lab.settle(1); // n1 joins as the standby
     lab.crash(2);

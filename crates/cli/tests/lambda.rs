@@ -387,6 +387,17 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     );
     assert_eq!(listed["events"][0]["reports"], 200, "{listed}");
     assert_eq!(published("burst1"), 1);
+
+    // Guessing keys from one address (API Gateway's `sourceIp`) is slowed down as on `serve`:
+    // more than 10 wrong keys within a minute (one was sent above), and then even the right
+    // key waits.
+    let statuses: Vec<u16> = (0..11)
+        .map(|_| answer(f.emu.invoke(rest("/", "guess", r#"{"hostname":"db1"}"#))).0)
+        .collect();
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    let (status, _) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"db1"}"#)));
+    assert_eq!(status, 429);
 }
 
 #[test]

@@ -176,14 +176,20 @@ fn is_schedule(payload: &Value) -> bool {
 }
 
 /// The request with a REST API stage (`/prod/v1/reports`) taken off the path, so the routes
-/// match under any stage name; the body as axum's.
+/// match under any stage name; the caller's address (API Gateway's `sourceIp`) where `serve`
+/// has the connection's, so wrong keys are counted per address; the body as axum's.
 fn without_stage(req: lambda_http::Request) -> axum::http::Request<AxumBody> {
-    let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
-        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
-        _ => None,
+    let (stage, source) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(c)) => (c.stage.clone(), c.identity.source_ip.clone()),
+        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), c.http.source_ip.clone()),
+        _ => (None, None),
     };
     let (mut parts, body) = req.into_parts();
+    if let Some(ip) = source.and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
+        parts
+            .extensions
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(ip, 0)));
+    }
     if let Some(stage) = stage.filter(|s| s != "$default") {
         let prefix = format!("/{stage}");
         let path = parts.uri.path();
