@@ -2,11 +2,11 @@
 //! reloads, and after each acknowledged change the next classification sees it.
 
 use failover_app::AppState;
-use failover_store::sqlite::Sqlite;
 use failover_store::{
     Decide, DueDelivery, EventId, EventQuery, Maintenance, NewMaintenance, NewReport, Outcome,
     Recorded, Store, StoreError, StoredEvent,
 };
+use failover_store_sqlite::Sqlite;
 use jiff::{SignedDuration, Timestamp};
 
 /// SQLite whose reads of ad-hoc windows take a random 0-4 ms after reading, as a store

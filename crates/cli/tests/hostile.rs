@@ -309,7 +309,7 @@ fn a_broken_window_in_the_store_never_stops_a_report() {
         .expect("runtime");
     runtime.block_on(async {
         use failover_store::Store as _;
-        let store = failover_store::sqlite::Sqlite::open(&db).expect("opens");
+        let store = failover_store_sqlite::Sqlite::open(&db).expect("opens");
         store
             .add_maintenance(failover_store::NewMaintenance {
                 target_kind: "cluster".into(),

@@ -1,17 +1,12 @@
 //! Durable state of failover-notify: events, the reports merged into them, the outbox of
 //! deliveries, and ad-hoc maintenance windows.
 //!
-//! The [`Store`] trait is what the service needs; [`sqlite::Sqlite`] is the embedded
-//! backend; `failover-store-dynamodb` is the one for Lambda. This crate stores and answers; it decides nothing
-//! about the domain: the caller passes a [`Decide`] closure that runs inside the write
-//! transaction with the cluster's recent history, so merging is decided on committed state.
-//! Depends on no HTTP stack and no AWS SDK. Times are UTC instants.
-//!
-//! # Layout
-//! - this file: the trait and its record types
-//! - [`sqlite`]: SQLite in WAL mode, one writer thread with group commit, a reader pool
-
-pub mod sqlite;
+//! The [`Store`] trait and its records, and no database: each backend is a crate of its own
+//! (`failover-store-sqlite`, the embedded one; `failover-store-dynamodb`, the one for Lambda),
+//! so a build links only the backends it serves. A store stores and answers; it decides
+//! nothing about the domain: the caller passes a [`Decide`] closure that runs inside the
+//! write transaction with the cluster's recent history, so merging is decided on committed
+//! state. Times are UTC instants.
 
 use std::future::Future;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use failover_app::AppState;
 use failover_core::config;
-use failover_store::sqlite::Sqlite;
+use failover_store_sqlite::Sqlite;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 

@@ -1,9 +1,9 @@
 //! One story over every `Store` method, against a temporary SQLite file.
 
-use failover_store::sqlite::Sqlite;
 use failover_store::{
     Decision, EventQuery, NewEvent, NewMaintenance, NewReport, Outcome, Store, StoreError,
 };
+use failover_store_sqlite::Sqlite;
 use jiff::{SignedDuration, Timestamp};
 
 fn t(s: &str) -> Timestamp {
