@@ -41,7 +41,7 @@ pub fn inventory(path: &Path) -> anyhow::Result<Inventory> {
 /// glibc keeps freed memory that lies between live allocations, and raises its own trim
 /// threshold after large frees, so `serve` stayed near its parse peak: 47 MB idle with a
 /// 25,000-node inventory. `malloc_trim` returns every whole free page (BENCHMARKS.md).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", feature = "sqlite"))]
 #[allow(unsafe_code, reason = "the one foreign call: glibc's malloc_trim")]
 pub fn release_freed_memory() {
     // SAFETY: malloc_trim has no preconditions: it only walks glibc's own free lists, under
@@ -57,6 +57,7 @@ pub fn release_freed_memory() {
 ///
 /// # Errors
 /// The OS error when the limit cannot be read or set.
+#[cfg(feature = "sqlite")]
 #[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
 pub fn raise_open_files_limit() -> std::io::Result<u64> {
     let mut lim = libc::rlimit {
@@ -80,7 +81,7 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
 }
 
 /// Other allocators return freed memory themselves.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(all(not(all(target_os = "linux", target_env = "gnu")), feature = "sqlite"))]
 pub fn release_freed_memory() {}
 
 /// Cuts an inline comment off every `FAILOVER_NOTIFY_*` variable, with a warning naming the
@@ -116,6 +117,25 @@ fn inline_comment(value: &str) -> Option<usize> {
         .char_indices()
         .find(|&(i, c)| c == '#' && i > 0 && value[..i].ends_with(char::is_whitespace))
         .map(|(i, _)| i)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (`info` by default): `serve` and `lambda`.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .try_init();
 }
 
 #[cfg(test)]

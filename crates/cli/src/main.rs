@@ -22,9 +22,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: HTTP API, SQLite store and delivery worker.
+    #[cfg(feature = "sqlite")]
     Serve(cmd::serve::Args),
     /// Run as an AWS Lambda function (API Gateway, function URL, EventBridge schedule)
     /// with DynamoDB; started with no arguments on Lambda, this is the default.
+    #[cfg(feature = "lambda")]
     Lambda(cmd::lambda::Args),
     /// Report a failover from a cluster node (replaces the curl line): retries, and spools
     /// what cannot be sent yet; exits 0 either way so the cluster manager is never harmed.
@@ -49,16 +51,21 @@ enum Command {
 
 fn main() -> ExitCode {
     load::drop_inline_comments();
-    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let command = if on_lambda && std::env::args_os().len() == 1 {
-        // Lambda's `bootstrap`: only `lambda`'s settings (from the environment) are parsed,
-        // not the whole command line interface, for a shorter cold start.
-        Command::Lambda(<cmd::lambda::Args as clap::Parser>::parse_from(["lambda"]))
-    } else {
-        Cli::parse().command
-    };
+    #[cfg(feature = "lambda")]
+    let command =
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::args_os().len() == 1 {
+            // Lambda's `bootstrap`: only `lambda`'s settings (from the environment) are parsed,
+            // not the whole command line interface, for a shorter cold start.
+            Command::Lambda(<cmd::lambda::Args as clap::Parser>::parse_from(["lambda"]))
+        } else {
+            Cli::parse().command
+        };
+    #[cfg(not(feature = "lambda"))]
+    let command = Cli::parse().command;
     let result = match command {
+        #[cfg(feature = "sqlite")]
         Command::Serve(args) => cmd::serve::run(&args),
+        #[cfg(feature = "lambda")]
         Command::Lambda(args) => cmd::lambda::run(&args),
         Command::Report(args) => cmd::report::run(&args),
         Command::Events(args) => cmd::events::run(&args),

@@ -145,10 +145,20 @@ struct Function {
     _proc: Proc,
 }
 
+/// The function as Lambda runs it, in a mount namespace where `/usr/share/zoneinfo` is an
+/// empty directory: `provided.al2023` may have no time-zone database, so the Lambda build
+/// bundles one. (jiff looks past an empty `TZDIR` to the system's, so only hiding it tells.)
 fn start_function(config: &std::path::Path, table: &str, moto: &str) -> Function {
     let port = free_port();
     let emu = Emulator::start(port);
-    let child = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+    let child = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /usr/share/zoneinfo && exec \"$0\"",
+            env!("CARGO_BIN_EXE_failover-notify"),
+        ])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
@@ -204,6 +214,7 @@ max_backoff = "1s"
 
 [[customers]]
 name = "acme"
+time_zone = "America/St_Johns"
 
 [[clusters]]
 name = "db"
@@ -281,6 +292,14 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     );
     assert_eq!(first["failed"][0]["channel"], "hook", "{first}");
     assert_eq!(published("db1"), 1);
+    // Local time in the customer's zone, from the bundled database.
+    assert!(
+        moto.published(&topic)
+            .iter()
+            .any(|(_, body)| body.contains(" NST (America/St_Johns)")),
+        "{:?}",
+        moto.published(&topic)
+    );
     // The retry with the same id: the same event, only the webhook is tried, SNS not again.
     let (status, retry) = answer(f.emu.invoke(rest("/", KEY, body)));
     assert_eq!(status, 200, "{retry}");

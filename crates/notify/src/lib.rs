@@ -11,9 +11,11 @@
 //! - [`webhook`]: HTTP POST shaped for Slack, Teams, or the event as JSON (reqwest)
 //! - [`log`]: a JSON line to stdout or to a file, fsynced, deduplicated after a crash
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod email;
 pub mod log;
+#[cfg(feature = "sns")]
 pub mod sns;
 pub mod webhook;
 
@@ -69,6 +71,7 @@ pub fn outcome_for_status(status: u16, detail: &str) -> Result<(), DeliveryError
 #[derive(Debug)]
 pub enum Notifier {
     /// AWS SNS.
+    #[cfg(feature = "sns")]
     Sns(Box<sns::Sns>),
     /// SMTP.
     Email(Box<email::Email>),
@@ -102,6 +105,14 @@ impl Notifier {
             problem,
         };
         Ok(match &channel.kind {
+            #[cfg(not(feature = "sns"))]
+            ChannelKind::Sns { .. } => {
+                return Err(err(
+                    "this build has no SNS channel (failover-notify was built without the `sns` feature)"
+                        .into(),
+                ));
+            }
+            #[cfg(feature = "sns")]
             ChannelKind::Sns {
                 topic_arn,
                 region,
@@ -137,6 +148,7 @@ impl Notifier {
     /// [`DeliveryError`] saying whether to retry.
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
         match self {
+            #[cfg(feature = "sns")]
             Notifier::Sns(c) => c.send(msg).await,
             Notifier::Email(c) => c.send(msg).await,
             Notifier::Webhook(c) => c.send(msg).await,

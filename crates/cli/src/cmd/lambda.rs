@@ -62,7 +62,7 @@ pub struct Args {
 /// A broken inventory or a missing setting: the cold start fails loudly and Lambda reports
 /// an initialization error for the first invocation.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    crate::cmd::serve::init_logging();
+    load::init_logging();
     let missing: Vec<&str> = RUNTIME_ENV
         .into_iter()
         .filter(|v| std::env::var_os(v).is_none())

@@ -4,9 +4,11 @@ pub mod check;
 pub mod events;
 pub mod import_lambda;
 pub mod keys;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod maintenance;
 pub mod report;
+#[cfg(feature = "sqlite")]
 pub mod serve;
 pub mod validate;
 pub mod windows;

@@ -70,7 +70,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// # Errors
 /// Invalid inventory, unusable database, address in use.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    init_logging();
+    load::init_logging();
     match load::raise_open_files_limit() {
         Ok(n) => tracing::debug!(open_files = n, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
@@ -173,22 +173,4 @@ fn demo_inventory() -> anyhow::Result<failover_core::inventory::Inventory> {
         "no --config: serving the built-in example inventory; only its log channel delivers (stdout)"
     );
     Ok(inv)
-}
-
-pub fn init_logging() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .with(filter)
-        .try_init();
 }
