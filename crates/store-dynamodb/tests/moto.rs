@@ -197,6 +197,20 @@ async fn all_events(store: &Dynamo) -> Vec<StoredEvent> {
         .expect("lists")
 }
 
+/// The store contract (`failover_store::conformance`), a fresh table per scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_keeps_the_store_contract() {
+    let (_moto, url) = moto();
+    let config = sdk(&url).await;
+    let created = AtomicUsize::new(0);
+    failover_store::conformance::run(async || {
+        let table = format!("contract-{}", created.fetch_add(1, SeqCst));
+        create_table(&config, &table).await;
+        Dynamo::with_config(&config, &table, SignedDuration::from_hours(24 * 90))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_store_story() {
     let (_moto, url) = moto();

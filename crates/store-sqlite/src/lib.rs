@@ -567,7 +567,7 @@ fn finish(
     let mut stmt = conn
         .prepare_cached(
             "UPDATE deliveries SET claimed = 0, attempts = attempts + 1,
-                 status = ?2, next_ms = coalesce(?3, next_ms), last_error = ?4,
+                 status = ?2, next_ms = coalesce(?3, next_ms), last_error = coalesce(?4, last_error),
                  finished_ms = ?5
              WHERE id = ?1",
         )
@@ -712,13 +712,20 @@ impl Store for Sqlite {
 
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            let n = conn
+            // One that has not started is removed; an open one ends now.
+            let removed = conn
                 .execute(
-                    "UPDATE maintenance SET end_ms = max(start_ms, ?2) WHERE id = ?1 AND end_ms > ?2",
+                    "DELETE FROM maintenance WHERE id = ?1 AND start_ms >= ?2",
                     params![id, ms(now)],
                 )
                 .map_err(db)?;
-            Ok(n > 0)
+            let ended = conn
+                .execute(
+                    "UPDATE maintenance SET end_ms = ?2 WHERE id = ?1 AND end_ms > ?2",
+                    params![id, ms(now)],
+                )
+                .map_err(db)?;
+            Ok(removed + ended > 0)
         })
         .await
     }

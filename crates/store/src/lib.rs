@@ -8,6 +8,9 @@
 //! write transaction with the cluster's recent history, so merging is decided on committed
 //! state. Times are UTC instants.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 use std::future::Future;
 
 use jiff::Timestamp;
@@ -149,7 +152,8 @@ pub struct DeliveryStatus {
     pub status: String,
     /// Attempts made.
     pub attempts: u32,
-    /// The last error, if any.
+    /// The error of the last failed attempt, if any (kept after a later success: it tells
+    /// why a delivery took more than one attempt).
     pub last_error: Option<String>,
     /// When it was delivered or given up.
     pub finished_at: Option<Timestamp>,
@@ -369,7 +373,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// [`StoreError`] on a database failure.
     fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 
-    /// Counts of deliveries by status.
+    /// Counts of deliveries by status: `pending` always; `delivered` and `failed` where the
+    /// backend can count them without reading every event (SQLite does, DynamoDB does not).
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.

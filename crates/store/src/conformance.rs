@@ -1,0 +1,744 @@
+//! The contract every backend keeps, written once (feature `conformance`): each backend's
+//! tests call [`run`] with a function that opens a fresh, empty store.
+//!
+//! A backend may call a decision more than once for one report (DynamoDB first decides on a
+//! guess, no events read and older ones assumed, and writes only if the guess was right), so
+//! the decisions here are functions of what they are given, and what they were given is
+//! checked on the last call, the one that was written.
+//!
+//! What only one backend can show stays in its own tests: SQLite's group commit and the
+//! release of claims at a restart, DynamoDB's first try without a read and its lost race on a
+//! cluster's `HEAD` (moto runs transactions without a lock, so concurrent writers cannot race
+//! there for real).
+
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::{
+    Decide, Decision, EventQuery, History, Maintenance, NewEvent, NewMaintenance, NewReport,
+    Outcome, Store, StoreError,
+};
+
+/// What a decision was last given.
+type Seen = Arc<Mutex<Option<(History, Vec<Maintenance>)>>>;
+
+/// `decide`, noting what it is given.
+fn noting(
+    decide: impl Fn(&History, &[Maintenance]) -> Decision + Send + 'static,
+) -> (Decide, Seen) {
+    let seen = Seen::default();
+    let noted = Arc::clone(&seen);
+    let decide: Decide = Box::new(move |h, m| {
+        *noted.lock().expect("lock") = Some((h.clone(), m.to_vec()));
+        decide(h, m)
+    });
+    (decide, seen)
+}
+
+/// What the written decision was given.
+fn given(seen: &Seen) -> (History, Vec<Maintenance>) {
+    seen.lock()
+        .expect("lock")
+        .clone()
+        .expect("the report was decided")
+}
+
+/// Merges into the newest event of the history, else a new event.
+fn merge_or(e: NewEvent) -> impl Fn(&History, &[Maintenance]) -> Decision + Send + 'static {
+    move |h, _| match h.events.last() {
+        Some(last) => Decision::Merge(last.id.clone()),
+        None => Decision::New(Box::new(e.clone())),
+    }
+}
+
+/// Runs every scenario, each on a store `fresh` opens.
+///
+/// # Panics
+/// When the store breaks the contract: the message names the scenario and the step.
+pub async fn run<S: Store>(fresh: impl AsyncFn() -> S) {
+    recording(&fresh().await).await;
+    completing(&fresh().await).await;
+    outbox(&fresh().await).await;
+    claimed_on_record(&fresh().await).await;
+    maintenance(&fresh().await).await;
+    listing(&fresh().await).await;
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().expect("a test instant")
+}
+
+/// A report of `host` in cluster `cluster` at `at`, looking back an hour.
+fn report(id: &str, scope: &str, cluster: &str, host: &str, at: &str) -> NewReport {
+    NewReport {
+        client_id: Some(id.into()),
+        scope: scope.into(),
+        host: host.into(),
+        action: "takeover".into(),
+        previous: None,
+        resource: None,
+        source: Some("conformance".into()),
+        occurred_at: t(at),
+        received_at: t(at),
+        history: Some((cluster.into(), t(at) - SignedDuration::from_hours(1))),
+        claimed: false,
+        maintenance_after: None,
+    }
+}
+
+fn event(cluster: &str, customer: &str, active: &str, at: &str, channels: &[&str]) -> NewEvent {
+    NewEvent {
+        cluster: Some(cluster.into()),
+        customer: Some(customer.into()),
+        active: Some(active.into()),
+        previous: None,
+        verdict: "unplanned".into(),
+        at: t(at),
+        flapping: false,
+        failback_of: None,
+        classification: serde_json::json!({"verdict": "unplanned"}),
+        context: serde_json::json!({"host": active}),
+        channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+fn new(e: NewEvent) -> Decision {
+    Decision::New(Box::new(e))
+}
+
+async fn all<S: Store>(store: &S) -> Vec<crate::StoredEvent> {
+    store
+        .events(EventQuery {
+            limit: 1000,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("lists")
+}
+
+/// History, merging, client ids within a scope, a merge into nothing, older events.
+async fn recording<S: Store>(store: &S) {
+    let (decide, seen) = noting(|_, _| {
+        new(event(
+            "db",
+            "acme",
+            "db1",
+            "2026-12-09T21:00:00Z",
+            &["log", "mail"],
+        ))
+    });
+    let first = store
+        .record(
+            report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z"),
+            decide,
+        )
+        .await
+        .expect("recording: recorded");
+    let (h, m) = given(&seen);
+    assert!(
+        h.events.is_empty() && !h.older,
+        "recording: a new cluster: {h:?}"
+    );
+    assert!(m.is_empty(), "recording: no windows were asked for");
+    assert!(!first.merged && !first.duplicate, "recording: {first:?}");
+    assert_eq!(first.event.reports, 1, "recording: one report");
+    assert_eq!(
+        first
+            .event
+            .deliveries
+            .iter()
+            .map(|d| (d.channel.as_str(), d.status.as_str()))
+            .collect::<Vec<_>>(),
+        [("log", "pending"), ("mail", "pending")],
+        "recording: one pending delivery per channel"
+    );
+
+    let again = store
+        .record(
+            report("r1", "acme", "db", "db1", "2026-12-09T21:00:30Z"),
+            // Whatever a decision says now: the first answer stands.
+            Box::new(|_, _| new(event("db", "acme", "db2", "2026-12-09T21:00:30Z", &["log"]))),
+        )
+        .await
+        .expect("recording: the retry is answered");
+    assert!(again.duplicate, "recording: {again:?}");
+    assert_eq!(
+        (
+            &again.event.id,
+            again.event.reports,
+            again.event.deliveries.len()
+        ),
+        (&first.event.id, 1, 2),
+        "recording: the retry gets the same event, nothing written"
+    );
+    assert_eq!(
+        all(store).await.len(),
+        1,
+        "recording: a retry writes no event"
+    );
+
+    let (decide, seen) = noting(merge_or(event(
+        "db",
+        "acme",
+        "db2",
+        "2026-12-09T21:00:40Z",
+        &[],
+    )));
+    let merged = store
+        .record(
+            report("r2", "acme", "db", "db2", "2026-12-09T21:00:40Z"),
+            decide,
+        )
+        .await
+        .expect("recording: merged");
+    let (h, _) = given(&seen);
+    assert_eq!(
+        h.events.len(),
+        1,
+        "recording: the history holds the event: {h:?}"
+    );
+    assert_eq!(
+        (
+            &h.events[0].id,
+            h.events[0].active.as_deref(),
+            h.events[0].at
+        ),
+        (&first.event.id, Some("db1"), t("2026-12-09T21:00:00Z")),
+        "recording: the history"
+    );
+    assert!(merged.merged && !merged.duplicate, "recording: {merged:?}");
+    assert_eq!(
+        (&merged.event.id, merged.event.reports),
+        (&first.event.id, 2),
+        "recording: the merge counts the report"
+    );
+    assert_eq!(
+        all(store).await.len(),
+        1,
+        "recording: a merge makes no event"
+    );
+
+    // Client ids are unique within a scope only.
+    let other_scope = store
+        .record(
+            report("r1", "*", "db", "db1", "2026-12-09T21:01:00Z"),
+            Box::new(merge_or(event(
+                "db",
+                "acme",
+                "db1",
+                "2026-12-09T21:01:00Z",
+                &[],
+            ))),
+        )
+        .await
+        .expect("recording: another scope's r1");
+    assert!(
+        !other_scope.duplicate && other_scope.merged,
+        "recording: {other_scope:?}"
+    );
+
+    let missing = store
+        .record(
+            report("r3", "acme", "db", "db1", "2026-12-09T21:02:00Z"),
+            Box::new(|_, _| Decision::Merge(crate::EventId("424242".into()))),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "recording: a merge into no event: {missing:?}"
+    );
+
+    // Two hours on, the look-back no longer reaches the event: older, not in the history.
+    let (decide, seen) =
+        noting(|_, _| new(event("db", "acme", "db1", "2026-12-09T23:30:00Z", &[])));
+    store
+        .record(
+            report("r4", "acme", "db", "db1", "2026-12-09T23:30:00Z"),
+            decide,
+        )
+        .await
+        .expect("recording: recorded");
+    let (h, _) = given(&seen);
+    assert!(
+        h.events.is_empty() && h.older,
+        "recording: older events: {h:?}"
+    );
+    // Another cluster has its own history.
+    let (decide, seen) =
+        noting(|_, _| new(event("web", "acme", "web1", "2026-12-09T23:30:10Z", &[])));
+    store
+        .record(
+            report("r5", "acme", "web", "web1", "2026-12-09T23:30:10Z"),
+            decide,
+        )
+        .await
+        .expect("recording: recorded");
+    let (h, _) = given(&seen);
+    assert!(
+        h.events.is_empty() && !h.older,
+        "recording: web's history: {h:?}"
+    );
+}
+
+/// A takeover completes the event of the release before it.
+async fn completing<S: Store>(store: &S) {
+    let released = store
+        .record(
+            report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z"),
+            Box::new(|_, _| {
+                new(NewEvent {
+                    active: None,
+                    previous: Some("db1".into()),
+                    ..event("db", "acme", "db1", "2026-12-09T21:00:00Z", &[])
+                })
+            }),
+        )
+        .await
+        .expect("completing: the release");
+    assert!(
+        released.event.deliveries.is_empty(),
+        "completing: {released:?}"
+    );
+    let id = released.event.id.clone();
+    let completed = store
+        .record(
+            report("r2", "acme", "db", "db2", "2026-12-09T21:00:20Z"),
+            Box::new(|h, _| {
+                let takeover = Box::new(NewEvent {
+                    previous: Some("db1".into()),
+                    ..event("db", "acme", "db2", "2026-12-09T21:00:20Z", &["log"])
+                });
+                match h.events.iter().find(|e| e.active.is_none()) {
+                    Some(release) => Decision::Complete(release.id.clone(), takeover),
+                    None => Decision::New(takeover),
+                }
+            }),
+        )
+        .await
+        .expect("completing: the takeover");
+    assert!(completed.merged, "completing: {completed:?}");
+    assert_eq!(
+        (&completed.event.id, completed.event.reports),
+        (&id, 2),
+        "completing: one event of two reports"
+    );
+    assert_eq!(
+        (
+            completed.event.event.active.as_deref(),
+            completed.event.event.previous.as_deref(),
+            completed.event.event.at
+        ),
+        (Some("db2"), Some("db1"), t("2026-12-09T21:00:20Z")),
+        "completing: the takeover's fields"
+    );
+    let listed = all(store).await;
+    assert_eq!(listed.len(), 1, "completing: {listed:?}");
+    let due = store
+        .claim_due(t("2026-12-09T21:01:00Z"), 10)
+        .await
+        .expect("completing: claims");
+    assert_eq!(
+        due.iter()
+            .map(|d| (&d.event, d.channel.as_str()))
+            .collect::<Vec<_>>(),
+        [(&id, "log")],
+        "completing: its delivery is due"
+    );
+    let into = id.clone();
+    let (decide, seen) = noting(move |_, _| {
+        Decision::Complete(
+            into.clone(),
+            Box::new(event("db", "acme", "db1", "2026-12-09T21:00:30Z", &["log"])),
+        )
+    });
+    let again = store
+        .record(
+            report("r3", "acme", "db", "db1", "2026-12-09T21:00:30Z"),
+            decide,
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::NotFound(e)) if *e == id),
+        "completing: an event with deliveries is not completed again: {again:?}"
+    );
+    // The history held it, completed, once.
+    let (h, _) = given(&seen);
+    assert_eq!(
+        h.events
+            .iter()
+            .map(|e| (e.id.clone(), e.active.clone()))
+            .collect::<Vec<_>>(),
+        [(id.clone(), Some("db2".to_owned()))],
+        "completing: the history"
+    );
+}
+
+/// Claims, outcomes, retries, give-up, the queue's counts.
+async fn outbox<S: Store>(store: &S) {
+    let at = "2026-12-10T00:00:00Z";
+    let recorded = store
+        .record(
+            report("r1", "acme", "db", "db1", at),
+            Box::new(move |_, _| new(event("db", "acme", "db1", at, &["log", "mail", "hook"]))),
+        )
+        .await
+        .expect("outbox: recorded");
+    let now = t("2026-12-10T00:00:01Z");
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(t(at)),
+        "outbox: due at once"
+    );
+    let first = store.claim_due(now, 2).await.expect("outbox: claims");
+    assert_eq!(first.len(), 2, "outbox: at most the limit");
+    let rest = store.claim_due(now, 10).await.expect("outbox: claims");
+    assert_eq!(
+        rest.len(),
+        1,
+        "outbox: a claimed delivery is not claimed again"
+    );
+    assert!(
+        store.claim_due(now, 10).await.expect("claims").is_empty(),
+        "outbox: everything is claimed"
+    );
+    let due: Vec<_> = first.into_iter().chain(rest).collect();
+    for d in &due {
+        assert_eq!(
+            (
+                &d.event,
+                d.attempts,
+                d.verdict.as_str(),
+                d.cluster.as_deref()
+            ),
+            (&recorded.event.id, 0, "unplanned", Some("db")),
+            "outbox: what a channel needs"
+        );
+        assert_eq!(d.context["host"], "db1", "outbox: the template context");
+    }
+    let by = |c: &str| due.iter().find(|d| d.channel == c).expect("a delivery").id;
+    let retry_at = now + SignedDuration::from_secs(30);
+    store
+        .finish(
+            vec![
+                (by("log"), Outcome::Delivered),
+                (
+                    by("mail"),
+                    Outcome::Retry {
+                        at: retry_at,
+                        error: "smtp down".into(),
+                    },
+                ),
+                (
+                    by("hook"),
+                    Outcome::Failed {
+                        error: "HTTP 400".into(),
+                    },
+                ),
+            ],
+            now,
+        )
+        .await
+        .expect("outbox: finishes");
+    let counts = store.delivery_counts().await.expect("outbox: counts");
+    for (status, want) in [("pending", Some(1)), ("delivered", None), ("failed", None)] {
+        let n = counts.iter().find(|(s, _)| s == status).map(|(_, n)| *n);
+        match want {
+            Some(_) => assert_eq!(n, want, "outbox: the queue's depth: {counts:?}"),
+            // A backend may leave finished statuses out; counted, they are right.
+            None => assert!(n.is_none_or(|n| n == 1), "outbox: {status}: {counts:?}"),
+        }
+    }
+    assert_eq!(store.pending_of("mail").await.expect("lists"), [by("mail")]);
+    assert!(store.pending_of("log").await.expect("lists").is_empty());
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(retry_at),
+        "outbox: the retry"
+    );
+    assert!(
+        store
+            .claim_due(retry_at - SignedDuration::from_secs(1), 10)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "outbox: not before its time"
+    );
+    let retried = store.claim_due(retry_at, 10).await.expect("outbox: claims");
+    assert_eq!(
+        retried
+            .iter()
+            .map(|d| (d.id, d.attempts))
+            .collect::<Vec<_>>(),
+        [(by("mail"), 1)],
+        "outbox: the retry, one attempt made"
+    );
+    store
+        .finish(vec![(by("mail"), Outcome::Delivered)], retry_at)
+        .await
+        .expect("outbox: finishes");
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        None,
+        "outbox: nothing left"
+    );
+    let shown = all(store).await;
+    let statuses: Vec<_> = shown[0]
+        .deliveries
+        .iter()
+        .map(|d| {
+            (
+                d.channel.as_str(),
+                d.status.as_str(),
+                d.attempts,
+                d.last_error.as_deref(),
+                d.finished_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("log", "delivered", 1, None, true),
+            ("mail", "delivered", 2, Some("smtp down"), true),
+            ("hook", "failed", 1, Some("HTTP 400"), true)
+        ],
+        "outbox: what the API shows"
+    );
+}
+
+/// Deliveries recorded claimed (sent within the request) are not handed out by `claim_due`;
+/// `claim_event` takes an event's pending, unclaimed ones once, due or not.
+async fn claimed_on_record<S: Store>(store: &S) {
+    let mut r = report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z");
+    r.claimed = true;
+    let recorded = store
+        .record(
+            r,
+            Box::new(|_, _| {
+                new(event(
+                    "db",
+                    "acme",
+                    "db1",
+                    "2026-12-09T21:00:00Z",
+                    &["log", "mail"],
+                ))
+            }),
+        )
+        .await
+        .expect("claimed: recorded");
+    let later = t("2026-12-09T21:00:10Z");
+    assert!(
+        store.claim_due(later, 10).await.expect("claims").is_empty(),
+        "claimed: not handed out"
+    );
+    let [log, mail] = [&recorded.event.deliveries[0], &recorded.event.deliveries[1]];
+    store
+        .finish(
+            vec![
+                (log.id, Outcome::Delivered),
+                (
+                    mail.id,
+                    Outcome::Retry {
+                        at: t("2026-12-09T23:00:00Z"),
+                        error: "smtp down".into(),
+                    },
+                ),
+            ],
+            later,
+        )
+        .await
+        .expect("claimed: finishes");
+    let claimed = store
+        .claim_event(&recorded.event.id, later)
+        .await
+        .expect("claimed: claims the event");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|d| d.channel.as_str())
+            .collect::<Vec<_>>(),
+        ["mail"],
+        "claimed: the failed one, before its time"
+    );
+    assert!(
+        store
+            .claim_event(&recorded.event.id, later)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "claimed: only once"
+    );
+}
+
+/// Ad-hoc windows: listed by start, handed to a decision, ended or removed.
+async fn maintenance<S: Store>(store: &S) {
+    let window = |start: &str, end: &str| NewMaintenance {
+        target_kind: "cluster".into(),
+        target: "db".into(),
+        customer: Some("acme".into()),
+        start: t(start),
+        end: t(end),
+        reason: "kernel update".into(),
+        created_by: "ops".into(),
+    };
+    let later = store
+        .add_maintenance(window("2026-12-10T02:00:00Z", "2026-12-10T04:00:00Z"))
+        .await
+        .expect("maintenance: adds");
+    let open = store
+        .add_maintenance(window("2026-12-09T20:00:00Z", "2026-12-09T22:00:00Z"))
+        .await
+        .expect("maintenance: adds");
+    assert_ne!(later.id, open.id, "maintenance: ids differ");
+    assert_eq!(
+        later.window,
+        window("2026-12-10T02:00:00Z", "2026-12-10T04:00:00Z")
+    );
+    let now = t("2026-12-09T21:00:00Z");
+    assert_eq!(
+        store.maintenance(now).await.expect("lists"),
+        [open.clone(), later.clone()],
+        "maintenance: by start"
+    );
+    assert_eq!(
+        store
+            .maintenance(t("2026-12-09T23:00:00Z"))
+            .await
+            .expect("lists"),
+        std::slice::from_ref(&later),
+        "maintenance: only those ending after the instant"
+    );
+    let mut r = report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z");
+    r.maintenance_after = Some(now);
+    let (decide, seen) =
+        noting(|_, _| new(event("db", "acme", "db1", "2026-12-09T21:00:00Z", &[])));
+    store
+        .record(r, decide)
+        .await
+        .expect("maintenance: recorded");
+    assert_eq!(
+        given(&seen).1,
+        [open.clone(), later.clone()],
+        "maintenance: given with the history"
+    );
+    assert!(
+        store.end_maintenance(open.id, now).await.expect("ends"),
+        "maintenance: ends"
+    );
+    assert!(
+        store.end_maintenance(later.id, now).await.expect("ends"),
+        "maintenance: removes"
+    );
+    assert!(
+        !store.end_maintenance(later.id, now).await.expect("ends"),
+        "maintenance: nothing left to end"
+    );
+    let left = store
+        .maintenance(t("2026-12-09T00:00:00Z"))
+        .await
+        .expect("lists");
+    assert_eq!(
+        left.len(),
+        1,
+        "maintenance: the future one is gone: {left:?}"
+    );
+    assert_eq!(
+        (left[0].id, left[0].window.end),
+        (open.id, now),
+        "maintenance: cut to now"
+    );
+}
+
+/// Newest first, filters, customer scope, pages.
+async fn listing<S: Store>(store: &S) {
+    for (i, (cluster, customer)) in [
+        ("db", "acme"),
+        ("web", "globex"),
+        ("db", "acme"),
+        ("db", "acme"),
+        ("web", "globex"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = format!("2026-12-0{}T10:00:00Z", i + 1);
+        let mut e = event(cluster, customer, "n1", &at, &[]);
+        if i == 2 {
+            e.verdict = "planned".into();
+        }
+        store
+            .record(
+                report(&format!("r{i}"), customer, cluster, "n1", &at),
+                Box::new(move |_, _| new(e.clone())),
+            )
+            .await
+            .expect("listing: recorded");
+    }
+    let ats = |events: &[crate::StoredEvent]| -> Vec<String> {
+        events.iter().map(|e| e.event.at.to_string()).collect()
+    };
+    let everything = all(store).await;
+    assert_eq!(
+        ats(&everything),
+        [
+            "2026-12-05T10:00:00Z",
+            "2026-12-04T10:00:00Z",
+            "2026-12-03T10:00:00Z",
+            "2026-12-02T10:00:00Z",
+            "2026-12-01T10:00:00Z"
+        ],
+        "listing: newest first"
+    );
+    let query = |q: EventQuery| async move { store.events(q).await.expect("lists") };
+    let db = query(EventQuery {
+        cluster: Some("db".into()),
+        limit: 10,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(db.len(), 3, "listing: by cluster");
+    let planned = query(EventQuery {
+        verdict: Some("planned".into()),
+        limit: 10,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(
+        ats(&planned),
+        ["2026-12-03T10:00:00Z"],
+        "listing: by verdict"
+    );
+    let globex = query(EventQuery {
+        customers: Some(vec!["globex".into()]),
+        limit: 10,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(
+        ats(&globex),
+        ["2026-12-05T10:00:00Z", "2026-12-02T10:00:00Z"],
+        "listing: a customer sees only its own"
+    );
+    let since = query(EventQuery {
+        since: Some(t("2026-12-03T10:00:00Z")),
+        limit: 10,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(since.len(), 3, "listing: since is inclusive");
+    let page = query(EventQuery {
+        limit: 2,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ats(&page), ats(&everything[..2]), "listing: the first page");
+    let last: i64 = page[1].id.0.parse().expect("numeric ids");
+    let next = query(EventQuery {
+        before: Some(last),
+        limit: 2,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ats(&next), ats(&everything[2..4]), "listing: the next page");
+}
