@@ -67,6 +67,8 @@ const PER_EVENT: i64 = 1000;
 const LEASE: SignedDuration = SignedDuration::from_mins(5);
 /// Lost races retried before giving up.
 const ATTEMPTS: usize = 8;
+/// Keys a `BatchGetItem` may ask for.
+const BATCH_GET: usize = 100;
 /// The sparse index of events that may have pending deliveries.
 pub const PENDING_INDEX: &str = "pending";
 /// Most events a cluster's `HEAD` keeps in its history.
@@ -151,49 +153,56 @@ impl Dynamo {
     /// The items of `keys` (partition keys, each with its sort key) that exist, by partition
     /// key, read consistently in one call (more if DynamoDB leaves some unprocessed).
     async fn get_many(&self, keys: &[(&str, &str)]) -> Result<HashMap<String, Item>, StoreError> {
-        let mut found = HashMap::new();
-        if keys.is_empty() {
-            return Ok(found);
-        }
-        let mut wanted: Vec<Item> = keys
-            .iter()
-            .map(|(pk, sk)| Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
-            .collect();
-        for _ in 0..ATTEMPTS {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(wanted))
-                .consistent_read(true)
-                .build()
-                .map_err(backend)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(backend)?;
-            for item in out
-                .responses
-                .into_iter()
-                .flat_map(|mut r| r.remove(&self.table))
-                .flatten()
-            {
-                if let Some(pk) = str_of(&item, "pk") {
-                    found.insert(pk.to_owned(), item);
+        let items = self.get_items(keys).await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| Some((str_of(&item, "pk")?.to_owned(), item)))
+            .collect())
+    }
+
+    /// The items of `keys` that exist, read consistently, [`BATCH_GET`] keys a call (more
+    /// calls if DynamoDB leaves some unprocessed).
+    async fn get_items(&self, keys: &[(&str, &str)]) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut wanted: Vec<Item> = chunk
+                .iter()
+                .map(|(pk, sk)| Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
+                .collect();
+            let mut attempts = 0;
+            while !wanted.is_empty() {
+                attempts += 1;
+                if attempts > ATTEMPTS {
+                    return Err(StoreError::Backend(
+                        "DynamoDB left keys unprocessed too often; retry".into(),
+                    ));
                 }
-            }
-            wanted = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if wanted.is_empty() {
-                return Ok(found);
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(backend)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                found.extend(
+                    out.responses
+                        .into_iter()
+                        .flat_map(|mut r| r.remove(&self.table))
+                        .flatten(),
+                );
+                wanted = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
             }
         }
-        Err(StoreError::Backend(
-            "DynamoDB left keys unprocessed too often; retry".into(),
-        ))
+        Ok(found)
     }
 
     async fn event(&self, id: i64) -> Result<Option<Row>, StoreError> {

@@ -17,6 +17,10 @@ use crate::item::{
 };
 use crate::{ATTEMPTS, Dynamo, LEASE, PENDING_INDEX, PER_EVENT};
 
+/// How long before an event's instant its report may have been received: the service takes
+/// reports at most 5 minutes ahead (`failover_core::report::MAX_FUTURE`); a day of slack.
+const RECEIVED_BEFORE_AT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
 impl Dynamo {
     /// Events in the pending index that still have pending deliveries; the others leave the
     /// index.
@@ -35,18 +39,21 @@ impl Dynamo {
             },
         )
         .await?;
+        // The events themselves in batches, not one read each.
+        let sks: Vec<String> = ids.iter().map(|&id| pad(id)).collect();
+        let keys: Vec<(&str, &str)> = sks.iter().map(|sk| ("EVENT", sk.as_str())).collect();
         let mut rows = Vec::new();
-        for id in ids {
-            match self.event(id).await? {
-                Some(row) if row.deliveries.iter().any(Delivery::pending) => rows.push(row),
-                Some(_) => {
-                    let mut u = Expr::default();
-                    u.remove.push("undelivered".to_owned());
-                    self.update_event(id, u).await?;
-                }
-                None => {}
+        for item in self.get_items(&keys).await? {
+            let row = Row::from_item(&item)?;
+            if row.deliveries.iter().any(Delivery::pending) {
+                rows.push(row);
+            } else {
+                let mut u = Expr::default();
+                u.remove.push("undelivered".to_owned());
+                self.update_event(row.id, u).await?;
             }
         }
+        rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
 
@@ -168,13 +175,19 @@ impl Store for Dynamo {
 
     async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let to = query.before.map_or_else(|| "9".repeat(19), |b| pad(b - 1));
+        // Ids grow with the time of receipt, and an event never happened long after it was
+        // received (a report may be at most minutes ahead), so `since` bounds the walk too.
+        let from = query
+            .since
+            .and_then(|t| t.checked_sub(RECEIVED_BEFORE_AT).ok())
+            .map_or(0, |t| t.as_millisecond().max(0).saturating_mul(100));
         let mut found = Vec::new();
         let mut failed = None;
         let limit = query.limit as usize;
         let key = |q: QueryFluentBuilder| {
             q.key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":pk", s("EVENT"))
-                .expression_attribute_values(":from", s(&pad(0)))
+                .expression_attribute_values(":from", s(&pad(from)))
                 .expression_attribute_values(":to", s(&to))
         };
         self.query(key, true, |item| {
