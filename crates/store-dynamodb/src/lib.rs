@@ -9,7 +9,7 @@
 //! | pk | sk | what |
 //! |---|---|---|
 //! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index |
-//! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms), `older` (the cluster has events the history no longer holds) and `version` (a random token, new with every write) |
+//! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms), `older` (the cluster has events the history no longer holds) and `version` (a random token, new with every write); no TTL, so a cluster outlives its events |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
 //! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON), `n` (the last id, moved on by every write) and `ends_by` (just past the latest end, epoch ms) |
 //!

@@ -180,7 +180,7 @@ impl Dynamo {
                 let older = unread
                     || kept.len() < before
                     || head.as_ref().is_some_and(|h| bool_of(h, "older"));
-                items.push(self.head(pk, guard, floor, &kept, older, now)?);
+                items.push(self.head(pk, guard, floor, &kept, older)?);
             }
             if unread && let Some(after) = report.maintenance_after {
                 items.push(self.no_windows_after(after)?);
@@ -242,7 +242,6 @@ impl Dynamo {
         floor: Timestamp,
         history: &[HistoryEvent],
         older: bool,
-        now: Timestamp,
     ) -> Result<TransactWriteItem, StoreError> {
         let last_at = history.iter().map(|h| h.at.as_millisecond()).max();
         let item = Item::from([
@@ -254,8 +253,9 @@ impl Dynamo {
                 s(&serde_json::to_string(history).unwrap_or_else(|_| "[]".into())),
             ),
             ("last_at".to_owned(), n(last_at.unwrap_or(0))),
+            // No `expires_at`: the `HEAD` outlives its events, so a cluster quiet for longer
+            // than the retention is still known to have run before (no "cluster start").
             ("older".to_owned(), AttributeValue::Bool(older)),
-            ("expires_at".to_owned(), self.expires(now)),
         ]);
         let (condition, value) = match guard {
             Guard::Unread => ("last_at < :v", Some(floor.as_millisecond())),

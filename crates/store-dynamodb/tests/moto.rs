@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use failover_store::{
     Decide, Decision, EventQuery, History, Maintenance, NewEvent, NewMaintenance, NewReport,
@@ -535,4 +535,27 @@ async fn dynamodb_store_story() {
         [(id.0.as_str(), Some("db2"))],
         "the history holds the completed event once"
     );
+
+    // The cluster's `HEAD` has no TTL: a cluster quiet for longer than the retention is still
+    // known to have run (its next failover is no "cluster start"); its events do expire.
+    let raw = aws_sdk_dynamodb::Client::new(&config);
+    let item = |pk: &str, sk: &str| {
+        let raw = raw.clone();
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        async move {
+            raw.get_item()
+                .table_name("events")
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk))
+                .send()
+                .await
+                .expect("reads")
+                .item
+                .expect("the item exists")
+        }
+    };
+    let head = item("CLUSTER#db", "HEAD").await;
+    assert!(!head.contains_key("expires_at"), "{head:?}");
+    let event = item("EVENT", &format!("{:0>19}", id.0)).await;
+    assert!(event.contains_key("expires_at"), "{event:?}");
 }

@@ -107,8 +107,8 @@ pub struct NewEvent {
 pub struct History {
     /// Its events from the instant [`NewReport::history`] names on, oldest first.
     pub events: Vec<HistoryEvent>,
-    /// It has an event before that instant too. The DynamoDB backend knows only the events
-    /// its cluster item still remembers (at most the retention old).
+    /// It has an event before that instant too (recorded at any time, also one whose event
+    /// has since expired from the store).
     pub older: bool,
 }
 
