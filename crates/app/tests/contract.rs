@@ -1,0 +1,171 @@
+//! The HTTP API's contract, in process: the router answers without a socket or the binary,
+//! so these run in milliseconds and fail on the handler, not on a start-up.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use failover_app::AppState;
+use failover_core::keys::KeyHash;
+use failover_store_sqlite::Sqlite;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const KEY: &str = "contract-key";
+
+async fn router(dir: &std::path::Path) -> Router {
+    let inventory = format!(
+        r#"
+[[customers]]
+name = "acme"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[keys]]
+name = "acme-nodes"
+customer = "acme"
+hash = "{}"
+"#,
+        KeyHash::of(KEY)
+    );
+    let inventory = failover_core::config::parse(&inventory).expect("valid inventory");
+    let store = Sqlite::open(dir.join("db.sqlite")).expect("opens");
+    let state = AppState::new(store, inventory).await.expect("state");
+    failover_app::router(state)
+}
+
+/// One request; the status and the JSON answer (`null` when the body is not JSON).
+async fn call(
+    router: &Router,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("answered");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_api_answers_in_json_after_the_key_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = router(dir.path()).await;
+
+    // Without a key, whatever else is wrong: the same JSON 401.
+    for (method, path, body) in [
+        ("GET", "/v1/events", ""),
+        ("GET", "/v1/events?limit=-1", ""),
+        ("DELETE", "/v1/maintenance/abc", ""),
+        ("POST", "/v1/reports", "{not json"),
+    ] {
+        let (status, answer) = call(&router, method, path, None, body).await;
+        assert_eq!(
+            (status, &answer["code"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+            "{method} {path}: {answer}"
+        );
+    }
+    // With one, a 400 naming the field.
+    for (method, path, body, field) in [
+        ("DELETE", "/v1/maintenance/abc", "", "id"),
+        ("GET", "/v1/events?limit=-1", "", "limit"),
+        ("GET", "/v1/events?verdict=maybe", "", "verdict"),
+        (
+            "POST",
+            "/v1/reports",
+            r#"{"hostname":"db1","hostname":"db2"}"#,
+            "hostname",
+        ),
+        (
+            "POST",
+            "/v1/reports",
+            r#"{"hostname":"db1","occurred_at":"9999-12-31T00:00:00Z"}"#,
+            "occurred_at",
+        ),
+    ] {
+        let (status, answer) = call(&router, method, path, Some(KEY), body).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {answer}"
+        );
+        assert_eq!(answer["field"], field, "{method} {path} {body}: {answer}");
+    }
+    let (status, _) = call(&router, "PUT", "/v1/reports", Some(KEY), "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // The cluster's first report is its start; the other node's, a failover from db1.
+    let (status, start) = call(&router, "POST", "/", Some(KEY), r#"{"hostname":"db1"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{start}");
+    assert_eq!(start["verdict"]["verdict"], "cluster-start", "{start}");
+    let (status, failover) = call(
+        &router,
+        "POST",
+        "/v1/reports",
+        Some(KEY),
+        r#"{"hostname":"db2","id":"r-2"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{failover}");
+    assert_eq!(failover["verdict"]["verdict"], "unplanned", "{failover}");
+    // A retry with the same id: the same event, marked a duplicate.
+    let (_, retry) = call(
+        &router,
+        "POST",
+        "/v1/reports",
+        Some(KEY),
+        r#"{"hostname":"db2","id":"r-2"}"#,
+    )
+    .await;
+    assert_eq!(
+        (&retry["event_id"], &retry["duplicate"]),
+        (&failover["event_id"], &json!(true)),
+        "{retry}"
+    );
+    let (status, events) = call(&router, "GET", "/v1/events", Some(KEY), "").await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let listed: Vec<(&Value, &Value, &Value)> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| (&e["active"], &e["previous"], &e["verdict"]))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (&json!("db2"), &json!("db1"), &json!("unplanned")),
+            (&json!("db1"), &Value::Null, &json!("cluster-start"))
+        ],
+        "{events}"
+    );
+
+    // A host in no cluster: recorded and told, answered 422.
+    let (status, unknown) = call(&router, "POST", "/", Some(KEY), r#"{"hostname":"ghost"}"#).await;
+    assert_eq!(
+        (status, &unknown["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("unknown_host")),
+        "{unknown}"
+    );
+    let (status, health) = call(&router, "GET", "/healthz", None, "").await;
+    assert_eq!((status, &health["status"]), (StatusCode::OK, &json!("ok")));
+}
