@@ -44,6 +44,19 @@ fn given(seen: &Seen) -> (History, Vec<Maintenance>) {
         .expect("the report was decided")
 }
 
+/// Records `r` as the new event `e`: what was recorded, and what the written decision was
+/// given.
+async fn record_new<S: Store>(
+    store: &S,
+    r: NewReport,
+    e: NewEvent,
+) -> (crate::Recorded, History, Vec<Maintenance>) {
+    let (decide, seen) = noting(move |_, _| new(e.clone()));
+    let recorded = store.record(r, decide).await.expect("recorded");
+    let (h, m) = given(&seen);
+    (recorded, h, m)
+}
+
 /// Merges into the newest event of the history, else a new event.
 fn merge_or(e: NewEvent) -> impl Fn(&History, &[Maintenance]) -> Decision + Send + 'static {
     move |h, _| match h.events.last() {
@@ -119,23 +132,18 @@ async fn all<S: Store>(store: &S) -> Vec<crate::StoredEvent> {
 
 /// History, merging, client ids within a scope, a merge into nothing, older events.
 async fn recording<S: Store>(store: &S) {
-    let (decide, seen) = noting(|_, _| {
-        new(event(
+    let (first, h, m) = record_new(
+        store,
+        report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z"),
+        event(
             "db",
             "acme",
             "db1",
             "2026-12-09T21:00:00Z",
             &["log", "mail"],
-        ))
-    });
-    let first = store
-        .record(
-            report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z"),
-            decide,
-        )
-        .await
-        .expect("recording: recorded");
-    let (h, m) = given(&seen);
+        ),
+    )
+    .await;
     assert!(
         h.events.is_empty() && !h.older,
         "recording: a new cluster: {h:?}"
@@ -250,31 +258,23 @@ async fn recording<S: Store>(store: &S) {
     );
 
     // Two hours on, the look-back no longer reaches the event: older, not in the history.
-    let (decide, seen) =
-        noting(|_, _| new(event("db", "acme", "db1", "2026-12-09T23:30:00Z", &[])));
-    store
-        .record(
-            report("r4", "acme", "db", "db1", "2026-12-09T23:30:00Z"),
-            decide,
-        )
-        .await
-        .expect("recording: recorded");
-    let (h, _) = given(&seen);
+    let (_, h, _) = record_new(
+        store,
+        report("r4", "acme", "db", "db1", "2026-12-09T23:30:00Z"),
+        event("db", "acme", "db1", "2026-12-09T23:30:00Z", &[]),
+    )
+    .await;
     assert!(
         h.events.is_empty() && h.older,
         "recording: older events: {h:?}"
     );
     // Another cluster has its own history.
-    let (decide, seen) =
-        noting(|_, _| new(event("web", "acme", "web1", "2026-12-09T23:30:10Z", &[])));
-    store
-        .record(
-            report("r5", "acme", "web", "web1", "2026-12-09T23:30:10Z"),
-            decide,
-        )
-        .await
-        .expect("recording: recorded");
-    let (h, _) = given(&seen);
+    let (_, h, _) = record_new(
+        store,
+        report("r5", "acme", "web", "web1", "2026-12-09T23:30:10Z"),
+        event("web", "acme", "web1", "2026-12-09T23:30:10Z", &[]),
+    )
+    .await;
     assert!(
         h.events.is_empty() && !h.older,
         "recording: web's history: {h:?}"
@@ -317,7 +317,15 @@ async fn completing<S: Store>(store: &S) {
         )
         .await
         .expect("completing: the takeover");
-    assert!(completed.merged, "completing: {completed:?}");
+    assert!(
+        completed.merged && !completed.duplicate,
+        "completing: {completed:?}"
+    );
+    assert_eq!(
+        completed.event.deliveries.len(),
+        1,
+        "completing: its delivery"
+    );
     assert_eq!(
         (&completed.event.id, completed.event.reports),
         (&id, 2),
@@ -611,14 +619,14 @@ async fn maintenance<S: Store>(store: &S) {
     );
     let mut r = report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z");
     r.maintenance_after = Some(now);
-    let (decide, seen) =
-        noting(|_, _| new(event("db", "acme", "db1", "2026-12-09T21:00:00Z", &[])));
-    store
-        .record(r, decide)
-        .await
-        .expect("maintenance: recorded");
+    let (_, _, m) = record_new(
+        store,
+        r,
+        event("db", "acme", "db1", "2026-12-09T21:00:00Z", &[]),
+    )
+    .await;
     assert_eq!(
-        given(&seen).1,
+        m,
         [open.clone(), later.clone()],
         "maintenance: given with the history"
     );
