@@ -1,7 +1,8 @@
 //! failover-notify's service: the HTTP API, classification with the stored history, and the
 //! outbox worker that delivers messages. `serve` and the tests start it the same way, through
-//! [`launch_with_listener`]; the Lambda entry (`failover-notify lambda`) serves the same [`router`] with
-//! [`AppState::inline`].
+//! [`launch_with_listener`]; the Lambda entry (`failover-notify lambda`) serves the same
+//! [`router`] with [`AppState::with_modes`] ([`state::Delivery::InRequest`],
+//! [`state::AdHoc::PerReport`]).
 //!
 //! # Layout
 //! - [`auth`]: the API key check every handler starts with, and the slow-down of wrong keys

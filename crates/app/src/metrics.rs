@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use failover_core::inventory::Verdict;
+use failover_store::DeliveryState;
 
 /// Upper bounds of the report latency histogram, seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -67,7 +68,7 @@ impl Metrics {
     }
 
     /// The exposition text; `queue` is the number of deliveries by status in the store.
-    pub fn render(&self, queue: &[(String, u64)]) -> String {
+    pub fn render(&self, queue: &[(DeliveryState, u64)]) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -132,6 +133,7 @@ impl Metrics {
         );
         let _ = writeln!(s, "# TYPE failover_deliveries gauge");
         for (status, n) in queue {
+            let status = status.as_str();
             let _ = writeln!(s, "failover_deliveries{{status=\"{status}\"}} {n}");
         }
         let _ = writeln!(

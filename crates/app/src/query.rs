@@ -11,7 +11,7 @@ use failover_core::inventory::Verdict;
 use failover_core::limits;
 use failover_core::listing::{self, Filter};
 use failover_core::window::Owner;
-use failover_store::{EventQuery, Maintenance, NewMaintenance, Store};
+use failover_store::{EventQuery, Maintenance, NewMaintenance, Store, TargetKind};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
-use crate::state::{AppState, target_owner};
+use crate::state::AppState;
 
 /// The parsed query string, or a 400 that says what is wrong with it and names the
 /// parameter.
@@ -93,21 +93,25 @@ pub async fn events<S: Store>(
     params: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(params)?;
-    if let Some(v) = &p.verdict
-        && Verdict::from_name(v).is_none()
-    {
-        let names: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
-        return Err(ApiError::field(
-            "verdict",
-            format!("`verdict` must be one of {}, not `{v}`", names.join(", ")),
-        ));
-    }
+    let verdict = p
+        .verdict
+        .as_deref()
+        .map(|v| {
+            Verdict::from_name(v).ok_or_else(|| {
+                let names: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
+                ApiError::field(
+                    "verdict",
+                    format!("`verdict` must be one of {}, not `{v}`", names.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let events = state
         .store
         .events(EventQuery {
             cluster: p.cluster.clone(),
-            verdict: p.verdict.clone(),
+            verdict,
             since: p.since.as_deref().map(|s| time("since", s)).transpose()?,
             customers: caller.customer_name().map(|c| vec![c.to_owned()]),
             before: p.before,
@@ -229,9 +233,9 @@ pub async fn add_maintenance<S: Store>(
             None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
         })?;
     let (kind, target) = match (node, cluster, customer) {
-        (Some(n), None, None) => ("node", n),
-        (None, Some(c), None) => ("cluster", c),
-        (None, None, Some(c)) => ("customer", c),
+        (Some(n), None, None) => (TargetKind::Node, n),
+        (None, Some(c), None) => (TargetKind::Cluster, c),
+        (None, None, Some(c)) => (TargetKind::Customer, c),
         _ => {
             return Err(ApiError::field(
                 "cluster",
@@ -239,8 +243,9 @@ pub async fn add_maintenance<S: Store>(
             ));
         }
     };
-    let owner = target_owner(inv, kind, &target)
-        .ok_or_else(|| ApiError::field(kind, format!("unknown {kind} `{target}`")))?;
+    let owner = kind
+        .owner(inv, &target)
+        .ok_or_else(|| ApiError::field(kind.as_str(), format!("unknown {kind} `{target}`")))?;
     let customer = match owner {
         Owner::Node(n) => inv.cluster(inv.node(n).cluster).customer,
         Owner::Cluster(c) => inv.cluster(c).customer,
@@ -320,7 +325,7 @@ pub async fn add_maintenance<S: Store>(
     let m = state
         .store
         .add_maintenance(NewMaintenance {
-            target_kind: kind.to_owned(),
+            target_kind: kind,
             target,
             customer: customer.map(|c| inv.customers[c.index()].name.clone()),
             start,

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use failover_channels::{Notifier, SetupError};
 use failover_core::inventory::Inventory;
-use failover_core::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
-use failover_store::{Maintenance, Outcome, Store, StoreError};
-use jiff::SignedDuration;
-use jiff::tz::TimeZone;
+use failover_core::window::MaintenanceWindow;
+use failover_store::{Lease, Outcome, Store, StoreError};
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -20,6 +19,32 @@ use crate::metrics::Metrics;
 
 /// How far back ad-hoc windows stay loaded: a spooled report may arrive this late.
 pub(crate) const AD_HOC_LOOKBACK: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// Shortest lease on claimed deliveries: a sender that dies holding one is replaced this
+/// long after its claim (a restarted `serve` on SQLite ends its old leases at once).
+const MIN_LEASE: SignedDuration = SignedDuration::from_mins(5);
+
+/// Where a report's messages are sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The outbox worker sends them after the answer (`serve`).
+    Outbox,
+    /// The request sends them before it answers, 503 while a channel has not taken its
+    /// message (AWS Lambda, which runs nothing after the response); a retry with the same
+    /// id sends only to the channels that have not.
+    InRequest,
+}
+
+/// How ad-hoc windows reach classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdHoc {
+    /// Kept in memory, refreshed when one is added or ended through this process (`serve`,
+    /// the only writer of its store).
+    Cached,
+    /// Read with each report's history, in the same store call (AWS Lambda, where other
+    /// function instances change them).
+    PerReport,
+}
 
 /// The inventory in force, with everything built from it.
 #[derive(Debug)]
@@ -48,8 +73,12 @@ pub struct AppState<S> {
     /// the store and swap in the order they took it, so a slower, older read never replaces
     /// a newer one and a refresh never restores the inventory a reload replaced.
     rebuild: Arc<tokio::sync::Mutex<()>>,
-    /// Deliver within the request (AWS Lambda runs nothing after the response).
-    pub inline: bool,
+    /// Where messages are sent from.
+    pub delivery: Delivery,
+    /// How ad-hoc windows are read.
+    pub ad_hoc: AdHoc,
+    /// This process's name on the claims it takes.
+    owner: Arc<str>,
     /// Recordings of the outcomes of deliveries sent within a request, running while its
     /// answer is posted.
     deferred: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -61,46 +90,65 @@ impl<S: Store> AppState<S> {
     /// # Errors
     /// [`SetupError`] when a channel cannot be built (a missing SMTP password variable).
     pub async fn new(store: S, inventory: Inventory) -> Result<AppState<S>, StartError> {
-        let live = build_live(&store, Arc::new(inventory)).await?;
-        Ok(AppState::with(store, live, false))
+        AppState::with_modes(store, inventory, Delivery::Outbox, AdHoc::Cached).await
     }
 
-    /// State for the Lambda deployment: each report's messages are sent within its request
-    /// (the answer is 503 while a channel has not taken its message, and a retry with the same
-    /// id sends only to the channels that have not), and ad-hoc windows are read per report,
-    /// since other function instances may change them; none are loaded here.
+    /// State with the given modes: `serve` runs [`Delivery::Outbox`] and [`AdHoc::Cached`],
+    /// the Lambda deployment [`Delivery::InRequest`] and [`AdHoc::PerReport`].
     ///
     /// # Errors
-    /// [`SetupError`] when a channel cannot be built.
-    pub async fn inline(store: S, inventory: Inventory) -> Result<AppState<S>, StartError> {
+    /// [`StartError`] when a channel cannot be built or the windows cannot be read.
+    pub async fn with_modes(
+        store: S,
+        inventory: Inventory,
+        delivery: Delivery,
+        ad_hoc: AdHoc,
+    ) -> Result<AppState<S>, StartError> {
         let inventory = Arc::new(inventory);
-        let live = Live {
-            notifiers: notifiers(&inventory).await?,
-            inventory,
-            ad_hoc: Arc::new(Vec::new()),
+        let live = match ad_hoc {
+            AdHoc::Cached => build_live(&store, inventory).await?,
+            AdHoc::PerReport => Live {
+                notifiers: notifiers(&inventory).await?,
+                inventory,
+                ad_hoc: Arc::new(Vec::new()),
+            },
         };
-        Ok(AppState::with(store, live, true))
-    }
-
-    fn with(store: S, live: Live, inline: bool) -> AppState<S> {
-        AppState {
+        Ok(AppState {
             store,
             live: Arc::new(RwLock::new(Arc::new(live))),
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
             guard: Arc::default(),
             rebuild: Arc::default(),
-            inline,
+            delivery,
+            ad_hoc,
+            owner: format!("{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
             deferred: Arc::default(),
+        })
+    }
+
+    /// A claim for this process from `now`: long enough for the slowest send the delivery
+    /// timeout allows, and at least [`MIN_LEASE`].
+    pub(crate) fn lease(&self, now: Timestamp) -> Lease {
+        let timeout = self.live().inventory.delivery.timeout;
+        let length = MIN_LEASE.max(timeout.saturating_mul(4));
+        Lease {
+            owner: self.owner.to_string(),
+            until: now.saturating_add(length).unwrap_or(Timestamp::MAX),
         }
+    }
+
+    /// This process's name on its claims.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Starts recording `outcomes` (all delivered) without waiting for it: the answer goes
     /// out meanwhile, and [`AppState::finish_deferred`] waits for it to end.
     pub(crate) fn defer_finish(&self, outcomes: Vec<(i64, Outcome)>) {
-        let store = self.store.clone();
+        let (store, owner) = (self.store.clone(), Arc::clone(&self.owner));
         let recording = tokio::spawn(async move {
-            if let Err(e) = store.finish(outcomes, clock::now()).await {
+            if let Err(e) = store.finish(&owner, outcomes, clock::now()).await {
                 tracing::error!(error = ?e, "cannot record delivery outcomes");
             }
         });
@@ -163,7 +211,7 @@ impl<S: Store> AppState<S> {
     /// # Errors
     /// [`StoreError`] when they cannot be read.
     pub async fn refresh_ad_hoc(&self) -> Result<(), StoreError> {
-        if self.inline {
+        if self.ad_hoc == AdHoc::PerReport {
             // Each report reads them with its history.
             return Ok(());
         }
@@ -217,40 +265,5 @@ pub async fn ad_hoc_windows<S: Store>(
 ) -> Result<Vec<MaintenanceWindow>, StoreError> {
     let after = clock::now() - AD_HOC_LOOKBACK;
     let rows = store.maintenance(after).await?;
-    Ok(rows.iter().filter_map(|m| ad_hoc_window(inv, m)).collect())
-}
-
-/// The classification form of a stored ad-hoc window; `None` when its target is no longer
-/// in the inventory or it has no length left.
-pub fn ad_hoc_window(inv: &Inventory, m: &Maintenance) -> Option<MaintenanceWindow> {
-    let w = &m.window;
-    let owner = target_owner(inv, &w.target_kind, &w.target)?;
-    let start = w.start.to_zoned_datetime(TimeZone::UTC);
-    MaintenanceWindow::new(
-        format!("maintenance #{}: {}", m.id, w.reason),
-        owner,
-        TimeZone::UTC,
-        Schedule::Once { date: start.date() },
-        Some(start.time()),
-        Length::Exact(w.end.duration_since(w.start)),
-        Grace {
-            before: SignedDuration::ZERO,
-            after: SignedDuration::ZERO,
-        },
-    )
-    .ok()
-}
-
-/// The owner named by an ad-hoc window's target.
-pub fn target_owner(inv: &Inventory, kind: &str, name: &str) -> Option<Owner> {
-    match kind {
-        "node" => inv.find_node(name, None).map(Owner::Node),
-        "cluster" => inv.find_cluster(name).map(Owner::Cluster),
-        "customer" => inv
-            .customers
-            .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(name))
-            .map(|i| Owner::Customer(failover_core::inventory::CustomerId(i as u32))),
-        _ => None,
-    }
+    Ok(rows.iter().filter_map(|m| m.to_window(inv)).collect())
 }

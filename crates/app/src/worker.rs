@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use failover_channels::{DeliveryError, Notifier, Outgoing};
-use failover_core::inventory::{Inventory, Verdict};
-use failover_store::{DueDelivery, Outcome, Recorded, Store, StoreError};
+use failover_core::inventory::Inventory;
+use failover_store::{DeliveryState, DueDelivery, Outcome, Recorded, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -28,7 +28,8 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut sends = JoinSet::new();
     while !*shutdown.borrow() {
-        let due = match state.store.claim_due(clock::now(), BATCH).await {
+        let now = clock::now();
+        let due = match state.store.claim_due(&state.lease(now), now, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = ?e, "cannot claim deliveries");
@@ -68,9 +69,9 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
     let _ = finisher.await;
 }
 
-/// Sends the pending deliveries of a just recorded report's event now: the request path of
-/// the Lambda deployment. A new event's deliveries were recorded claimed; for a retry or a
-/// merge, the event's unclaimed pending deliveries are claimed first. When a channel failed,
+/// Sends the pending deliveries of a just recorded report's event now: [`Delivery::InRequest`](crate::state::Delivery::InRequest).
+/// A new event's deliveries were recorded claimed; for a retry or a merge, the event's
+/// pending deliveries that nobody holds are claimed first. When a channel failed,
 /// the outcomes are recorded before this returns, so the reporter's retry finds them; when
 /// every channel took its message, they are recorded while the answer goes out, and the
 /// Lambda entry waits for that in [`AppState::finish_deferred`] before it takes the next
@@ -85,14 +86,18 @@ pub async fn deliver_recorded<S: Store>(
 ) -> Result<(Vec<(String, Outcome)>, Vec<String>), StoreError> {
     let e = &recorded.event;
     let due = if recorded.duplicate || recorded.merged {
-        state.store.claim_event(&e.id, clock::now()).await?
+        let now = clock::now();
+        state
+            .store
+            .claim_event(&e.id, &state.lease(now), now)
+            .await?
     } else {
         e.deliveries.iter().map(|d| e.due(d)).collect()
     };
     let elsewhere = e
         .deliveries
         .iter()
-        .filter(|d| d.status == "pending" && !due.iter().any(|x| x.id == d.id))
+        .filter(|d| d.status == DeliveryState::Pending && !due.iter().any(|x| x.id == d.id))
         .map(|d| d.channel.clone())
         .collect();
     let (outcomes, by_channel): (Vec<_>, Vec<_>) = send(state, due)
@@ -103,7 +108,10 @@ pub async fn deliver_recorded<S: Store>(
     if outcomes.iter().all(|(_, o)| *o == Outcome::Delivered) {
         state.defer_finish(outcomes);
     } else {
-        state.store.finish(outcomes, clock::now()).await?;
+        state
+            .store
+            .finish(state.owner(), outcomes, clock::now())
+            .await?;
     }
     Ok((by_channel, elsewhere))
 }
@@ -117,7 +125,8 @@ pub async fn drain<S: Store>(state: &AppState<S>, budget: Duration) -> Result<us
     let started = tokio::time::Instant::now();
     let mut attempted = 0;
     while started.elapsed() < budget {
-        let due = state.store.claim_due(clock::now(), BATCH).await?;
+        let now = clock::now();
+        let due = state.store.claim_due(&state.lease(now), now, BATCH).await?;
         if due.is_empty() {
             break;
         }
@@ -127,7 +136,10 @@ pub async fn drain<S: Store>(state: &AppState<S>, budget: Duration) -> Result<us
             .map(|(id, _, o)| (id, o))
             .collect();
         attempted += outcomes.len();
-        state.store.finish(outcomes, clock::now()).await?;
+        state
+            .store
+            .finish(state.owner(), outcomes, clock::now())
+            .await?;
     }
     Ok(attempted)
 }
@@ -155,10 +167,10 @@ async fn finish<S: Store>(state: AppState<S>, mut done: mpsc::UnboundedReceiver<
     while done.recv_many(&mut batch, 1024).await > 0 {
         if let Err(e) = state
             .store
-            .finish(std::mem::take(&mut batch), clock::now())
+            .finish(state.owner(), std::mem::take(&mut batch), clock::now())
             .await
         {
-            // The claims stay; the next start releases them and the deliveries are retried.
+            // The claims stay until their lease ends; then the deliveries are sent again.
             tracing::error!(error = ?e, "cannot record delivery outcomes");
         }
     }
@@ -198,7 +210,11 @@ async fn skip_logged<S: Store>(state: &AppState<S>) {
             count = delivered.len(),
             "deliveries already in their log file marked delivered"
         );
-        if let Err(e) = state.store.finish(delivered, clock::now()).await {
+        if let Err(e) = state
+            .store
+            .finish(state.owner(), delivered, clock::now())
+            .await
+        {
             tracing::error!(error = ?e, "cannot record delivery outcomes");
         }
     }
@@ -252,10 +268,7 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
 }
 
 fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
-    let verdict = Verdict::ALL
-        .into_iter()
-        .find(|v| v.as_str() == d.verdict)
-        .ok_or_else(|| format!("unknown verdict `{}`", d.verdict))?;
+    let verdict = d.verdict;
     let cluster = d.cluster.as_deref().and_then(|c| inv.find_cluster(c));
     let customer = cluster.and_then(|c| inv.cluster(c).customer);
     let msg = inv
@@ -265,7 +278,7 @@ fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
     Ok(Outgoing {
         delivery: d.id,
         event: d.event.0.clone(),
-        verdict: d.verdict.clone(),
+        verdict: d.verdict.as_str().to_owned(),
         subject: msg.subject,
         body: msg.body,
         context: d.context.clone(),

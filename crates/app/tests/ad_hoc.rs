@@ -3,8 +3,8 @@
 
 use failover_app::AppState;
 use failover_store::{
-    Decide, DueDelivery, EventId, EventQuery, Maintenance, NewMaintenance, NewReport, Outcome,
-    Recorded, Store, StoreError, StoredEvent,
+    Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
+    NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
 };
 use failover_store_sqlite::Sqlite;
 use jiff::{SignedDuration, Timestamp};
@@ -18,25 +18,35 @@ impl Store for Slow {
     async fn record(&self, report: NewReport, decide: Decide) -> Result<Recorded, StoreError> {
         self.0.record(report, decide).await
     }
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        self.0.event(id).await
+    }
     async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         self.0.events(query).await
     }
-    async fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
-        self.0.claim_due(now, limit).await
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.0.claim_due(lease, now, limit).await
     }
     async fn finish(
         &self,
+        owner: &str,
         outcomes: Vec<(i64, Outcome)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.0.finish(outcomes, now).await
+        self.0.finish(owner, outcomes, now).await
     }
     async fn claim_event(
         &self,
         event: &EventId,
+        lease: &Lease,
         now: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.0.claim_event(event, now).await
+        self.0.claim_event(event, lease, now).await
     }
     async fn pending_of(&self, channel: &str) -> Result<Vec<i64>, StoreError> {
         self.0.pending_of(channel).await
@@ -44,7 +54,7 @@ impl Store for Slow {
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         self.0.next_due().await
     }
-    async fn delivery_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
         self.0.delivery_counts().await
     }
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
@@ -89,7 +99,7 @@ async fn every_acknowledged_change_is_in_memory_at_once() {
             let m = state
                 .store
                 .add_maintenance(NewMaintenance {
-                    target_kind: "cluster".into(),
+                    target_kind: failover_store::TargetKind::Cluster,
                     target: if i % 2 == 0 { "db" } else { "web" }.into(),
                     customer: None,
                     start: now - SignedDuration::from_mins(1),

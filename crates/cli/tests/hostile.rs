@@ -312,7 +312,7 @@ fn a_broken_window_in_the_store_never_stops_a_report() {
         let store = failover_store_sqlite::Sqlite::open(&db).expect("opens");
         store
             .add_maintenance(failover_store::NewMaintenance {
-                target_kind: "cluster".into(),
+                target_kind: failover_store::TargetKind::Cluster,
                 target: "db".into(),
                 customer: Some("acme".into()),
                 start: jiff::Timestamp::MIN,

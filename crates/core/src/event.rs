@@ -22,8 +22,6 @@ pub struct PastEvent {
     pub previous: Option<NodeId>,
     /// When it happened.
     pub at: Timestamp,
-    /// Client ids of the reports merged into it.
-    pub report_ids: Vec<String>,
     /// Whether it was flagged as flapping.
     pub flapping: bool,
 }
@@ -31,8 +29,6 @@ pub struct PastEvent {
 /// What a new report is, relative to the history.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Assessment {
-    /// A retry of a report already recorded in this event: answer as before, send nothing.
-    pub duplicate_of: Option<String>,
     /// Another report of this recorded failover: attach to it, send nothing new.
     pub merge_into: Option<String>,
     /// More than the allowed number of failovers within the flapping interval.
@@ -70,25 +66,17 @@ pub fn event_at<T>(
     before.or(after).map(|(_, e)| e)
 }
 
-/// Relates a report (`cluster` now active on `active`, at `at`, client id `report_id`) to
-/// the cluster's earlier events. `history` may hold other clusters' events and be unsorted.
+/// Relates a report (`cluster` now active on `active`, at `at`) to the cluster's earlier
+/// events. `history` may hold other clusters' events and be unsorted. A retry of a report
+/// already recorded (the same client id) is the store's to answer, before this is asked.
 pub fn assess(
     policy: &EventPolicy,
     history: &[PastEvent],
     cluster: ClusterId,
     active: NodeId,
     at: Timestamp,
-    report_id: Option<&str>,
 ) -> Assessment {
     let mine: Vec<&PastEvent> = history.iter().filter(|e| e.cluster == cluster).collect();
-    if let Some(id) = report_id
-        && let Some(e) = mine.iter().find(|e| e.report_ids.iter().any(|r| r == id))
-    {
-        return Assessment {
-            duplicate_of: Some(e.id.clone()),
-            ..Assessment::default()
-        };
-    }
     // The event in force at this report's own instant; it must be the same takeover. An
     // event in between with another active node (n1, n2, n1 again within seconds) is a new
     // failover, not a repeat of the first; a later event (a failback that reached the service
@@ -115,7 +103,6 @@ pub fn assess(
         .filter(|e| e.previous == Some(active) && at.duration_since(e.at) <= policy.failback_within)
         .map(|e| e.id.clone());
     Assessment {
-        duplicate_of: None,
         merge_into: None,
         flapping,
         flapping_started: flapping && !already_flapping,
@@ -136,7 +123,6 @@ mod tests {
             active: NodeId(active),
             previous: Some(NodeId(previous)),
             at: at.parse().expect("test instant"),
-            report_ids: vec![format!("r-{id}")],
             flapping: false,
         }
     }
@@ -159,7 +145,6 @@ mod tests {
             ClusterId(0),
             NodeId(2),
             t("2026-12-09T21:00:05Z"),
-            None,
         );
         assert_eq!(a.merge_into.as_deref(), Some("takeover"));
         // Sent a moment before the event it belongs to was recorded: still that event.
@@ -169,23 +154,8 @@ mod tests {
             ClusterId(0),
             NodeId(2),
             t("2026-12-09T20:59:58Z"),
-            None,
         );
         assert_eq!(a.merge_into.as_deref(), Some("takeover"));
-    }
-
-    #[test]
-    fn retry_with_same_id_is_the_same_report() {
-        let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
-        let a = assess(
-            &EventPolicy::default(),
-            &h,
-            ClusterId(0),
-            NodeId(1),
-            t("2026-12-09T23:00:00Z"),
-            Some("r-e1"),
-        );
-        assert_eq!(a.duplicate_of.as_deref(), Some("e1"));
     }
 
     #[test]
@@ -201,7 +171,6 @@ mod tests {
             ClusterId(0),
             NodeId(1),
             t("2026-12-09T21:00:20Z"),
-            Some("other"),
         );
         assert_eq!(a.merge_into, None);
         assert_eq!(a.failback_of.as_deref(), Some("e2"));
@@ -211,34 +180,13 @@ mod tests {
     fn second_node_reporting_the_same_failover_merges() {
         let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
         let p = EventPolicy::default();
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(0),
-            NodeId(1),
-            t("2026-12-09T21:01:30Z"),
-            Some("other"),
-        );
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:01:30Z"));
         assert_eq!(a.merge_into.as_deref(), Some("e1"));
         // Outside the merge interval it is a new event.
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(0),
-            NodeId(1),
-            t("2026-12-09T21:02:01Z"),
-            Some("other"),
-        );
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:02:01Z"));
         assert_eq!(a.merge_into, None);
         // Another cluster never merges.
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(1),
-            NodeId(1),
-            t("2026-12-09T21:00:10Z"),
-            None,
-        );
+        let a = assess(&p, &h, ClusterId(1), NodeId(1), t("2026-12-09T21:00:10Z"));
         assert_eq!(a, Assessment::default());
     }
 
@@ -246,18 +194,11 @@ mod tests {
     fn failback_names_the_failover_it_undoes() {
         let h = [ev("e1", 1, 0, "2026-12-09T21:00:00Z")];
         let p = EventPolicy::default();
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(0),
-            NodeId(0),
-            t("2026-12-09T21:30:00Z"),
-            None,
-        );
+        let a = assess(&p, &h, ClusterId(0), NodeId(0), t("2026-12-09T21:30:00Z"));
         assert_eq!(a.failback_of.as_deref(), Some("e1"));
         let late = t("2026-12-10T21:00:01Z");
         assert_eq!(
-            assess(&p, &h, ClusterId(0), NodeId(0), late, None).failback_of,
+            assess(&p, &h, ClusterId(0), NodeId(0), late).failback_of,
             None
         );
     }
@@ -273,37 +214,16 @@ mod tests {
             ev("e1", 1, 0, "2026-12-09T21:00:00Z"),
             ev("e2", 0, 1, "2026-12-09T21:03:00Z"),
         ];
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(0),
-            NodeId(1),
-            t("2026-12-09T21:06:00Z"),
-            None,
-        );
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T21:06:00Z"));
         assert!(a.flapping && a.flapping_started);
         h.push(PastEvent {
             flapping: true,
             ..ev("e3", 1, 0, "2026-12-09T21:06:00Z")
         });
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(0),
-            NodeId(0),
-            t("2026-12-09T21:09:00Z"),
-            None,
-        );
+        let a = assess(&p, &h, ClusterId(0), NodeId(0), t("2026-12-09T21:09:00Z"));
         assert!(a.flapping && !a.flapping_started);
         // Quiet for longer than the interval: no longer flapping.
-        let a = assess(
-            &p,
-            &h,
-            ClusterId(0),
-            NodeId(1),
-            t("2026-12-09T22:00:00Z"),
-            None,
-        );
+        let a = assess(&p, &h, ClusterId(0), NodeId(1), t("2026-12-09T22:00:00Z"));
         assert!(!a.flapping);
     }
 }

@@ -13,6 +13,8 @@
 //! - [`cron`]: AWS `cron(...)` and 5-field cron via croner (the only jiff 0.2 boundary)
 //! - [`classify`]: planned / unplanned / unknown-host for a host at an instant
 //! - [`event`]: merging, flapping and failback from recent history
+//! - [`decide`]: what a report does to a cluster's history, and what a new event is
+//! - [`ad_hoc`]: ad-hoc maintenance windows, put in place through the API
 //! - [`listing`]: occurrences of many windows for calendars (`windows`, ICS)
 //! - [`ics`]: RFC 5545 calendar output
 //! - [`message`]: the template context of a classified event
@@ -23,10 +25,12 @@
 //! - [`limits`]: the instants and durations accepted from outside
 //! - [`lambda_import`]: convert the original Python handler's configuration
 
+pub mod ad_hoc;
 pub mod body;
 pub mod classify;
 pub mod config;
 pub mod cron;
+pub mod decide;
 pub mod event;
 pub mod ics;
 pub mod inventory;

@@ -48,7 +48,7 @@ pub struct RawReport {
 }
 
 /// What the reporting host says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// The host became active.
@@ -67,6 +67,13 @@ impl Action {
             Action::Release => "release",
             Action::Lost => "lost",
         }
+    }
+
+    /// The action spelled `name` (as [`Action::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Action> {
+        [Action::Takeover, Action::Release, Action::Lost]
+            .into_iter()
+            .find(|a| a.as_str() == name)
     }
 }
 

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
-    DeliveryStatus, EventId, Maintenance, NewEvent, NewMaintenance, StoreError, StoredEvent,
+    DeliveryState, DeliveryStatus, EventId, Maintenance, NewEvent, NewMaintenance, StoreError,
+    StoredEvent, StoredReport,
 };
 use jiff::Timestamp;
 
@@ -57,11 +58,12 @@ pub(crate) struct Delivery {
     pub(crate) status: DeliveryStatus,
     pub(crate) next_at: Timestamp,
     pub(crate) claimed_until: Option<Timestamp>,
+    pub(crate) claimed_by: Option<String>,
 }
 
 impl Delivery {
     pub(crate) fn pending(&self) -> bool {
-        self.status.status == "pending"
+        self.status.status == DeliveryState::Pending
     }
 }
 
@@ -73,6 +75,8 @@ pub(crate) struct Row {
     pub(crate) received_at: Timestamp,
     pub(crate) reports: u32,
     pub(crate) deliveries: Vec<Delivery>,
+    /// The reports, oldest first (attribute `rl`, a list of JSON strings).
+    pub(crate) received: Vec<StoredReport>,
 }
 
 impl Row {
@@ -94,12 +98,15 @@ impl Row {
             };
             let ms =
                 |name: String| num(item, &name).and_then(|v| Timestamp::from_millisecond(v).ok());
-            let status = str_of(item, &format!("st_{i}")).unwrap_or("pending");
+            let status = match str_of(item, &format!("st_{i}")) {
+                None => DeliveryState::Pending,
+                Some(st) => DeliveryState::from_name(st).ok_or_else(|| corrupt("status"))?,
+            };
             deliveries.push(Delivery {
                 status: DeliveryStatus {
                     id: id * PER_EVENT + i,
                     channel: channel.to_owned(),
-                    status: status.to_owned(),
+                    status,
                     attempts: num(item, &format!("a_{i}"))
                         .and_then(|a| u32::try_from(a).ok())
                         .unwrap_or(0),
@@ -108,8 +115,21 @@ impl Row {
                 },
                 next_at: ms(format!("n_{i}")).unwrap_or_default(),
                 claimed_until: ms(format!("c_{i}")),
+                claimed_by: str_of(item, &format!("o_{i}")).map(str::to_owned),
             });
         }
+        let received = match item.get("rl") {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .map(|v| {
+                    v.as_s()
+                        .ok()
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .ok_or_else(|| corrupt("reports"))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
         Ok(Row {
             id,
             event,
@@ -120,6 +140,7 @@ impl Row {
                 .and_then(|r| u32::try_from(r).ok())
                 .ok_or_else(|| corrupt("reports"))?,
             deliveries,
+            received,
         })
     }
 
@@ -134,6 +155,10 @@ impl Row {
             ),
             ("received_at".to_owned(), s(&self.received_at.to_string())),
             ("reports".to_owned(), n(i64::from(self.reports))),
+            (
+                "rl".to_owned(),
+                AttributeValue::L(self.received.iter().map(report_value).collect()),
+            ),
         ]);
         for (i, d) in self.deliveries.iter().enumerate() {
             item.insert(format!("ch_{i}"), s(&d.status.channel));
@@ -151,6 +176,11 @@ impl Row {
             deliveries: self.deliveries.iter().map(|d| d.status.clone()).collect(),
         }
     }
+}
+
+/// A report as an element of `rl`.
+pub(crate) fn report_value(r: &StoredReport) -> AttributeValue {
+    s(&serde_json::to_string(r).unwrap_or_default())
 }
 
 pub(crate) fn s(v: &str) -> AttributeValue {

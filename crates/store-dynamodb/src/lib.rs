@@ -36,8 +36,9 @@
 //! conditional, so a collision just draws again): ordered by time, no counter round trip. A
 //! delivery's id is `event id × 1000 + its position i`, so an outcome finds its event; its
 //! state lives in the event item as `ch_i` (channel), `st_i` (status), `a_i` (attempts),
-//! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms) and `c_i` (claimed until,
-//! ms); it is pending until it has a status. A claim and an outcome each update only those
+//! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms), `c_i` (claimed until,
+//! ms) and `o_i` (the claim's owner); it is pending until it has a status. The event's
+//! reports are `rl`, a list of JSON strings, appended to by each report merged into it. A claim and an outcome each update only those
 //! attributes, so they need no read and never overwrite each other.
 //!
 //! # Layout
@@ -63,8 +64,6 @@ use jiff::{SignedDuration, Timestamp};
 
 /// Deliveries per event at most (delivery ids are `event × 1000 + position`).
 const PER_EVENT: i64 = 1000;
-/// A claim not finished within this is released (the function was killed mid-delivery).
-const LEASE: SignedDuration = SignedDuration::from_mins(5);
 /// Lost races retried before giving up.
 const ATTEMPTS: usize = 8;
 /// Keys a `BatchGetItem` may ask for.

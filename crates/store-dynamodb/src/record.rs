@@ -8,16 +8,16 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
-    Decide, Decision, DeliveryStatus, EventId, History, HistoryEvent, NewReport, Recorded,
-    StoreError,
+    Decide, Decision, DeliveryState, DeliveryStatus, EventId, History, HistoryEvent, Lease,
+    NewReport, Recorded, StoreError, StoredReport,
 };
 use jiff::Timestamp;
 
 use crate::item::{
-    Delivery, Item, Row, backend, bool_of, event_number, n, new_event_id, num, pad, s, str_of,
-    windows_ending_after,
+    Delivery, Item, Row, backend, bool_of, event_number, n, new_event_id, num, pad, report_value,
+    s, str_of, windows_ending_after,
 };
-use crate::{ATTEMPTS, Dynamo, HISTORY_KEPT, HISTORY_SLACK, LEASE, PER_EVENT};
+use crate::{ATTEMPTS, Dynamo, HISTORY_KEPT, HISTORY_SLACK, PER_EVENT};
 
 impl Dynamo {
     /// [`Store::record`]: a decision and a transaction, first without a read, then with one
@@ -30,7 +30,8 @@ impl Dynamo {
         let report_key = report
             .client_id
             .as_ref()
-            .map(|id| format!("REPORT#{}#{id}", report.scope));
+            .map(|id| format!("REPORT#{}#{id}", report.scope.key()));
+        let stored_report = StoredReport::of(&report);
         let now = report.received_at;
         let cluster = report
             .history
@@ -107,9 +108,16 @@ impl Dynamo {
                         .table_name(&self.table)
                         .key("pk", s("EVENT"))
                         .key("sk", s(&pad(number)))
-                        .update_expression("ADD reports :one")
+                        .update_expression(
+                            "ADD reports :one SET rl = list_append(if_not_exists(rl, :none), :r)",
+                        )
                         .condition_expression("attribute_exists(pk)")
                         .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                        .expression_attribute_values(
+                            ":r",
+                            AttributeValue::L(vec![report_value(&stored_report)]),
+                        )
                         .build()
                         .map_err(backend)?;
                     items.push(TransactWriteItem::builder().update(update).build());
@@ -118,6 +126,7 @@ impl Dynamo {
                         .await?
                         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
                     row.reports += 1;
+                    row.received.push(stored_report.clone());
                     remember = false;
                     (row, true)
                 }
@@ -125,10 +134,11 @@ impl Dynamo {
                     let id = new_event_id(now);
                     let row = Row {
                         id,
-                        deliveries: deliveries(id, &event.channels, now, report.claimed),
+                        deliveries: deliveries(id, &event.channels, now, report.claim.as_ref()),
                         event: *event,
                         received_at: now,
                         reports: 1,
+                        received: vec![stored_report.clone()],
                     };
                     items.push(self.event_item(&row, now, "attribute_not_exists(pk)")?);
                     (row, false)
@@ -141,12 +151,15 @@ impl Dynamo {
                         .filter(|r| r.deliveries.is_empty())
                         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
                     // Unclaimed: the caller claims a merged report's deliveries itself.
+                    let mut received = old.received;
+                    received.push(stored_report.clone());
                     let row = Row {
                         id: number,
-                        deliveries: deliveries(number, &event.channels, now, false),
+                        deliveries: deliveries(number, &event.channels, now, None),
                         event: *event,
                         received_at: old.received_at,
                         reports: old.reports + 1,
+                        received,
                     };
                     kept.retain(|h| h.id != id);
                     items.push(self.event_item(
@@ -302,6 +315,9 @@ impl Dynamo {
             if let Some(c) = d.claimed_until {
                 item.insert(format!("c_{i}"), n(c.as_millisecond()));
             }
+            if let Some(o) = &d.claimed_by {
+                item.insert(format!("o_{i}"), s(o));
+            }
         }
         if !row.deliveries.is_empty() {
             item.insert("undelivered".into(), s("1"));
@@ -311,22 +327,27 @@ impl Dynamo {
     }
 }
 
-/// One pending delivery per channel of event `id`, due at `now`.
-fn deliveries(id: i64, channels: &[String], now: Timestamp, claimed: bool) -> Vec<Delivery> {
-    let claimed_until = claimed.then_some(now + LEASE);
+/// One pending delivery per channel of event `id`, due at `now`, held by `claim` if given.
+fn deliveries(
+    id: i64,
+    channels: &[String],
+    now: Timestamp,
+    claim: Option<&Lease>,
+) -> Vec<Delivery> {
     (0..)
         .zip(channels)
         .map(|(i, channel)| Delivery {
             status: DeliveryStatus {
                 id: id * PER_EVENT + i,
                 channel: channel.clone(),
-                status: "pending".into(),
+                status: DeliveryState::Pending,
                 attempts: 0,
                 last_error: None,
                 finished_at: None,
             },
             next_at: now,
-            claimed_until,
+            claimed_until: claim.map(|l| l.until),
+            claimed_by: claim.map(|l| l.owner.clone()),
         })
         .collect()
 }

@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
-    Decide, DueDelivery, EventId, EventQuery, Maintenance, NewMaintenance, NewReport, Outcome,
-    Recorded, Store, StoreError, StoredEvent,
+    Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
+    NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
 };
 use jiff::Timestamp;
 
@@ -15,7 +15,7 @@ use crate::item::{
     Delivery, Expr, Item, Row, backend, event_number, n, num, pad, s, stored_window, str_of,
     windows_ending_after,
 };
-use crate::{ATTEMPTS, Dynamo, LEASE, PENDING_INDEX, PER_EVENT};
+use crate::{ATTEMPTS, Dynamo, PENDING_INDEX, PER_EVENT};
 
 /// How long before an event's instant its report may have been received: the service takes
 /// reports at most 5 minutes ahead (`failover_core::report::MAX_FUTURE`); a day of slack.
@@ -57,10 +57,12 @@ impl Dynamo {
         Ok(rows)
     }
 
-    /// Claims, in each event, the pending deliveries that nobody holds and `pick` selects.
+    /// Claims with `lease`, in each event, the pending deliveries that nobody holds and
+    /// `pick` selects.
     async fn claim(
         &self,
         rows: Vec<Row>,
+        lease: &Lease,
         now: Timestamp,
         limit: usize,
         pick: impl Fn(&Delivery) -> bool,
@@ -86,10 +88,11 @@ impl Dynamo {
                 }
                 let mut u = Expr::default();
                 u.value(":now", n(now.as_millisecond()));
-                u.value(":until", n((now + LEASE).as_millisecond()));
+                u.value(":until", n(lease.until.as_millisecond()));
+                u.value(":owner", s(&lease.owner));
                 u.require("attribute_exists(pk)".to_owned());
                 for &i in &picked {
-                    u.set(format!("c_{i} = :until"));
+                    u.set(format!("c_{i} = :until, o_{i} = :owner"));
                     u.require(format!(
                         "attribute_not_exists(st_{i}) AND (attribute_not_exists(c_{i}) OR c_{i} <= :now)"
                     ));
@@ -173,6 +176,16 @@ impl Store for Dynamo {
         self.record_report(report, decide).await
     }
 
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        let Ok(number) = event_number(id) else {
+            return Ok(None);
+        };
+        Ok(self.event(number).await?.map(|row| EventDetail {
+            event: row.stored(),
+            received: row.received,
+        }))
+    }
+
     async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let to = query.before.map_or_else(|| "9".repeat(19), |b| pad(b - 1));
         // Ids grow with the time of receipt, and an event never happened long after it was
@@ -198,7 +211,7 @@ impl Store for Dynamo {
                         .cluster
                         .as_ref()
                         .is_none_or(|c| e.cluster.as_ref() == Some(c))
-                        && query.verdict.as_ref().is_none_or(|v| &e.verdict == v)
+                        && query.verdict.is_none_or(|v| e.verdict == v)
                         && query.since.is_none_or(|t| e.at >= t)
                         && query
                             .customers
@@ -216,15 +229,21 @@ impl Store for Dynamo {
         failed.map_or(Ok(found), Err)
     }
 
-    async fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = self.pending_events().await?;
-        self.claim(rows, now, limit as usize, |d| d.next_at <= now)
+        self.claim(rows, lease, now, limit as usize, |d| d.next_at <= now)
             .await
     }
 
     async fn claim_event(
         &self,
         event: &EventId,
+        lease: &Lease,
         now: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = self
@@ -232,45 +251,39 @@ impl Store for Dynamo {
             .await?
             .into_iter()
             .collect();
-        self.claim(rows, now, usize::MAX, |_| true).await
+        self.claim(rows, lease, now, usize::MAX, |_| true).await
     }
 
     async fn finish(
         &self,
+        owner: &str,
         outcomes: Vec<(i64, Outcome)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut by_event: HashMap<i64, Expr> = HashMap::new();
+        let mut by_event: HashMap<i64, Vec<(i64, Outcome)>> = HashMap::new();
         for (id, outcome) in outcomes {
-            let u = by_event.entry(id / PER_EVENT).or_default();
-            let i = id % PER_EVENT;
-            // A status ends the delivery, and with it what its claim meant.
-            u.add.push(format!("a_{i} :one"));
-            match outcome {
-                Outcome::Delivered => u.set(format!("st_{i} = :delivered, f_{i} = :now")),
-                Outcome::Retry { at, error } => {
-                    u.value(&format!(":n{i}"), n(at.as_millisecond()));
-                    u.value(&format!(":e{i}"), s(&error));
-                    u.set(format!("n_{i} = :n{i}, e_{i} = :e{i}"));
-                    u.remove.push(format!("c_{i}"));
-                }
-                Outcome::Failed { error } => {
-                    u.value(&format!(":e{i}"), s(&error));
-                    u.set(format!("st_{i} = :failed, e_{i} = :e{i}, f_{i} = :now"));
-                }
-            }
+            by_event
+                .entry(id / PER_EVENT)
+                .or_default()
+                .push((id % PER_EVENT, outcome));
         }
-        for (event, mut u) in by_event {
-            u.value(":one", n(1));
-            u.value(":now", n(now.as_millisecond()));
-            u.value(":delivered", s("delivered"));
-            u.value(":failed", s("failed"));
-            // DynamoDB refuses values the expression does not use.
-            let clauses = format!("{} {}", u.set.join(" "), u.add.join(" "));
-            u.values.retain(|k, _| clauses.contains(k.as_str()));
-            u.require("attribute_exists(pk)".to_owned());
-            if !self.update_event(event, u).await? {
-                tracing::warn!(event, "delivery outcomes of a removed event not recorded");
+        for (event, outcomes) in by_event {
+            // All of an event's outcomes in one update; when one of them is no longer this
+            // owner's, each on its own, so the others are still recorded.
+            if self
+                .update_event(event, outcome_update(&outcomes, owner, now))
+                .await?
+            {
+                continue;
+            }
+            for one in &outcomes {
+                let u = outcome_update(std::slice::from_ref(one), owner, now);
+                if !self.update_event(event, u).await? {
+                    tracing::warn!(
+                        delivery = event * PER_EVENT + one.0,
+                        "outcome not recorded: the delivery is no longer this sender's"
+                    );
+                }
             }
         }
         Ok(())
@@ -298,7 +311,7 @@ impl Store for Dynamo {
             .min())
     }
 
-    async fn delivery_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
         let pending = self
             .pending_events()
             .await?
@@ -306,7 +319,7 @@ impl Store for Dynamo {
             .flat_map(|r| &r.deliveries)
             .filter(|d| d.pending())
             .count();
-        Ok(vec![("pending".to_owned(), pending as u64)])
+        Ok(vec![(DeliveryState::Pending, pending as u64)])
     }
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
         // Windows long over are dropped as a new one comes in, as TTL drops other rows.
@@ -347,4 +360,49 @@ impl Store for Dynamo {
             .await?;
         Ok(ended.is_some())
     }
+}
+
+/// The update recording `outcomes` (delivery positions in one event) by `owner`: each must
+/// still be pending and held by `owner` or by nobody. A status ends the delivery, and with
+/// it the claim.
+fn outcome_update(outcomes: &[(i64, Outcome)], owner: &str, now: Timestamp) -> Expr {
+    let mut u = Expr::default();
+    u.require("attribute_exists(pk)".to_owned());
+    for (i, outcome) in outcomes {
+        u.add.push(format!("a_{i} :one"));
+        u.remove.push(format!("c_{i}"));
+        u.remove.push(format!("o_{i}"));
+        u.require(format!(
+            "attribute_not_exists(st_{i}) AND (attribute_not_exists(o_{i}) OR o_{i} = :owner)"
+        ));
+        match outcome {
+            Outcome::Delivered => u.set(format!("st_{i} = :delivered, f_{i} = :now")),
+            Outcome::Retry { at, error } => {
+                u.value(&format!(":n{i}"), n(at.as_millisecond()));
+                u.value(&format!(":e{i}"), s(error));
+                u.set(format!("n_{i} = :n{i}, e_{i} = :e{i}"));
+            }
+            Outcome::Failed { error } => {
+                u.value(&format!(":e{i}"), s(error));
+                u.set(format!("st_{i} = :failed, e_{i} = :e{i}, f_{i} = :now"));
+            }
+        }
+    }
+    u.value(":one", n(1));
+    u.value(":owner", s(owner));
+    u.value(":now", n(now.as_millisecond()));
+    u.value(":delivered", s(DeliveryState::Delivered.as_str()));
+    u.value(":failed", s(DeliveryState::Failed.as_str()));
+    // DynamoDB refuses values the expression does not use.
+    let used = format!(
+        "{} {} {}",
+        u.set.join(" "),
+        u.add.join(" "),
+        u.condition.as_deref().unwrap_or_default()
+    );
+    let used: std::collections::HashSet<&str> = used
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .collect();
+    u.values.retain(|k, _| used.contains(k.as_str()));
+    u
 }

@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use failover_store::{
-    Decide, Decision, EventQuery, History, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Store, StoreError, StoredEvent,
+    Action, Decide, Decision, DeliveryState, EventQuery, History, Lease, Maintenance, NewEvent,
+    NewMaintenance, NewReport, Outcome, Scope, Store, StoreError, StoredEvent, TargetKind, Verdict,
 };
 use failover_store_dynamodb::{Dynamo, PENDING_INDEX};
 use jiff::{SignedDuration, Timestamp};
@@ -107,6 +107,15 @@ async fn create_table(config: &aws_config::SdkConfig, table: &str) {
         .expect("creates the table");
 }
 
+const OWNER: &str = "test";
+
+fn lease(now: Timestamp) -> Lease {
+    Lease {
+        owner: OWNER.into(),
+        until: now + SignedDuration::from_mins(5),
+    }
+}
+
 fn t(s: &str) -> Timestamp {
     s.parse().expect("test instant")
 }
@@ -114,16 +123,16 @@ fn t(s: &str) -> Timestamp {
 fn report(id: &str, at: &str) -> NewReport {
     NewReport {
         client_id: Some(id.into()),
-        scope: "acme".into(),
+        scope: Scope::Customer("acme".into()),
         host: "db1".into(),
-        action: "takeover".into(),
+        action: Action::Takeover,
         previous: None,
         resource: None,
         source: None,
         occurred_at: t(at),
         received_at: t(at),
         history: Some(("db".into(), t(at) - SignedDuration::from_hours(1))),
-        claimed: false,
+        claim: None,
         maintenance_after: Some(t(at) - SignedDuration::from_hours(1)),
     }
 }
@@ -138,7 +147,7 @@ fn new_event_fields(at: &str, channels: &[&str]) -> NewEvent {
         customer: Some("acme".into()),
         active: Some("db1".into()),
         previous: None,
-        verdict: "unplanned".into(),
+        verdict: Verdict::Unplanned,
         at: t(at),
         flapping: false,
         failback_of: None,
@@ -150,7 +159,7 @@ fn new_event_fields(at: &str, channels: &[&str]) -> NewEvent {
 
 fn window(target: &str, start: &str, end: &str) -> NewMaintenance {
     NewMaintenance {
-        target_kind: "cluster".into(),
+        target_kind: TargetKind::Cluster,
         target: target.into(),
         customer: Some("acme".into()),
         start: t(start),
@@ -342,9 +351,18 @@ async fn dynamodb_store_story() {
 
     // The outbox, through the pending index: 2 + 5 deliveries due.
     let now = t("2026-12-09T21:45:00Z");
-    let due = store.claim_due(now, 100).await.expect("claims");
+    let due = store
+        .claim_due(&lease(now), now, 100)
+        .await
+        .expect("claims");
     assert_eq!(due.len(), 7);
-    assert!(store.claim_due(now, 100).await.expect("claims").is_empty());
+    assert!(
+        store
+            .claim_due(&lease(now), now, 100)
+            .await
+            .expect("claims")
+            .is_empty()
+    );
     let mail = due.iter().find(|d| d.channel == "mail").expect("mail");
     let outcomes = due
         .iter()
@@ -360,23 +378,27 @@ async fn dynamodb_store_story() {
             (d.id, o)
         })
         .collect();
-    store.finish(outcomes, now).await.expect("finishes");
+    store.finish(OWNER, outcomes, now).await.expect("finishes");
     assert_eq!(store.pending_of("mail").await.expect("lists"), [mail.id]);
     assert_eq!(
         store.delivery_counts().await.expect("counts"),
-        [("pending".to_owned(), 1)]
+        [(DeliveryState::Pending, 1)]
     );
     assert_eq!(
         store.next_due().await.expect("next"),
         Some(now + SignedDuration::from_mins(1))
     );
     let retried = store
-        .claim_due(now + SignedDuration::from_mins(2), 100)
+        .claim_due(
+            &lease(now + SignedDuration::from_mins(2)),
+            now + SignedDuration::from_mins(2),
+            100,
+        )
         .await
         .expect("claims");
     assert_eq!(retried.iter().map(|d| d.id).collect::<Vec<_>>(), [mail.id]);
     store
-        .finish(vec![(mail.id, Outcome::Delivered)], now)
+        .finish(OWNER, vec![(mail.id, Outcome::Delivered)], now)
         .await
         .expect("finishes");
     assert_eq!(store.next_due().await.expect("next"), None);
@@ -389,7 +411,7 @@ async fn dynamodb_store_story() {
         first_shown
             .deliveries
             .iter()
-            .all(|d| d.status == "delivered")
+            .all(|d| d.status == DeliveryState::Delivered)
     );
     assert_eq!(first_shown.deliveries[1].attempts, 2);
 
@@ -442,7 +464,10 @@ async fn dynamodb_store_story() {
 
     // Deliveries sent within the request are recorded claimed: no drain takes them.
     let mut claimed = report("r-claimed", "2026-12-09T22:00:00Z");
-    claimed.claimed = true;
+    claimed.claim = Some(Lease {
+        owner: "request".into(),
+        until: t("2026-12-09T22:05:00Z"),
+    });
     store
         .record(
             claimed,
@@ -452,7 +477,11 @@ async fn dynamodb_store_story() {
         .expect("recorded");
     assert!(
         store
-            .claim_due(t("2026-12-09T22:01:00Z"), 100)
+            .claim_due(
+                &lease(t("2026-12-09T22:01:00Z")),
+                t("2026-12-09T22:01:00Z"),
+                100
+            )
             .await
             .expect("claims")
             .is_empty()
@@ -503,7 +532,11 @@ async fn dynamodb_store_story() {
     assert_eq!((&completed.event.id, completed.event.reports), (&id, 2));
     assert_eq!(completed.event.event.active.as_deref(), Some("db2"));
     let due = store
-        .claim_due(t("2027-01-05T03:01:00Z"), 100)
+        .claim_due(
+            &lease(t("2027-01-05T03:01:00Z")),
+            t("2027-01-05T03:01:00Z"),
+            100,
+        )
         .await
         .expect("claims");
     assert_eq!(

@@ -14,9 +14,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use failover_store::{
-    Decide, Decision, DeliveryStatus, DueDelivery, EventId, EventQuery, History, HistoryEvent,
-    Maintenance, NewEvent, NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError,
-    StoredEvent,
+    Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
+    EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
+    Outcome, Recorded, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
 };
 
 /// Most closures committed together.
@@ -24,9 +24,10 @@ const MAX_GROUP: usize = 1024;
 
 /// Schema versions, applied in order and recorded in `PRAGMA user_version`: the numbered
 /// files of `migrations/`. Append only; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../migrations/0001_events_reports_deliveries_maintenance.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_events_reports_deliveries_maintenance.sql"),
+    include_str!("../migrations/0002_delivery_leases.sql"),
+];
 
 type Reply = Box<dyn FnOnce(bool) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
@@ -80,8 +81,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Sqlite {
-    /// Opens (creating if needed) the database at `path`, applies migrations, and releases
-    /// delivery claims left by a previous process (one `serve` per database).
+    /// Opens (creating if needed) the database at `path`, applies migrations, and ends the
+    /// leases left by a previous process: an embedded database has one `serve`, so a lease
+    /// it did not take is one whose holder has died.
     ///
     /// # Errors
     /// [`StoreError`] when the file cannot be opened or migrated.
@@ -98,8 +100,12 @@ impl Sqlite {
             ))
             .map_err(db)?;
         }
-        conn.execute("UPDATE deliveries SET claimed = 0 WHERE claimed = 1", [])
-            .map_err(db)?;
+        conn.execute(
+            "UPDATE deliveries SET claimed_by = NULL, claimed_until_ms = NULL
+             WHERE claimed_by IS NOT NULL",
+            [],
+        )
+        .map_err(db)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -231,7 +237,7 @@ fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEv
             Ok(DeliveryStatus {
                 id: r.get(0)?,
                 channel: r.get(1)?,
-                status: r.get(2)?,
+                status: row_state(r.get(2)?)?,
                 attempts: r.get(3)?,
                 last_error: r.get(4)?,
                 finished_at: r.get::<_, Option<i64>>(5)?.map(row_ts).transpose()?,
@@ -254,6 +260,14 @@ fn row_ts(ms: i64) -> rusqlite::Result<Timestamp> {
     Timestamp::from_millisecond(ms).map_err(|_| corrupt("time", ms.to_string()))
 }
 
+fn row_state(s: String) -> rusqlite::Result<DeliveryState> {
+    DeliveryState::from_name(&s).ok_or_else(|| corrupt("status", s))
+}
+
+fn row_verdict(s: String) -> rusqlite::Result<Verdict> {
+    Verdict::from_name(&s).ok_or_else(|| corrupt("verdict", s))
+}
+
 fn row_json<T: serde::de::DeserializeOwned>(what: &'static str, s: String) -> rusqlite::Result<T> {
     serde_json::from_str(&s).map_err(|_| corrupt(what, s))
 }
@@ -266,7 +280,7 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             customer: r.get(2)?,
             active: r.get(3)?,
             previous: r.get(4)?,
-            verdict: r.get(5)?,
+            verdict: row_verdict(r.get(5)?)?,
             at: row_ts(r.get(6)?)?,
             flapping: r.get(8)?,
             failback_of: r.get::<_, Option<i64>>(9)?.map(event_id),
@@ -287,7 +301,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 "SELECT event_id, merged FROM reports WHERE scope = ?1 AND client_id = ?2",
             )
             .map_err(db)?
-            .query_row(params![report.scope, client_id], |r| {
+            .query_row(params![report.scope.key(), client_id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
@@ -350,7 +364,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 e.customer,
                 e.active,
                 e.previous,
-                e.verdict,
+                e.verdict.as_str(),
                 ms(e.at),
                 ms(report.received_at),
                 e.flapping,
@@ -361,7 +375,13 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             ])
             .map_err(db)?;
             let id = conn.last_insert_rowid();
-            add_deliveries(conn, id, &e.channels, report.received_at, report.claimed)?;
+            add_deliveries(
+                conn,
+                id,
+                &e.channels,
+                report.received_at,
+                report.claim.as_ref(),
+            )?;
             (id, false)
         }
         Decision::Complete(into, e) => {
@@ -378,7 +398,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                     id,
                     e.active,
                     e.previous,
-                    e.verdict,
+                    e.verdict.as_str(),
                     ms(e.at),
                     e.flapping,
                     e.failback_of.as_ref().map(row_id).transpose()?,
@@ -391,7 +411,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 return Err(StoreError::NotFound(into));
             }
             // Unclaimed: the caller claims a merged report's deliveries itself.
-            add_deliveries(conn, id, &e.channels, report.received_at, false)?;
+            add_deliveries(conn, id, &e.channels, report.received_at, None)?;
             (id, true)
         }
     };
@@ -403,11 +423,11 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
     .map_err(db)?
     .execute(params![
         id,
-        report.scope,
+        report.scope.key(),
         report.client_id,
         merged,
         report.host,
-        report.action,
+        report.action.as_str(),
         report.previous,
         report.resource,
         report.source,
@@ -433,6 +453,32 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
     })
 }
 
+/// The reports of event `id`, in the order received.
+fn reports_of(conn: &Connection, id: i64) -> Result<Vec<StoredReport>, StoreError> {
+    conn.prepare_cached(
+        "SELECT host, action, previous, resource, source, client_id, occurred_ms, received_ms
+         FROM reports WHERE event_id = ?1 ORDER BY id",
+    )
+    .map_err(db)?
+    .query_map([id], |r| {
+        Ok(StoredReport {
+            host: r.get(0)?,
+            action: {
+                let a: String = r.get(1)?;
+                Action::from_name(&a).ok_or_else(|| corrupt("action", a))?
+            },
+            previous: r.get(2)?,
+            resource: r.get(3)?,
+            source: r.get(4)?,
+            client_id: r.get(5)?,
+            occurred_at: row_ts(r.get(6)?)?,
+            received_at: row_ts(r.get(7)?)?,
+        })
+    })
+    .and_then(Iterator::collect)
+    .map_err(db)
+}
+
 fn channels_json(channels: &[String]) -> String {
     serde_json::to_string(channels).unwrap_or_else(|_| "[]".into())
 }
@@ -442,17 +488,19 @@ fn add_deliveries(
     event: i64,
     channels: &[String],
     at: Timestamp,
-    claimed: bool,
+    claim: Option<&Lease>,
 ) -> Result<(), StoreError> {
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed)
-             VALUES (?1, ?2, ?3, ?3, ?4)",
+            "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed_by,
+                 claimed_until_ms)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
         )
         .map_err(db)?;
+    let (owner, until) = (claim.map(|l| &l.owner), claim.map(|l| ms(l.until)));
     for channel in channels {
         insert
-            .execute(params![event, channel, ms(at), claimed])
+            .execute(params![event, channel, ms(at), owner, until])
             .map_err(db)?;
     }
     Ok(())
@@ -468,8 +516,8 @@ fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreEr
     if let Some(c) = &q.cluster {
         arg(&mut sql, "cluster =", c.clone().into());
     }
-    if let Some(v) = &q.verdict {
-        arg(&mut sql, "verdict =", v.clone().into());
+    if let Some(v) = q.verdict {
+        arg(&mut sql, "verdict =", v.as_str().to_owned().into());
     }
     if let Some(t) = q.since {
         arg(&mut sql, "at_ms >=", ms(t).into());
@@ -495,36 +543,49 @@ fn events(conn: &Connection, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreEr
         .collect()
 }
 
+/// A delivery nobody holds: never claimed, released, or its lease has ended (`?1` = now).
+const FREE: &str = "(claimed_until_ms IS NULL OR claimed_until_ms <= ?1)";
+
 fn claim_due(
     conn: &Connection,
+    lease: &Lease,
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     let ids: Vec<i64> = conn
-        .prepare_cached(
-            "UPDATE deliveries SET claimed = 1
-         WHERE id IN (SELECT id FROM deliveries
-                      WHERE status = 'pending' AND claimed = 0 AND next_ms <= ?1
-                      ORDER BY next_ms LIMIT ?2)
-         RETURNING id",
-        )
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET claimed_by = ?3, claimed_until_ms = ?4
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE status = 'pending' AND next_ms <= ?1 AND {FREE}
+                          ORDER BY next_ms LIMIT ?2)
+             RETURNING id"
+        ))
         .map_err(db)?
-        .query_map(params![ms(now), limit], |r| r.get::<_, i64>(0))
+        .query_map(params![ms(now), limit, lease.owner, ms(lease.until)], |r| {
+            r.get::<_, i64>(0)
+        })
         .and_then(Iterator::collect)
         .map_err(db)?;
     claimed(conn, ids)
 }
 
-fn claim_event(conn: &Connection, event: &EventId) -> Result<Vec<DueDelivery>, StoreError> {
+fn claim_event(
+    conn: &Connection,
+    event: &EventId,
+    lease: &Lease,
+    now: Timestamp,
+) -> Result<Vec<DueDelivery>, StoreError> {
     let event = row_id(event)?;
     let ids: Vec<i64> = conn
-        .prepare_cached(
-            "UPDATE deliveries SET claimed = 1
-             WHERE event_id = ?1 AND status = 'pending' AND claimed = 0
-             RETURNING id",
-        )
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET claimed_by = ?3, claimed_until_ms = ?4
+             WHERE event_id = ?2 AND status = 'pending' AND {FREE}
+             RETURNING id"
+        ))
         .map_err(db)?
-        .query_map([event], |r| r.get::<_, i64>(0))
+        .query_map(params![ms(now), event, lease.owner, ms(lease.until)], |r| {
+            r.get::<_, i64>(0)
+        })
         .and_then(Iterator::collect)
         .map_err(db)?;
     claimed(conn, ids)
@@ -549,7 +610,7 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
             attempts: r.get(2)?,
             created_at: row_ts(r.get(3)?)?,
             event: event_id(r.get(4)?),
-            verdict: r.get(5)?,
+            verdict: row_verdict(r.get(5)?)?,
             cluster: r.get(6)?,
             customer: r.get(7)?,
             context: row_json("context", r.get(8)?)?,
@@ -561,25 +622,35 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
 
 fn finish(
     conn: &Connection,
+    owner: &str,
     outcomes: &[(i64, Outcome)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "UPDATE deliveries SET claimed = 0, attempts = attempts + 1,
-                 status = ?2, next_ms = coalesce(?3, next_ms), last_error = coalesce(?4, last_error),
-                 finished_ms = ?5
-             WHERE id = ?1",
+            "UPDATE deliveries SET claimed_by = NULL, claimed_until_ms = NULL,
+                 attempts = attempts + 1, status = ?2, next_ms = coalesce(?3, next_ms),
+                 last_error = coalesce(?4, last_error), finished_ms = ?5
+             WHERE id = ?1 AND status = 'pending' AND (claimed_by IS NULL OR claimed_by = ?6)",
         )
         .map_err(db)?;
     for (id, outcome) in outcomes {
         let (status, next, error, finished) = match outcome {
-            Outcome::Delivered => ("delivered", None, None, Some(ms(now))),
-            Outcome::Retry { at, error } => ("pending", Some(ms(*at)), Some(error), None),
-            Outcome::Failed { error } => ("failed", None, Some(error), Some(ms(now))),
+            Outcome::Delivered => (DeliveryState::Delivered, None, None, Some(ms(now))),
+            Outcome::Retry { at, error } => {
+                (DeliveryState::Pending, Some(ms(*at)), Some(error), None)
+            }
+            Outcome::Failed { error } => (DeliveryState::Failed, None, Some(error), Some(ms(now))),
         };
-        stmt.execute(params![id, status, next, error, finished])
+        let changed = stmt
+            .execute(params![id, status.as_str(), next, error, finished, owner])
             .map_err(db)?;
+        if changed == 0 {
+            tracing::warn!(
+                delivery = id,
+                "outcome not recorded: the delivery is no longer this sender's"
+            );
+        }
     }
     Ok(())
 }
@@ -588,7 +659,10 @@ fn maintenance_row(r: &Row<'_>) -> rusqlite::Result<Maintenance> {
     Ok(Maintenance {
         id: r.get(0)?,
         window: NewMaintenance {
-            target_kind: r.get(1)?,
+            target_kind: {
+                let kind: String = r.get(1)?;
+                TargetKind::from_name(&kind).ok_or_else(|| corrupt("target_kind", kind))?
+            },
             target: r.get(2)?,
             customer: r.get(3)?,
             start: row_ts(r.get(4)?)?,
@@ -621,25 +695,52 @@ impl Store for Sqlite {
         self.read(move |conn| events(conn, &query)).await
     }
 
-    async fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
-        self.write(move |conn| claim_due(conn, now, limit)).await
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        let Ok(id) = row_id(id) else {
+            return Ok(None);
+        };
+        self.read(move |conn| match load_event(conn, id) {
+            Ok(event) => Ok(Some(EventDetail {
+                event,
+                received: reports_of(conn, id)?,
+            })),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let lease = lease.clone();
+        self.write(move |conn| claim_due(conn, &lease, now, limit))
+            .await
     }
 
     async fn finish(
         &self,
+        owner: &str,
         outcomes: Vec<(i64, Outcome)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.write(move |conn| finish(conn, &outcomes, now)).await
+        let owner = owner.to_owned();
+        self.write(move |conn| finish(conn, &owner, &outcomes, now))
+            .await
     }
 
     async fn claim_event(
         &self,
         event: &EventId,
-        _now: Timestamp,
+        lease: &Lease,
+        now: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let event = event.clone();
-        self.write(move |conn| claim_event(conn, &event)).await
+        let (event, lease) = (event.clone(), lease.clone());
+        self.write(move |conn| claim_event(conn, &event, &lease, now))
+            .await
     }
 
     async fn pending_of(&self, channel: &str) -> Result<Vec<i64>, StoreError> {
@@ -660,7 +761,8 @@ impl Store for Sqlite {
         self.read(|conn| {
             let next: Option<i64> = conn
                 .query_row(
-                    "SELECT min(next_ms) FROM deliveries WHERE status = 'pending' AND claimed = 0",
+                    "SELECT min(max(next_ms, coalesce(claimed_until_ms, next_ms)))
+                     FROM deliveries WHERE status = 'pending'",
                     [],
                     |r| r.get(0),
                 )
@@ -670,11 +772,11 @@ impl Store for Sqlite {
         .await
     }
 
-    async fn delivery_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached("SELECT status, count(*) FROM deliveries GROUP BY status")
                 .map_err(db)?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([], |r| Ok((row_state(r.get(0)?)?, r.get(1)?)))
                 .and_then(Iterator::collect)
                 .map_err(db)
         })
@@ -689,7 +791,7 @@ impl Store for Sqlite {
             )
             .map_err(db)?
             .execute(params![
-                w.target_kind,
+                w.target_kind.as_str(),
                 w.target,
                 w.customer,
                 ms(w.start),

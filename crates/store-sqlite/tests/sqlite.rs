@@ -2,9 +2,21 @@
 //! claims at a restart, in one story over every `Store` method; the shared contract is in
 //! `conformance.rs`.
 
-use failover_store::{Decision, EventQuery, NewEvent, NewMaintenance, NewReport, Outcome, Store};
+use failover_store::{
+    Action, Decision, DeliveryState, EventQuery, Lease, NewEvent, NewMaintenance, NewReport,
+    Outcome, Scope, Store, TargetKind, Verdict,
+};
 use failover_store_sqlite::Sqlite;
 use jiff::{SignedDuration, Timestamp};
+
+const OWNER: &str = "test";
+
+fn lease(now: Timestamp) -> Lease {
+    Lease {
+        owner: OWNER.into(),
+        until: now + SignedDuration::from_mins(5),
+    }
+}
 
 fn t(s: &str) -> Timestamp {
     s.parse().expect("test instant")
@@ -13,16 +25,16 @@ fn t(s: &str) -> Timestamp {
 fn report(id: &str, host: &str, at: &str) -> NewReport {
     NewReport {
         client_id: Some(id.into()),
-        scope: "acme".into(),
+        scope: Scope::Customer("acme".into()),
         host: host.into(),
-        action: "takeover".into(),
+        action: Action::Takeover,
         previous: None,
         resource: None,
         source: Some("test".into()),
         occurred_at: t(at),
         received_at: t(at),
         history: Some(("db".into(), t(at) - SignedDuration::from_hours(1))),
-        claimed: false,
+        claim: None,
         maintenance_after: None,
     }
 }
@@ -33,7 +45,7 @@ fn new_event(active: &str, at: &str, channels: &[&str]) -> NewEvent {
         customer: Some("acme".into()),
         active: Some(active.into()),
         previous: None,
-        verdict: "unplanned".into(),
+        verdict: Verdict::Unplanned,
         at: t(at),
         flapping: false,
         failback_of: None,
@@ -66,7 +78,13 @@ async fn store_story() {
         .expect("recorded");
     assert!(!first.merged && !first.duplicate);
     assert_eq!(first.event.deliveries.len(), 2);
-    assert!(first.event.deliveries.iter().all(|d| d.status == "pending"));
+    assert!(
+        first
+            .event
+            .deliveries
+            .iter()
+            .all(|d| d.status == DeliveryState::Pending)
+    );
 
     // The same client id again: same event, nothing decided or written.
     let again = store
@@ -138,13 +156,14 @@ async fn store_story() {
 
     // The outbox: claim, fail once, deliver.
     let now = t("2026-12-10T00:00:01Z");
-    let due = store.claim_due(now, 5).await.expect("claims");
+    let due = store.claim_due(&lease(now), now, 5).await.expect("claims");
     assert_eq!(due.len(), 5);
-    let more = store.claim_due(now, 5).await.expect("claims");
+    let more = store.claim_due(&lease(now), now, 5).await.expect("claims");
     assert!(more.iter().all(|d| due.iter().all(|e| e.id != d.id)));
     let retry_at = now + SignedDuration::from_secs(10);
     store
         .finish(
+            OWNER,
             vec![
                 (due[0].id, Outcome::Delivered),
                 (
@@ -166,8 +185,8 @@ async fn store_story() {
         .await
         .expect("finishes");
     let counts = store.delivery_counts().await.expect("counts");
-    assert!(counts.contains(&("delivered".into(), 1)));
-    assert!(counts.contains(&("failed".into(), 1)));
+    assert!(counts.contains(&(DeliveryState::Delivered, 1)));
+    assert!(counts.contains(&(DeliveryState::Failed, 1)));
     assert_eq!(store.pending_of("mail").await.expect("lists").len(), 1);
     let shown = store
         .events(EventQuery {
@@ -179,7 +198,7 @@ async fn store_story() {
     let failed = shown
         .iter()
         .flat_map(|e| &e.deliveries)
-        .find(|d| d.status == "failed")
+        .find(|d| d.status == DeliveryState::Failed)
         .expect("the failed delivery is shown");
     assert_eq!(failed.last_error.as_deref(), Some("400 Bad Request"));
     drop(store);
@@ -187,16 +206,24 @@ async fn store_story() {
     // After a restart the claims of the previous process are released.
     let store = Sqlite::open(&path).expect("reopens");
     let due = store
-        .claim_due(now + SignedDuration::from_secs(11), 1000)
+        .claim_due(
+            &lease(now + SignedDuration::from_secs(11)),
+            now + SignedDuration::from_secs(11),
+            1000,
+        )
         .await
         .expect("claims");
     assert_eq!(due.len(), 202 - 2);
-    assert_eq!(store.next_due().await.expect("next"), None);
+    // Everything is claimed: due again only when the lease ends.
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(lease(now + SignedDuration::from_secs(11)).until)
+    );
 
     // Ad-hoc windows.
     let w = store
         .add_maintenance(NewMaintenance {
-            target_kind: "cluster".into(),
+            target_kind: TargetKind::Cluster,
             target: "db".into(),
             customer: Some("acme".into()),
             start: t("2026-12-10T00:00:00Z"),

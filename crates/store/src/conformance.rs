@@ -16,9 +16,20 @@ use std::sync::{Arc, Mutex};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{
-    Decide, Decision, EventQuery, History, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Store, StoreError,
+    Action, Decide, Decision, EventId, EventQuery, History, Lease, Maintenance, NewEvent,
+    NewMaintenance, NewReport, Outcome, Scope, Store, StoreError, TargetKind, Verdict,
 };
+
+/// The worker that claims in most scenarios.
+const A: &str = "worker-a";
+
+/// A claim by `owner` for five minutes from `now`.
+fn lease(owner: &str, now: Timestamp) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until: now + SignedDuration::from_mins(5),
+    }
+}
 
 /// What a decision was last given.
 type Seen = Arc<Mutex<Option<(History, Vec<Maintenance>)>>>;
@@ -74,6 +85,8 @@ pub async fn run<S: Store>(fresh: impl AsyncFn() -> S) {
     completing(&fresh().await).await;
     outbox(&fresh().await).await;
     claimed_on_record(&fresh().await).await;
+    leases(&fresh().await).await;
+    details(&fresh().await).await;
     maintenance(&fresh().await).await;
     listing(&fresh().await).await;
 }
@@ -86,16 +99,16 @@ fn t(s: &str) -> Timestamp {
 fn report(id: &str, scope: &str, cluster: &str, host: &str, at: &str) -> NewReport {
     NewReport {
         client_id: Some(id.into()),
-        scope: scope.into(),
+        scope: Scope::from_key(scope),
         host: host.into(),
-        action: "takeover".into(),
+        action: Action::Takeover,
         previous: None,
         resource: None,
         source: Some("conformance".into()),
         occurred_at: t(at),
         received_at: t(at),
         history: Some((cluster.into(), t(at) - SignedDuration::from_hours(1))),
-        claimed: false,
+        claim: None,
         maintenance_after: None,
     }
 }
@@ -106,7 +119,7 @@ fn event(cluster: &str, customer: &str, active: &str, at: &str, channels: &[&str
         customer: Some(customer.into()),
         active: Some(active.into()),
         previous: None,
-        verdict: "unplanned".into(),
+        verdict: Verdict::Unplanned,
         at: t(at),
         flapping: false,
         failback_of: None,
@@ -343,7 +356,11 @@ async fn completing<S: Store>(store: &S) {
     let listed = all(store).await;
     assert_eq!(listed.len(), 1, "completing: {listed:?}");
     let due = store
-        .claim_due(t("2026-12-09T21:01:00Z"), 10)
+        .claim_due(
+            &lease(A, t("2026-12-09T21:01:00Z")),
+            t("2026-12-09T21:01:00Z"),
+            10,
+        )
         .await
         .expect("completing: claims");
     assert_eq!(
@@ -398,16 +415,26 @@ async fn outbox<S: Store>(store: &S) {
         Some(t(at)),
         "outbox: due at once"
     );
-    let first = store.claim_due(now, 2).await.expect("outbox: claims");
+    let first = store
+        .claim_due(&lease(A, now), now, 2)
+        .await
+        .expect("outbox: claims");
     assert_eq!(first.len(), 2, "outbox: at most the limit");
-    let rest = store.claim_due(now, 10).await.expect("outbox: claims");
+    let rest = store
+        .claim_due(&lease(A, now), now, 10)
+        .await
+        .expect("outbox: claims");
     assert_eq!(
         rest.len(),
         1,
         "outbox: a claimed delivery is not claimed again"
     );
     assert!(
-        store.claim_due(now, 10).await.expect("claims").is_empty(),
+        store
+            .claim_due(&lease(A, now), now, 10)
+            .await
+            .expect("claims")
+            .is_empty(),
         "outbox: everything is claimed"
     );
     let due: Vec<_> = first.into_iter().chain(rest).collect();
@@ -428,6 +455,7 @@ async fn outbox<S: Store>(store: &S) {
     let retry_at = now + SignedDuration::from_secs(30);
     store
         .finish(
+            A,
             vec![
                 (by("log"), Outcome::Delivered),
                 (
@@ -450,7 +478,10 @@ async fn outbox<S: Store>(store: &S) {
         .expect("outbox: finishes");
     let counts = store.delivery_counts().await.expect("outbox: counts");
     for (status, want) in [("pending", Some(1)), ("delivered", None), ("failed", None)] {
-        let n = counts.iter().find(|(s, _)| s == status).map(|(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(s, _)| s.as_str() == status)
+            .map(|(_, n)| *n);
         match want {
             Some(_) => assert_eq!(n, want, "outbox: the queue's depth: {counts:?}"),
             // A backend may leave finished statuses out; counted, they are right.
@@ -466,13 +497,20 @@ async fn outbox<S: Store>(store: &S) {
     );
     assert!(
         store
-            .claim_due(retry_at - SignedDuration::from_secs(1), 10)
+            .claim_due(
+                &lease(A, retry_at - SignedDuration::from_secs(1)),
+                retry_at - SignedDuration::from_secs(1),
+                10
+            )
             .await
             .expect("claims")
             .is_empty(),
         "outbox: not before its time"
     );
-    let retried = store.claim_due(retry_at, 10).await.expect("outbox: claims");
+    let retried = store
+        .claim_due(&lease(A, retry_at), retry_at, 10)
+        .await
+        .expect("outbox: claims");
     assert_eq!(
         retried
             .iter()
@@ -482,7 +520,7 @@ async fn outbox<S: Store>(store: &S) {
         "outbox: the retry, one attempt made"
     );
     store
-        .finish(vec![(by("mail"), Outcome::Delivered)], retry_at)
+        .finish(A, vec![(by("mail"), Outcome::Delivered)], retry_at)
         .await
         .expect("outbox: finishes");
     assert_eq!(
@@ -516,10 +554,10 @@ async fn outbox<S: Store>(store: &S) {
 }
 
 /// Deliveries recorded claimed (sent within the request) are not handed out by `claim_due`;
-/// `claim_event` takes an event's pending, unclaimed ones once, due or not.
+/// `claim_event` takes an event's pending ones that nobody holds once, due or not.
 async fn claimed_on_record<S: Store>(store: &S) {
     let mut r = report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z");
-    r.claimed = true;
+    r.claim = Some(lease("request", t("2026-12-09T21:00:00Z")));
     let recorded = store
         .record(
             r,
@@ -537,12 +575,17 @@ async fn claimed_on_record<S: Store>(store: &S) {
         .expect("claimed: recorded");
     let later = t("2026-12-09T21:00:10Z");
     assert!(
-        store.claim_due(later, 10).await.expect("claims").is_empty(),
+        store
+            .claim_due(&lease(A, later), later, 10)
+            .await
+            .expect("claims")
+            .is_empty(),
         "claimed: not handed out"
     );
     let [log, mail] = [&recorded.event.deliveries[0], &recorded.event.deliveries[1]];
     store
         .finish(
+            "request",
             vec![
                 (log.id, Outcome::Delivered),
                 (
@@ -558,7 +601,7 @@ async fn claimed_on_record<S: Store>(store: &S) {
         .await
         .expect("claimed: finishes");
     let claimed = store
-        .claim_event(&recorded.event.id, later)
+        .claim_event(&recorded.event.id, &lease("retry", later), later)
         .await
         .expect("claimed: claims the event");
     assert_eq!(
@@ -571,7 +614,7 @@ async fn claimed_on_record<S: Store>(store: &S) {
     );
     assert!(
         store
-            .claim_event(&recorded.event.id, later)
+            .claim_event(&recorded.event.id, &lease("retry", later), later)
             .await
             .expect("claims")
             .is_empty(),
@@ -579,10 +622,235 @@ async fn claimed_on_record<S: Store>(store: &S) {
     );
 }
 
+/// A claim holds until its lease ends; then anyone may claim again, and only the holder's
+/// outcome counts.
+async fn leases<S: Store>(store: &S) {
+    let at = t("2026-12-10T00:00:00Z");
+    let recorded = store
+        .record(
+            report("r1", "acme", "db", "db1", "2026-12-10T00:00:00Z"),
+            Box::new(|_, _| {
+                new(event(
+                    "db",
+                    "acme",
+                    "db1",
+                    "2026-12-10T00:00:00Z",
+                    &["hook"],
+                ))
+            }),
+        )
+        .await
+        .expect("leases: recorded");
+    let id = recorded.event.deliveries[0].id;
+    let short = Lease {
+        owner: A.into(),
+        until: at + SignedDuration::from_mins(1),
+    };
+    assert_eq!(
+        store.claim_due(&short, at, 10).await.expect("claims").len(),
+        1,
+        "leases: A claims"
+    );
+    let b = |now| Lease {
+        owner: "worker-b".into(),
+        until: now + SignedDuration::from_mins(1),
+    };
+    let half = at + SignedDuration::from_secs(30);
+    assert!(
+        store
+            .claim_due(&b(half), half, 10)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "leases: held by A until its lease ends"
+    );
+    assert!(
+        store
+            .claim_event(&recorded.event.id, &b(half), half)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "leases: the event's claim respects A's lease too"
+    );
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(short.until),
+        "leases: due again when A's lease ends"
+    );
+    let ended = short.until;
+    let taken = store.claim_due(&b(ended), ended, 10).await.expect("claims");
+    assert_eq!(
+        taken.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(),
+        [(id, 0)],
+        "leases: B claims once A's lease has ended"
+    );
+    // A wakes up late: its outcome is not recorded, the delivery is B's.
+    store
+        .finish(
+            A,
+            vec![(
+                id,
+                Outcome::Failed {
+                    error: "late".into(),
+                },
+            )],
+            ended,
+        )
+        .await
+        .expect("leases: A's late outcome is refused quietly");
+    let shown = |what: &'static str| async move {
+        let events = all(store).await;
+        let d = &events[0].deliveries[0];
+        (d.status, d.attempts, d.last_error.clone(), what)
+    };
+    assert_eq!(
+        shown("after A").await,
+        (crate::DeliveryState::Pending, 0, None, "after A"),
+        "leases: A's outcome changed nothing"
+    );
+    store
+        .finish("worker-b", vec![(id, Outcome::Delivered)], ended)
+        .await
+        .expect("leases: B finishes");
+    store
+        .finish(
+            A,
+            vec![(
+                id,
+                Outcome::Failed {
+                    error: "late".into(),
+                },
+            )],
+            ended,
+        )
+        .await
+        .expect("leases: finishing a finished delivery is refused quietly");
+    assert_eq!(
+        shown("after B").await,
+        (crate::DeliveryState::Delivered, 1, None, "after B"),
+        "leases: B's outcome stands"
+    );
+}
+
+/// `event` returns an event with its reports in the order received and its deliveries.
+async fn details<S: Store>(store: &S) {
+    let mut first = report("r1", "acme", "db", "db2", "2026-12-09T21:00:00Z");
+    first.action = Action::Lost;
+    first.previous = Some("db1.example.net".into());
+    first.resource = Some("vip".into());
+    first.received_at = t("2026-12-09T21:00:02Z");
+    let recorded = store
+        .record(
+            first,
+            Box::new(|_, _| new(event("db", "acme", "db2", "2026-12-09T21:00:00Z", &["log"]))),
+        )
+        .await
+        .expect("details: recorded");
+    let id = recorded.event.id.clone();
+    let second = report("r2", "acme", "db", "db2", "2026-12-09T21:00:05Z");
+    store
+        .record(
+            second.clone(),
+            Box::new(merge_or(event(
+                "db",
+                "acme",
+                "db2",
+                "2026-12-09T21:00:05Z",
+                &[],
+            ))),
+        )
+        .await
+        .expect("details: merged");
+    // A retry adds no report.
+    store
+        .record(
+            second,
+            Box::new(merge_or(event(
+                "db",
+                "acme",
+                "db2",
+                "2026-12-09T21:00:05Z",
+                &[],
+            ))),
+        )
+        .await
+        .expect("details: retried");
+    let detail = store
+        .event(&id)
+        .await
+        .expect("details: reads")
+        .expect("details: the event exists");
+    assert_eq!(detail.event.id, id, "details: the event");
+    assert_eq!(
+        detail
+            .event
+            .deliveries
+            .iter()
+            .map(|d| d.channel.as_str())
+            .collect::<Vec<_>>(),
+        ["log"],
+        "details: its deliveries"
+    );
+    let reports: Vec<_> = detail
+        .received
+        .iter()
+        .map(|r| {
+            (
+                r.client_id.as_deref(),
+                r.host.as_str(),
+                r.action,
+                r.previous.as_deref(),
+                r.resource.as_deref(),
+                r.source.as_deref(),
+                r.occurred_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            (
+                Some("r1"),
+                "db2",
+                Action::Lost,
+                Some("db1.example.net"),
+                Some("vip"),
+                Some("conformance"),
+                t("2026-12-09T21:00:00Z")
+            ),
+            (
+                Some("r2"),
+                "db2",
+                Action::Takeover,
+                None,
+                None,
+                Some("conformance"),
+                t("2026-12-09T21:00:05Z")
+            ),
+        ],
+        "details: both reports as received, once each"
+    );
+    assert_eq!(
+        detail.received[0].received_at,
+        t("2026-12-09T21:00:02Z"),
+        "details: when it was received"
+    );
+    for missing in ["424242", "not-a-number", ""] {
+        assert!(
+            store
+                .event(&EventId(missing.into()))
+                .await
+                .expect("details: reads")
+                .is_none(),
+            "details: no event `{missing}`"
+        );
+    }
+}
+
 /// Ad-hoc windows: listed by start, handed to a decision, ended or removed.
 async fn maintenance<S: Store>(store: &S) {
     let window = |start: &str, end: &str| NewMaintenance {
-        target_kind: "cluster".into(),
+        target_kind: TargetKind::Cluster,
         target: "db".into(),
         customer: Some("acme".into()),
         start: t(start),
@@ -673,7 +941,7 @@ async fn listing<S: Store>(store: &S) {
         let at = format!("2026-12-0{}T10:00:00Z", i + 1);
         let mut e = event(cluster, customer, "n1", &at, &[]);
         if i == 2 {
-            e.verdict = "planned".into();
+            e.verdict = Verdict::Planned;
         }
         store
             .record(
@@ -707,7 +975,7 @@ async fn listing<S: Store>(store: &S) {
     .await;
     assert_eq!(db.len(), 3, "listing: by cluster");
     let planned = query(EventQuery {
-        verdict: Some("planned".into()),
+        verdict: Some(Verdict::Planned),
         limit: 10,
         ..EventQuery::default()
     })

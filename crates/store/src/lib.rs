@@ -6,24 +6,98 @@
 //! so a build links only the backends it serves. A store stores and answers; it decides
 //! nothing about the domain: the caller passes a [`Decide`] closure that runs inside the
 //! write transaction with the cluster's recent history, so merging is decided on committed
-//! state. Times are UTC instants.
+//! state. Times are UTC instants. The domain's records (events, history, decisions, ad-hoc
+//! windows) are `failover-core`'s, re-exported here.
+//!
+//! # Claims
+//! A delivery is sent by whoever holds its claim: a [`Lease`] with an owner (one per worker
+//! or request) and an expiry. A claim is taken only of a pending delivery that nobody holds
+//! or whose lease has ended, so a sender that died is replaced once its lease ends; an
+//! outcome is recorded only for a delivery still pending and held by the owner that
+//! reports it (or by nobody), so a sender whose lease ended and was taken over cannot
+//! overwrite what the new holder records.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 use std::future::Future;
 
+pub use failover_core::ad_hoc::{Maintenance, NewMaintenance, TargetKind};
+pub use failover_core::decide::{Decision, EventId, History, HistoryEvent, NewEvent};
+pub use failover_core::inventory::Verdict;
+pub use failover_core::report::Action;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// An event's id, unique within a store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EventId(pub String);
+/// Who may see a report, and within which client ids are unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// An admin key: every customer.
+    All,
+    /// A customer's key.
+    Customer(String),
+}
 
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl Scope {
+    /// Its spelling in a key or a column: `*` for [`Scope::All`], else the customer's name
+    /// (inventory names never hold a `*`).
+    pub fn key(&self) -> &str {
+        match self {
+            Scope::All => "*",
+            Scope::Customer(c) => c,
+        }
+    }
+
+    /// The scope spelled `key`.
+    pub fn from_key(key: &str) -> Scope {
+        match key {
+            "*" => Scope::All,
+            c => Scope::Customer(c.to_owned()),
+        }
+    }
+}
+
+/// A claim on deliveries: who holds it, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder (a worker or a request; unique per process and task).
+    pub owner: String,
+    /// When the claim ends unless its outcome is recorded first.
+    pub until: Timestamp,
+}
+
+/// Where a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not sent yet (or to be tried again).
+    Pending,
+    /// Sent.
+    Delivered,
+    /// Given up.
+    Failed,
+}
+
+impl DeliveryState {
+    /// All states.
+    pub const ALL: [DeliveryState; 3] = [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Failed,
+    ];
+
+    /// Its spelling in JSON, columns and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    /// The state spelled `name`.
+    pub fn from_name(name: &str) -> Option<DeliveryState> {
+        DeliveryState::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -32,13 +106,12 @@ impl std::fmt::Display for EventId {
 pub struct NewReport {
     /// Client id, for idempotent retries.
     pub client_id: Option<String>,
-    /// Who may see it: the API key's customer, or `*` for an admin key. Client ids are
-    /// unique within a scope.
-    pub scope: String,
+    /// Who may see it. Client ids are unique within a scope.
+    pub scope: Scope,
     /// Host as reported.
     pub host: String,
-    /// `takeover`, `release` or `lost`.
-    pub action: String,
+    /// What the host says happened.
+    pub action: Action,
     /// Previous active host as reported.
     pub previous: Option<String>,
     /// Resource name.
@@ -51,78 +124,13 @@ pub struct NewReport {
     pub received_at: Timestamp,
     /// The cluster whose history [`Decide`] needs, and from when.
     pub history: Option<(String, Timestamp)>,
-    /// The caller sends a new event's deliveries itself, within this request (the Lambda
-    /// deployment): record them already claimed, so no worker or drain takes them meanwhile.
-    pub claimed: bool,
+    /// The caller sends a new event's deliveries itself, within this request: record them
+    /// claimed with this lease, so no worker or drain takes them meanwhile.
+    pub claim: Option<Lease>,
     /// Also read the ad-hoc windows that end after this instant, with the history, and give
     /// them to [`Decide`]: the Lambda deployment, where other function instances may change
     /// them (`serve` keeps them in memory and leaves this `None`).
     pub maintenance_after: Option<Timestamp>,
-}
-
-/// A cluster's earlier event, as [`Decide`] sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEvent {
-    /// Its id.
-    pub id: EventId,
-    /// The node that became active (inventory name).
-    pub active: Option<String>,
-    /// The node active before, when known.
-    pub previous: Option<String>,
-    /// When it happened.
-    pub at: Timestamp,
-    /// It was flagged as flapping.
-    pub flapping: bool,
-}
-
-/// A new event with its deliveries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewEvent {
-    /// Cluster name, `None` for an unknown host.
-    pub cluster: Option<String>,
-    /// Customer name.
-    pub customer: Option<String>,
-    /// The node that became active (inventory name), if known.
-    pub active: Option<String>,
-    /// The node active before (inventory name), if known.
-    pub previous: Option<String>,
-    /// `planned`, `unplanned`, `unknown-host`.
-    pub verdict: String,
-    /// When it happened.
-    pub at: Timestamp,
-    /// The cluster is flapping.
-    pub flapping: bool,
-    /// The event this one undoes.
-    pub failback_of: Option<EventId>,
-    /// The classification as answered to the caller (JSON).
-    pub classification: serde_json::Value,
-    /// The template context of its message (JSON).
-    pub context: serde_json::Value,
-    /// Channel names to deliver to.
-    pub channels: Vec<String>,
-}
-
-/// A cluster's history as [`Decide`] sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct History {
-    /// Its events from the instant [`NewReport::history`] names on, oldest first.
-    pub events: Vec<HistoryEvent>,
-    /// It has an event before that instant too (recorded at any time, also one whose event
-    /// has since expired from the store).
-    pub older: bool,
-}
-
-/// What to do with a report, decided on the history inside the write transaction.
-#[derive(Debug, Clone)]
-pub enum Decision {
-    /// Attach it to an existing event; deliver nothing new.
-    Merge(EventId),
-    /// Record a new event and its deliveries.
-    New(Box<NewEvent>),
-    /// Attach it to an existing event that has no deliveries (a release, recorded without a
-    /// message), which takes these fields and deliveries: the report completes the failover
-    /// that event began, under its id.
-    Complete(EventId, Box<NewEvent>),
 }
 
 /// Runs inside the write transaction with the history of [`NewReport::history`] and the
@@ -148,8 +156,8 @@ pub struct DeliveryStatus {
     pub id: i64,
     /// Channel name.
     pub channel: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
+    /// Where it is.
+    pub status: DeliveryState,
     /// Attempts made.
     pub attempts: u32,
     /// The error of the last failed attempt, if any (kept after a later success: it tells
@@ -184,12 +192,59 @@ impl StoredEvent {
             attempts: delivery.attempts,
             created_at: self.received_at,
             event: self.id.clone(),
-            verdict: self.event.verdict.clone(),
+            verdict: self.event.verdict,
             cluster: self.event.cluster.clone(),
             customer: self.event.customer.clone(),
             context: self.event.context.clone(),
         }
     }
+}
+
+/// A report as recorded, with the event it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredReport {
+    /// Host as reported.
+    pub host: String,
+    /// What it said happened.
+    pub action: Action,
+    /// Previous active host as reported.
+    pub previous: Option<String>,
+    /// Resource name.
+    pub resource: Option<String>,
+    /// Sender.
+    pub source: Option<String>,
+    /// Its client id.
+    pub client_id: Option<String>,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// When it was received.
+    pub received_at: Timestamp,
+}
+
+impl StoredReport {
+    /// The report as stored, from what was received.
+    pub fn of(report: &NewReport) -> StoredReport {
+        StoredReport {
+            host: report.host.clone(),
+            action: report.action,
+            previous: report.previous.clone(),
+            resource: report.resource.clone(),
+            source: report.source.clone(),
+            client_id: report.client_id.clone(),
+            occurred_at: report.occurred_at,
+            received_at: report.received_at,
+        }
+    }
+}
+
+/// An event with everything recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    /// The event and its deliveries.
+    #[serde(flatten)]
+    pub event: StoredEvent,
+    /// Its reports (a retry of one client id counts once), in the order they were received.
+    pub received: Vec<StoredReport>,
 }
 
 /// A delivery due now, with what the channel needs to send it.
@@ -206,7 +261,7 @@ pub struct DueDelivery {
     /// The event's id.
     pub event: EventId,
     /// Its verdict.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// Cluster name (template scope).
     pub cluster: Option<String>,
     /// Customer name (template scope).
@@ -240,7 +295,7 @@ pub struct EventQuery {
     /// Only this cluster.
     pub cluster: Option<String>,
     /// Only this verdict.
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// Only events at or after this instant.
     pub since: Option<Timestamp>,
     /// Only these customers' events (`None` = all).
@@ -249,35 +304,6 @@ pub struct EventQuery {
     pub before: Option<i64>,
     /// Page size.
     pub limit: u32,
-}
-
-/// What an ad-hoc window applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewMaintenance {
-    /// `node`, `cluster` or `customer`.
-    pub target_kind: String,
-    /// Its inventory name.
-    pub target: String,
-    /// Customer of the target (for scoped keys).
-    pub customer: Option<String>,
-    /// Start.
-    pub start: Timestamp,
-    /// End.
-    pub end: Timestamp,
-    /// Why.
-    pub reason: String,
-    /// The API key's name that created it.
-    pub created_by: String,
-}
-
-/// An ad-hoc window as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Maintenance {
-    /// Id.
-    pub id: i64,
-    /// Its fields.
-    #[serde(flatten)]
-    pub window: NewMaintenance,
 }
 
 /// A storage failure.
@@ -318,6 +344,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         decide: Decide,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 
+    /// One event with its reports and deliveries; `None` when there is no such event.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn event(
+        &self,
+        id: &EventId,
+    ) -> impl Future<Output = Result<Option<EventDetail>, StoreError>> + Send;
+
     /// Events, newest first.
     ///
     /// # Errors
@@ -327,34 +362,41 @@ pub trait Store: Clone + Send + Sync + 'static {
         query: EventQuery,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// Claims up to `limit` deliveries due at `now` so no other claim returns them.
+    /// Claims with `lease` up to `limit` deliveries due at `now` that nobody holds (or whose
+    /// lease has ended), so no other claim returns them before the lease ends.
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
     fn claim_due(
         &self,
+        lease: &Lease,
         now: Timestamp,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<DueDelivery>, StoreError>> + Send;
 
-    /// Records the outcomes of claimed deliveries and releases the claims.
+    /// Records the outcomes of deliveries `owner` claimed and releases the claims. An
+    /// outcome of a delivery that is no longer pending, or that another owner holds now (the
+    /// lease ended and it was claimed again), is not recorded; one held by nobody is.
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
     fn finish(
         &self,
+        owner: &str,
         outcomes: Vec<(i64, Outcome)>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Claims every pending, unclaimed delivery of one event, due or not: the Lambda
-    /// deployment delivers within the request, and a reporter's retry tries again at once.
+    /// Claims with `lease` every pending delivery of one event that nobody holds (or whose
+    /// lease has ended), due or not: delivery within the request, where a reporter's retry
+    /// tries again at once.
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
     fn claim_event(
         &self,
         event: &EventId,
+        lease: &Lease,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<DueDelivery>, StoreError>> + Send;
 
@@ -367,20 +409,21 @@ pub trait Store: Clone + Send + Sync + 'static {
         channel: &str,
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
 
-    /// The next instant a pending, unclaimed delivery is due, if any.
+    /// The next instant a pending delivery is due, if any: its next attempt, or the end of
+    /// the lease that holds it.
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
     fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 
-    /// Counts of deliveries by status: `pending` always; `delivered` and `failed` where the
-    /// backend can count them without reading every event (SQLite does, DynamoDB does not).
+    /// Counts of deliveries by state: pending always; delivered and failed where the backend
+    /// can count them without reading every event (SQLite does, DynamoDB does not).
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
     fn delivery_counts(
         &self,
-    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(DeliveryState, u64)>, StoreError>> + Send;
 
     /// Adds an ad-hoc window.
     ///

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::body::Body as AxumBody;
 use failover_app::AppState;
+use failover_app::state::{AdHoc, Delivery};
 use failover_store_dynamodb::Dynamo;
 use lambda_http::lambda_runtime::{Error as BoxError, LambdaInvocation};
 use lambda_http::request::{LambdaRequest, RequestContext};
@@ -94,7 +95,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             &args.table,
             jiff::SignedDuration::from_hours(24 * i64::from(args.keep_days)),
         );
-        let state = AppState::inline(store, inventory).await?;
+        // Lambda runs nothing after the answer, and other function instances change the
+        // ad-hoc windows.
+        let state =
+            AppState::with_modes(store, inventory, Delivery::InRequest, AdHoc::PerReport).await?;
         let router = failover_app::router(state.clone());
         let after = state.clone();
         let http = service_fn(move |req: lambda_http::Request| {

@@ -1,0 +1,561 @@
+//! What a report does to a cluster's history: merge into an event, become a new one, or
+//! complete a release; and what a new event is (its message context and its channels).
+//!
+//! The store runs [`decide`] inside its write transaction on the cluster's committed
+//! [`History`], so the decision is taken on what is durable; this module only decides.
+//! Client-id retries are the store's: a report whose id is recorded never reaches here.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::classify::Classification;
+use crate::event::{PastEvent, assess, event_at};
+use crate::inventory::{ClusterId, Inventory, NodeId, Verdict};
+use crate::message::{HistoryFlags, context};
+use crate::report::{Action, FailoverReport};
+use crate::window::MaintenanceWindow;
+
+/// An event's id, unique within a store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub String);
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A cluster's earlier event, as [`decide`] sees it. Nodes are inventory names (the
+/// inventory's indexes change with every reload); a node renamed in the inventory keeps its
+/// history when its old name stays among its `aliases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// Its id.
+    pub id: EventId,
+    /// The node that became active; `None` for a release recorded on its own.
+    pub active: Option<String>,
+    /// The node active before, when known.
+    pub previous: Option<String>,
+    /// When it happened.
+    pub at: Timestamp,
+    /// It was flagged as flapping.
+    pub flapping: bool,
+}
+
+/// A cluster's history as [`decide`] sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Its events from the report's look-back on ([`lookback_start`]), oldest first.
+    pub events: Vec<HistoryEvent>,
+    /// It has an event before that instant too (recorded at any time, also one whose event
+    /// has since expired from the store).
+    pub older: bool,
+}
+
+/// A new event with its deliveries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Cluster name, `None` for an unknown host.
+    pub cluster: Option<String>,
+    /// Customer name.
+    pub customer: Option<String>,
+    /// The node that became active (inventory name), if known.
+    pub active: Option<String>,
+    /// The node active before (inventory name), if known.
+    pub previous: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// When it happened.
+    pub at: Timestamp,
+    /// The cluster is flapping.
+    pub flapping: bool,
+    /// The event this one undoes.
+    pub failback_of: Option<EventId>,
+    /// The classification as answered to the caller (JSON).
+    pub classification: Value,
+    /// The template context of its message (JSON).
+    pub context: Value,
+    /// Channel names to deliver to.
+    pub channels: Vec<String>,
+}
+
+/// What to do with a report, decided on the history inside the write transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Attach it to an existing event; deliver nothing new.
+    Merge(EventId),
+    /// Record a new event and its deliveries.
+    New(Box<NewEvent>),
+    /// Attach it to an existing event that has no deliveries (a release, recorded without a
+    /// message), which takes these fields and deliveries: the report completes the failover
+    /// that event began, under its id.
+    Complete(EventId, Box<NewEvent>),
+}
+
+/// From when a report needs its cluster's history: the longest of the merge, flapping and
+/// failback intervals before its instant.
+pub fn lookback_start(inv: &Inventory, occurred_at: Timestamp) -> Timestamp {
+    let p = &inv.events;
+    let lookback = p.merge_within.max(p.flapping_within).max(p.failback_within);
+    occurred_at.checked_sub(lookback).unwrap_or(Timestamp::MIN)
+}
+
+/// Merge, flapping, failback and cluster start on the cluster's committed history; the
+/// store runs it in its write transaction. `c` is `r` classified with the ad-hoc windows
+/// `ad_hoc`.
+pub fn decide(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    history: &History,
+) -> Decision {
+    let (Some(cluster), Some(node)) = (c.cluster, c.node) else {
+        return Decision::New(Box::new(new_event(
+            inv,
+            ad_hoc,
+            r,
+            c,
+            HistoryFlags::default(),
+            None,
+            false,
+        )));
+    };
+    let events = history.events.as_slice();
+    if r.action == Action::Release {
+        // A release is part of the failover another node reports (never of this node's own
+        // takeover); alone, it is recorded without a message, and the takeover that follows
+        // completes it.
+        let releasing = &inv.node(node).name;
+        let nearby = event_at(events, r.occurred_at, inv.events.merge_within, |h| h.at)
+            .filter(|h| h.active.as_ref().is_some_and(|a| a != releasing));
+        return match nearby {
+            Some(h) => Decision::Merge(h.id.clone()),
+            None => Decision::New(Box::new(new_event(
+                inv,
+                ad_hoc,
+                r,
+                c,
+                HistoryFlags::default(),
+                None,
+                true,
+            ))),
+        };
+    }
+    let customer = inv.cluster(cluster).customer;
+    let past: Vec<PastEvent> = events
+        .iter()
+        .filter_map(|h| {
+            Some(PastEvent {
+                id: h.id.0.clone(),
+                cluster,
+                active: inv.find_node(h.active.as_deref()?, customer)?,
+                previous: h
+                    .previous
+                    .as_deref()
+                    .and_then(|p| inv.find_node(p, customer)),
+                at: h.at,
+                flapping: h.flapping,
+            })
+        })
+        .collect();
+    let a = assess(&inv.events, &past, cluster, node, r.occurred_at);
+    if let Some(into) = a.merge_into {
+        return Decision::Merge(EventId(into));
+    }
+    // A takeover that names no previous node, by a cluster with no earlier event: the
+    // cluster starting. A node lost, or a node named as the one before, says a failover.
+    if inv.events.first_report_is_start
+        && r.action == Action::Takeover
+        && r.previous.is_none()
+        && !history.older
+        && events.iter().all(|h| h.at > r.occurred_at)
+    {
+        let start = Classification {
+            verdict: Verdict::ClusterStart,
+            ..c.clone()
+        };
+        return Decision::New(Box::new(new_event(
+            inv,
+            ad_hoc,
+            r,
+            &start,
+            HistoryFlags::default(),
+            None,
+            false,
+        )));
+    }
+    let released = released_before(inv, r, cluster, node, events);
+    let inferred;
+    let r = if r.previous.is_none() {
+        let mut with = r.clone();
+        with.previous = released
+            .and_then(|h| h.previous.clone())
+            .or_else(|| infer_previous(inv, r, cluster, node, events));
+        inferred = with;
+        &inferred
+    } else {
+        r
+    };
+    let failback = a
+        .failback_of
+        .as_ref()
+        .and_then(|id| events.iter().find(|h| &h.id.0 == id));
+    let flags = HistoryFlags {
+        flapping: a.flapping,
+        failback_of: failback.map(|h| h.at),
+    };
+    // Flapping is said once: later events of the same flapping spell are only recorded.
+    let silent = a.flapping && !a.flapping_started;
+    let event = Box::new(new_event(
+        inv,
+        ad_hoc,
+        r,
+        c,
+        flags,
+        failback.map(|h| h.id.clone()),
+        silent,
+    ));
+    match released {
+        // A graceful switchover (heartbeat's `hb_standby`: `release` from the old node, then
+        // `takeover` from the new one) is one failover: the release's event becomes it.
+        Some(h) if r.previous == h.previous => Decision::Complete(h.id.clone(), event),
+        _ => Decision::New(event),
+    }
+}
+
+/// The release by another node of the cluster, recorded on its own within the merge
+/// interval before this report: the first half of a graceful switchover.
+fn released_before<'h>(
+    inv: &Inventory,
+    r: &FailoverReport,
+    cluster: ClusterId,
+    node: NodeId,
+    events: &'h [HistoryEvent],
+) -> Option<&'h HistoryEvent> {
+    let customer = inv.cluster(cluster).customer;
+    events
+        .iter()
+        .filter(|h| {
+            h.active.is_none()
+                && h.at <= r.occurred_at
+                && r.occurred_at.duration_since(h.at) <= inv.events.merge_within
+        })
+        .max_by_key(|h| h.at)
+        .filter(|h| {
+            h.previous
+                .as_deref()
+                .and_then(|p| inv.find_node(p, customer))
+                .is_some_and(|n| n != node)
+        })
+}
+
+/// The node active before a report that names none (keepalived says only "I am master
+/// now", the original's curl line names nobody), when no node released the cluster just
+/// before: the node the cluster's last event before the report made active, or, in a
+/// two-node cluster, the other node (the only one that can have been active).
+fn infer_previous(
+    inv: &Inventory,
+    r: &FailoverReport,
+    cluster: ClusterId,
+    node: NodeId,
+    events: &[HistoryEvent],
+) -> Option<String> {
+    let customer = inv.cluster(cluster).customer;
+    let last_active = events
+        .iter()
+        .filter(|h| h.at <= r.occurred_at && h.active.is_some())
+        .max_by_key(|h| h.at)
+        .and_then(|h| h.active.clone())
+        .filter(|name| inv.find_node(name, customer).is_some_and(|n| n != node));
+    let only_other = || match inv.cluster(cluster).nodes.as_slice() {
+        [a, b] => Some(inv.node(if *a == node { *b } else { *a }).name.clone()),
+        _ => None,
+    };
+    last_active.or_else(only_other)
+}
+
+fn new_event(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    flags: HistoryFlags,
+    failback_of: Option<EventId>,
+    silent: bool,
+) -> NewEvent {
+    let cluster = c.cluster.map(|id| inv.cluster(id));
+    let previous_node = r
+        .previous
+        .as_deref()
+        .and_then(|p| inv.find_node(p, cluster.and_then(|cl| cl.customer)));
+    NewEvent {
+        cluster: cluster.map(|cl| cl.name.clone()),
+        customer: cluster
+            .and_then(|cl| cl.customer)
+            .map(|id| inv.customers[id.index()].name.clone()),
+        active: c
+            .node
+            .filter(|_| r.action != Action::Release)
+            .map(|n| inv.node(n).name.clone()),
+        // A release names the releasing node as the one active before, so that the takeover
+        // that follows can say who handed over.
+        previous: if r.action == Action::Release {
+            c.node.map(|n| inv.node(n).name.clone())
+        } else {
+            previous_node.map(|n| inv.node(n).name.clone())
+        },
+        verdict: c.verdict,
+        at: r.occurred_at,
+        flapping: flags.flapping,
+        failback_of,
+        classification: serde_json::to_value(c.view(inv, ad_hoc, &r.hostname, r.occurred_at))
+            .unwrap_or(Value::Null),
+        context: serde_json::to_value(context(
+            inv,
+            ad_hoc,
+            c,
+            &r.hostname,
+            r.previous.as_deref(),
+            r.occurred_at,
+            flags,
+        ))
+        .unwrap_or(Value::Null),
+        channels: if silent {
+            Vec::new()
+        } else {
+            channels_for(inv, c.verdict, c.cluster)
+        },
+    }
+}
+
+/// The channels of every route that carries this verdict for this cluster; an unknown host
+/// goes to the routes that name no customer and no cluster (the operators').
+pub fn channels_for(inv: &Inventory, verdict: Verdict, cluster: Option<ClusterId>) -> Vec<String> {
+    let customer = cluster.and_then(|c| inv.cluster(c).customer);
+    let mut out: Vec<String> = Vec::new();
+    for route in &inv.routes {
+        let applies = match cluster {
+            None => route.customer.is_none() && route.cluster.is_none(),
+            Some(c) => {
+                route.cluster.is_none_or(|rc| rc == c)
+                    && route.customer.is_none_or(|rc| Some(rc) == customer)
+            }
+        };
+        if applies && route.verdicts.contains(&verdict) {
+            for &i in &route.channels {
+                let name = &inv.channels[i].name;
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::classify;
+
+    const INVENTORY: &str = r#"
+[[clusters]]
+name = "db"
+nodes = ["db1", "db2"]
+
+[[clusters]]
+name = "web"
+nodes = ["web1", "web2", "web3"]
+
+[[channels]]
+name = "log"
+kind = "log"
+
+[[routes]]
+channels = ["log"]
+"#;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("test instant")
+    }
+
+    fn report(host: &str, action: Action, when: &str) -> FailoverReport {
+        FailoverReport {
+            hostname: host.into(),
+            occurred_at: at(when),
+            previous: None,
+            action,
+            resource: None,
+            source: None,
+            id: None,
+        }
+    }
+
+    fn past(id: &str, active: Option<&str>, previous: Option<&str>, when: &str) -> HistoryEvent {
+        HistoryEvent {
+            id: EventId(id.into()),
+            active: active.map(str::to_owned),
+            previous: previous.map(str::to_owned),
+            at: at(when),
+            flapping: false,
+        }
+    }
+
+    /// What `decide` does with `r` on a cluster with events before `history` too.
+    fn decision(r: &FailoverReport, history: &[HistoryEvent], older: bool) -> Decision {
+        let inv = crate::config::parse(INVENTORY).expect("valid");
+        let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
+        let history = History {
+            events: history.to_vec(),
+            older,
+        };
+        decide(&inv, &[], r, &c, &history)
+    }
+
+    /// The event `decide` would record on a cluster with older events, or the id it merges
+    /// into.
+    fn decided(r: &FailoverReport, history: &[HistoryEvent]) -> Result<NewEvent, String> {
+        match decision(r, history, true) {
+            Decision::New(e) => Ok(*e),
+            Decision::Merge(id) => Err(id.0),
+            Decision::Complete(id, _) => Err(format!("complete {id}")),
+        }
+    }
+
+    #[test]
+    fn in_a_two_node_cluster_the_previous_node_is_the_other_one() {
+        // The original's curl line: no `previous`, no recent history.
+        let e = decided(
+            &report("db2", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert_eq!(e.previous.as_deref(), Some("db1"));
+        // So the failover back is a failback.
+        let back = decided(
+            &report("db1", Action::Takeover, "2026-12-09T22:00:00Z"),
+            &[past("1", Some("db2"), Some("db1"), "2026-12-09T21:00:00Z")],
+        )
+        .expect("new event");
+        assert_eq!(back.failback_of, Some(EventId("1".into())));
+        // With three nodes nobody can tell.
+        let e = decided(
+            &report("web2", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert_eq!(e.previous, None);
+    }
+
+    #[test]
+    fn a_graceful_switchover_is_one_event_naming_the_releasing_node() {
+        // hb_standby on web1: `release` from web1 first, recorded without a message.
+        let release = decided(
+            &report("web1", Action::Release, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert!(release.channels.is_empty(), "{release:?}");
+        assert_eq!(
+            (release.active.as_deref(), release.previous.as_deref()),
+            (None, Some("web1"))
+        );
+        // Then `takeover` from web3 completes that event: one message, previous = web1.
+        let history = [past("1", None, Some("web1"), "2026-12-09T21:00:00Z")];
+        let Decision::Complete(id, takeover) = decision(
+            &report("web3", Action::Takeover, "2026-12-09T21:00:20Z"),
+            &history,
+            true,
+        ) else {
+            panic!("the takeover completes the release");
+        };
+        assert_eq!(id, EventId("1".into()));
+        assert_eq!(
+            (takeover.active.as_deref(), takeover.previous.as_deref()),
+            (Some("web3"), Some("web1"))
+        );
+        assert_eq!(takeover.channels, ["log"]);
+        assert_eq!(takeover.verdict, Verdict::Unplanned);
+        // Also on a cluster with nothing older: a release is an earlier event.
+        assert!(matches!(
+            decision(
+                &report("web3", Action::Takeover, "2026-12-09T21:00:20Z"),
+                &history,
+                false
+            ),
+            Decision::Complete(..)
+        ));
+        // A release longer ago than the merge interval is not this failover.
+        let e = decided(
+            &report("web3", Action::Takeover, "2026-12-09T21:10:00Z"),
+            &history,
+        )
+        .expect("new event");
+        assert_eq!(e.previous, None);
+        // The other order: the release merges into the takeover it belongs to.
+        let history = [past("2", Some("web3"), None, "2026-12-09T21:00:00Z")];
+        assert_eq!(
+            decided(
+                &report("web1", Action::Release, "2026-12-09T21:00:10Z"),
+                &history
+            )
+            .err(),
+            Some("2".to_owned())
+        );
+        // Never into the releasing node's own takeover.
+        let history = [past("3", Some("web1"), None, "2026-12-09T21:00:00Z")];
+        let e = decided(
+            &report("web1", Action::Release, "2026-12-09T21:00:10Z"),
+            &history,
+        )
+        .expect("new event");
+        assert!(e.active.is_none() && e.channels.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn a_clusters_first_takeover_is_a_cluster_start_and_routed_as_one() {
+        let first = |r: &FailoverReport, history: &[HistoryEvent]| match decision(r, history, false)
+        {
+            Decision::New(e) => *e,
+            other => panic!("a new event, not {other:?}"),
+        };
+        let e = first(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        );
+        assert_eq!(e.verdict, Verdict::ClusterStart);
+        assert_eq!(e.classification["verdict"], "cluster-start");
+        assert_eq!((e.active.as_deref(), e.previous), (Some("db1"), None));
+        assert_eq!(e.context["previous"], "", "a start follows no node");
+        assert_eq!(e.channels, ["log"], "routes without `verdicts` carry it");
+        // Only a report after every recorded one can be the first.
+        let later = [past("1", Some("db2"), Some("db1"), "2026-12-09T22:00:00Z")];
+        let e = first(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &later,
+        );
+        assert_eq!(e.verdict, Verdict::ClusterStart);
+        let earlier = [past("1", Some("db2"), Some("db1"), "2026-12-09T20:00:00Z")];
+        let e = first(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &earlier,
+        );
+        assert_eq!(e.verdict, Verdict::Unplanned);
+        // A node lost, or a takeover naming the node before, says a failover.
+        let e = first(&report("db1", Action::Lost, "2026-12-09T21:00:00Z"), &[]);
+        assert_eq!(e.verdict, Verdict::Unplanned);
+        let mut named = report("db1", Action::Takeover, "2026-12-09T21:00:00Z");
+        named.previous = Some("db2".into());
+        assert_eq!(first(&named, &[]).verdict, Verdict::Unplanned);
+        // A cluster with older events is running already.
+        let e = decided(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:00Z"),
+            &[],
+        )
+        .expect("new event");
+        assert_eq!(e.verdict, Verdict::Unplanned);
+    }
+}
