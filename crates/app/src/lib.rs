@@ -5,6 +5,7 @@
 //! [`state::AdHoc::PerReport`]).
 //!
 //! # Layout
+//! - [`api`]: the answers' bodies, typed, shared with the CLI
 //! - [`auth`]: the API key check every handler starts with, and the slow-down of wrong keys
 //! - [`state`]: shared state, live inventory reload, ad-hoc windows, API keys
 //! - [`reports`]: `POST /` and `POST /v1/reports`
@@ -15,6 +16,7 @@
 //! - [`metrics`]: Prometheus counters
 //! - [`clock`]: the only clock read
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod error;
@@ -44,6 +46,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/", post(reports::post::<S>))
         .route("/v1/reports", post(reports::post::<S>))
         .route("/v1/events", get(query::events::<S>))
+        .route("/v1/events/{id}", get(query::event::<S>))
         .route("/v1/windows", get(query::windows))
         .route("/v1/windows.ics", get(query::windows_ics))
         .route(

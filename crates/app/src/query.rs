@@ -11,11 +11,14 @@ use failover_core::inventory::Verdict;
 use failover_core::limits;
 use failover_core::listing::{self, Filter};
 use failover_core::window::Owner;
-use failover_store::{EventQuery, Maintenance, NewMaintenance, Store, TargetKind};
+use failover_store::{
+    EventDetail, EventId, EventQuery, Maintenance, NewMaintenance, Store, TargetKind,
+};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::{EventsPage, MaintenanceList};
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -91,7 +94,7 @@ pub async fn events<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
     params: Result<Query<EventsParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsPage>, ApiError> {
     let p = query(params)?;
     let verdict = p
         .verdict
@@ -121,7 +124,32 @@ pub async fn events<S: Store>(
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|e| format!("before={}", e.id)))
         .flatten();
-    Ok(Json(json!({ "events": events, "next": next })))
+    Ok(Json(EventsPage { events, next }))
+}
+
+/// `GET /v1/events/{id}`: one event with its reports, in the order received, and its
+/// deliveries. A customer's key sees only its customer's events; any other id is a 404.
+///
+/// # Errors
+/// 404 when there is no such event for this key, 401 without a key.
+pub async fn event<S: Store>(
+    caller: Caller,
+    State(state): State<AppState<S>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventDetail>, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::field("id", e.body_text()))?;
+    let found = state.store.event(&EventId(id.clone())).await?.filter(|d| {
+        caller
+            .customer_name()
+            .is_none_or(|mine| d.event.event.customer.as_deref() == Some(mine))
+    });
+    found.map(Json).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no event `{id}`"),
+        )
+    })
 }
 
 /// Query of `GET /v1/windows`.
@@ -346,7 +374,7 @@ pub async fn add_maintenance<S: Store>(
 pub async fn list_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MaintenanceList>, ApiError> {
     let mine = caller.customer_name().map(str::to_owned);
     let rows: Vec<Maintenance> = state
         .store
@@ -355,7 +383,7 @@ pub async fn list_maintenance<S: Store>(
         .into_iter()
         .filter(|m| mine.is_none() || m.window.customer == mine)
         .collect();
-    Ok(Json(json!({ "maintenance": rows })))
+    Ok(Json(MaintenanceList { maintenance: rows }))
 }
 
 /// `DELETE /v1/maintenance/{id}`: ends an ad-hoc window now.

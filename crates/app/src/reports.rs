@@ -4,6 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::api::{FailedChannel, ReportAnswer};
+use crate::auth::Caller;
+use crate::clock;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::{AD_HOC_LOOKBACK, AdHoc, AppState, Delivery};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,13 +24,6 @@ use failover_store::{
     DeliveryState, History, Lease, Maintenance, NewReport, Outcome, Scope, Store,
 };
 use jiff::Timestamp;
-use serde_json::{Value, json};
-
-use crate::auth::Caller;
-use crate::clock;
-use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::state::{AD_HOC_LOOKBACK, AdHoc, AppState, Delivery};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -38,7 +37,7 @@ pub async fn post<S: Store>(
     State(state): State<AppState<S>>,
     caller: Result<Caller, ApiError>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ReportAnswer>), ApiError> {
     let started = Instant::now();
     let result = match caller {
         Ok(caller) => handle(&state, &caller, body).await,
@@ -58,7 +57,7 @@ async fn handle<S: Store>(
     state: &AppState<S>,
     caller: &Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Value, Verdict), ApiError> {
+) -> Result<(StatusCode, ReportAnswer, Verdict), ApiError> {
     let live = caller.live();
     let inv = Arc::clone(&live.inventory);
     let key = caller.key();
@@ -156,40 +155,46 @@ async fn handle<S: Store>(
         let (sent, elsewhere) = crate::worker::deliver_recorded(state, &recorded).await?;
         for (channel, outcome) in sent {
             if let Outcome::Retry { error, .. } = outcome {
-                failed.push(json!({"channel": channel, "error": error}));
+                failed.push(FailedChannel { channel, error });
             }
         }
         for channel in elsewhere {
-            failed.push(json!({"channel": channel, "error": "another request is sending it"}));
+            failed.push(FailedChannel {
+                channel,
+                error: "another request is sending it".into(),
+            });
         }
     }
-    let body = json!({
-        "event_id": event.id,
-        "verdict": event.event.classification,
-        "merged": recorded.merged,
-        "duplicate": recorded.duplicate,
-        "flapping": event.event.flapping,
-        "failback_of": event.event.failback_of,
-        "deliveries": event.deliveries.iter().map(|d| &d.channel).collect::<Vec<_>>(),
-    });
-    if !failed.is_empty() {
-        let mut body = body;
-        body["error"] = "recorded, but a channel has not taken the message yet; send the report again with the same id"
-            .into();
-        body["code"] = "delivery_pending".into();
-        body["failed"] = failed.into();
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, body, verdict));
-    }
-    if let Some(host) = unknown {
-        let mut body = body;
-        body["error"] = format!(
+    let mut answer = ReportAnswer {
+        event_id: event.id.clone(),
+        verdict: event.event.classification.clone(),
+        merged: recorded.merged,
+        duplicate: recorded.duplicate,
+        flapping: event.event.flapping,
+        failback_of: event.event.failback_of.clone(),
+        deliveries: event.deliveries.iter().map(|d| d.channel.clone()).collect(),
+        error: None,
+        code: None,
+        failed: Vec::new(),
+    };
+    let status = if !failed.is_empty() {
+        answer.error = Some(
+            "recorded, but a channel has not taken the message yet; send the report again with the same id"
+                .into(),
+        );
+        answer.code = Some("delivery_pending".into());
+        answer.failed = failed;
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if let Some(host) = unknown {
+        answer.error = Some(format!(
             "unknown host `{host}`: it is in no cluster of the inventory; the operators were told"
-        )
-        .into();
-        body["code"] = "unknown_host".into();
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, body, verdict));
-    }
-    Ok((StatusCode::OK, body, verdict))
+        ));
+        answer.code = Some("unknown_host".into());
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, answer, verdict))
 }
 
 /// Logs and counts the windows a classification had to leave out: a stored window whose

@@ -166,6 +166,54 @@ async fn the_api_answers_in_json_after_the_key_and_names_what_is_wrong() {
         (StatusCode::UNPROCESSABLE_ENTITY, &json!("unknown_host")),
         "{unknown}"
     );
+    // The answers are the typed bodies the CLI reads.
+    let typed: failover_app::api::ReportAnswer =
+        serde_json::from_value(failover.clone()).expect("a ReportAnswer");
+    assert_eq!(
+        typed.deliveries,
+        Vec::<String>::new(),
+        "no route: {failover}"
+    );
+    let page: failover_app::api::EventsPage =
+        serde_json::from_value(events.clone()).expect("an EventsPage");
+    assert_eq!(page.events.len(), 2);
+
+    // One event: its reports as received (the retry counted once), its deliveries.
+    let path = format!("/v1/events/{}", typed.event_id);
+    let (status, event) = call(&router, "GET", &path, Some(KEY), "").await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    let reports: Vec<(&Value, &Value, &Value)> = event["received"]
+        .as_array()
+        .expect("reports")
+        .iter()
+        .map(|r| (&r["host"], &r["action"], &r["client_id"]))
+        .collect();
+    assert_eq!(
+        reports,
+        [(&json!("db2"), &json!("takeover"), &json!("r-2"))],
+        "{event}"
+    );
+    assert_eq!(event["id"], typed.event_id.0, "{event}");
+    // Another customer's event (the unknown host's is the operators'), an id that is not
+    // one, a path that is not an id: 404, and the same 404 for each.
+    for id in [
+        unknown["event_id"].as_str().expect("id"),
+        "424242",
+        "%2e%2e",
+        "x%20y",
+        "-1",
+    ] {
+        let (status, answer) =
+            call(&router, "GET", &format!("/v1/events/{id}"), Some(KEY), "").await;
+        assert_eq!(
+            (status, &answer["code"]),
+            (StatusCode::NOT_FOUND, &json!("not_found")),
+            "{id}: {answer}"
+        );
+    }
+    let (status, _) = call(&router, "GET", &path, None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
     let (status, health) = call(&router, "GET", "/healthz", None, "").await;
     assert_eq!((status, &health["status"]), (StatusCode::OK, &json!("ok")));
 }

@@ -1,6 +1,7 @@
 //! A small client of the service's HTTP API, for `events` and `maintenance`.
 
 use anyhow::{Context as _, bail};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Where the service is and the key to use.
@@ -19,6 +20,22 @@ pub struct Target {
 }
 
 impl Target {
+    /// Sends a request and reads the answer as `T` (one of `failover_app::api`'s bodies).
+    ///
+    /// # Errors
+    /// As [`Target::call`], or the answer is not a `T`.
+    pub fn fetch<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> anyhow::Result<T> {
+        let answer = self.call(method, path, query, body)?;
+        serde_json::from_value(answer)
+            .with_context(|| format!("reading the answer of {path} (is the service this version?)"))
+    }
+
     /// Sends a request and returns the JSON answer (`null` for 204).
     ///
     /// # Errors

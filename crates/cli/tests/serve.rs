@@ -309,6 +309,36 @@ fn the_originals_curl_line_and_every_channel() {
             .expect("next page")
             .starts_with("before=")
     );
+    // The CLI reads the same answers: the table, and one event with its reports.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+            .args(args)
+            .args(["--url", &serve.url, "--key", ADMIN])
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let table = cli(&["events", "--cluster", "flap", "--limit", "5"]);
+    assert_eq!(table.lines().count(), 1 + 5, "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("unplanned!")),
+        "{table}"
+    );
+    let newest = filtered["events"][0]["id"].as_str().expect("id");
+    let shown = cli(&["events", "--id", newest]);
+    assert!(shown.starts_with(&format!("event {newest} at ")), "{shown}");
+    assert!(
+        shown.contains("reports:\n  ") && shown.contains(" takeover"),
+        "{shown}"
+    );
 
     // Bad input: a clear 4xx naming the field, nothing written.
     let bad: &[(&str, &str, u16, &str)] = &[

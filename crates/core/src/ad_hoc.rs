@@ -79,7 +79,7 @@ pub struct NewMaintenance {
 }
 
 /// An ad-hoc window as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Maintenance {
     /// Id.
     pub id: i64,

@@ -168,7 +168,7 @@ pub struct DeliveryStatus {
 }
 
 /// An event as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
     /// Its id.
     pub id: EventId,
@@ -238,7 +238,7 @@ impl StoredReport {
 }
 
 /// An event with everything recorded about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventDetail {
     /// The event and its deliveries.
     #[serde(flatten)]

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use serde_json::Value;
+use failover_app::api::EventsPage;
+use failover_store::{EventDetail, StoredEvent};
 
 use crate::api::Target;
 
@@ -14,9 +15,12 @@ pub struct Args {
     /// Only this cluster.
     #[arg(long)]
     cluster: Option<String>,
-    /// Only this verdict (planned, unplanned, unknown-host).
+    /// Only this verdict (planned, unplanned, unknown-host, cluster-start).
     #[arg(long)]
     verdict: Option<String>,
+    /// Show this one event: its reports, as received, and its deliveries.
+    #[arg(long, conflicts_with_all = ["cluster", "verdict", "since"])]
+    id: Option<String>,
     /// Only events at or after this RFC 3339 time.
     #[arg(long)]
     since: Option<String>,
@@ -33,6 +37,9 @@ pub struct Args {
 /// # Errors
 /// The service cannot be reached or refuses the request.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(id) = &args.id {
+        return show(args, id);
+    }
     let mut query = vec![("limit", args.limit.to_string())];
     for (k, v) in [
         ("cluster", &args.cluster),
@@ -43,41 +50,106 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             query.push((k, v.clone()));
         }
     }
-    let answer = args
+    let page: EventsPage = args
         .target
-        .call(reqwest::Method::GET, "/v1/events", &query, None)?;
+        .fetch(reqwest::Method::GET, "/v1/events", &query, None)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
         "{:<6} {:<22} {:<13} {:<16} {:<20} DELIVERIES",
         "ID", "AT (UTC)", "VERDICT", "CLUSTER", "ACTIVE"
     );
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-    for e in answer["events"].as_array().into_iter().flatten() {
-        let mut verdict = s(&e["verdict"]);
-        if e["flapping"] == Value::Bool(true) {
+    for e in &page.events {
+        let mut verdict = e.event.verdict.as_str().to_owned();
+        if e.event.flapping {
             verdict.push('!');
         }
-        let deliveries: Vec<String> = e["deliveries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| format!("{}:{}", s(&d["channel"]), s(&d["status"])))
-            .collect();
         println!(
             "{:<6} {:<22} {:<13} {:<16} {:<20} {}",
-            s(&e["id"]),
-            s(&e["at"]),
+            e.id,
+            e.event.at.to_string(),
             verdict,
-            e["cluster"].as_str().unwrap_or("(unknown)"),
-            e["active"]
-                .as_str()
-                .or(e["classification"]["host"].as_str())
+            e.event.cluster.as_deref().unwrap_or("(unknown)"),
+            e.event
+                .active
+                .as_deref()
+                .or(e.event.classification["host"].as_str())
                 .unwrap_or("-"),
-            deliveries.join(" ")
+            deliveries(e)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn deliveries(e: &StoredEvent) -> String {
+    let shown: Vec<String> = e
+        .deliveries
+        .iter()
+        .map(|d| format!("{}:{}", d.channel, d.status.as_str()))
+        .collect();
+    shown.join(" ")
+}
+
+/// `events --id ID`: the event, its reports and its deliveries.
+fn show(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/events/{}", urlencoding(id));
+    let d: EventDetail = args.target.fetch(reqwest::Method::GET, &path, &[], None)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let e = &d.event;
+    println!(
+        "event {} at {}: {} of {}, active {}, previous {}",
+        e.id,
+        e.event.at,
+        e.event.verdict.as_str(),
+        e.event.cluster.as_deref().unwrap_or("(unknown)"),
+        e.event.active.as_deref().unwrap_or("-"),
+        e.event.previous.as_deref().unwrap_or("-"),
+    );
+    println!("reports:");
+    for r in &d.received {
+        println!(
+            "  {}  {} {}{}{} (received {})",
+            r.occurred_at,
+            r.host,
+            r.action.as_str(),
+            r.previous
+                .as_deref()
+                .map(|p| format!(", previous {p}"))
+                .unwrap_or_default(),
+            r.source
+                .as_deref()
+                .map(|s| format!(", from {s}"))
+                .unwrap_or_default(),
+            r.received_at,
+        );
+    }
+    println!("deliveries:");
+    for x in &e.deliveries {
+        println!(
+            "  {} {} after {} attempt(s){}",
+            x.channel,
+            x.status.as_str(),
+            x.attempts,
+            x.last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `id` for a path segment (ids are digits; anything else is escaped, not interpreted).
+fn urlencoding(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use failover_app::api::MaintenanceList;
+use failover_store::Maintenance;
 use serde_json::{Value, json};
 
 use crate::api::Target;
@@ -90,31 +92,31 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let m = target.call(reqwest::Method::POST, "/v1/maintenance", &[], Some(body))?;
+            let m: Maintenance =
+                target.fetch(reqwest::Method::POST, "/v1/maintenance", &[], Some(body))?;
+            let w = &m.window;
             println!(
                 "added maintenance window #{} on {} `{}` from {} to {}",
-                m["id"],
-                s(&m["target_kind"]),
-                s(&m["target"]),
-                s(&m["start"]),
-                s(&m["end"])
+                m.id, w.target_kind, w.target, w.start, w.end
             );
         }
         Command::List { target } => {
-            let answer = target.call(reqwest::Method::GET, "/v1/maintenance", &[], None)?;
+            let answer: MaintenanceList =
+                target.fetch(reqwest::Method::GET, "/v1/maintenance", &[], None)?;
             println!(
                 "{:<5} {:<9} {:<20} {:<22} {:<22} REASON",
                 "ID", "ON", "TARGET", "START (UTC)", "END (UTC)"
             );
-            for m in answer["maintenance"].as_array().into_iter().flatten() {
+            for m in &answer.maintenance {
+                let w = &m.window;
                 println!(
                     "{:<5} {:<9} {:<20} {:<22} {:<22} {}",
-                    m["id"],
-                    s(&m["target_kind"]),
-                    s(&m["target"]),
-                    s(&m["start"]),
-                    s(&m["end"]),
-                    s(&m["reason"])
+                    m.id,
+                    w.target_kind.as_str(),
+                    w.target,
+                    w.start.to_string(),
+                    w.end.to_string(),
+                    w.reason
                 );
             }
         }
@@ -129,8 +131,4 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or("-").to_owned()
 }

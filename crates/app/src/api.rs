@@ -1,0 +1,62 @@
+//! The bodies the API answers with, typed, and shared with the CLI's client (`events`,
+//! `maintenance`), so both sides agree on them at compile time. Errors are one shape for
+//! every endpoint, `{"error", "code", "field"}` ([`ApiError`](crate::error::ApiError)).
+
+use failover_store::{EventId, Maintenance, StoredEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The answer to a report (`POST /`, `POST /v1/reports`): 200, and also the body of a 422
+/// for an unknown host and of a 503 while a channel has not taken the message (then
+/// `error`, `code` and, for the 503, `failed` are set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportAnswer {
+    /// The event the report belongs to.
+    pub event_id: EventId,
+    /// The classification: verdict, cluster, node, the window that explains it.
+    pub verdict: Value,
+    /// It joined an event recorded earlier.
+    pub merged: bool,
+    /// A retry of a report already recorded (same id): nothing was written.
+    pub duplicate: bool,
+    /// The cluster is flapping.
+    pub flapping: bool,
+    /// The event this failover undoes.
+    pub failback_of: Option<EventId>,
+    /// The channels the event is delivered to.
+    pub deliveries: Vec<String>,
+    /// What is wrong, for a 422 or 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A stable code for `error`: `unknown_host`, `delivery_pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The channels that have not taken the message yet (503).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedChannel>,
+}
+
+/// A channel that has not taken a message yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedChannel {
+    /// Its name.
+    pub channel: String,
+    /// Why (redacted: no URL, no secret).
+    pub error: String,
+}
+
+/// `GET /v1/events`: a page of events, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// The events.
+    pub events: Vec<StoredEvent>,
+    /// The query string of the next page (`before=ID`), when this page is full.
+    pub next: Option<String>,
+}
+
+/// `GET /v1/maintenance`: the ad-hoc windows not yet ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaintenanceList {
+    /// The windows, by start.
+    pub maintenance: Vec<Maintenance>,
+}
