@@ -184,22 +184,17 @@ fn start_function(config: &std::path::Path, table: &str, moto: &str) -> Function
     }
 }
 
+/// The table as `deploy/cloudformation.yaml` defines it (`scripts/dynamodb-table.py`).
 fn create_table(moto: &str, table: &str) {
     let python =
         std::env::var("FAILOVER_TEST_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(python);
-    let script = format!(
-        "import boto3\nd = boto3.client('dynamodb', endpoint_url='{moto}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
-         d.create_table(TableName='{table}', BillingMode='PAY_PER_REQUEST', KeySchema=[{{'AttributeName':'pk','KeyType':'HASH'}},{{'AttributeName':'sk','KeyType':'RANGE'}}], AttributeDefinitions=[{{'AttributeName':'pk','AttributeType':'S'}},{{'AttributeName':'sk','AttributeType':'S'}},{{'AttributeName':'undelivered','AttributeType':'S'}}], GlobalSecondaryIndexes=[{{'IndexName':'pending','KeySchema':[{{'AttributeName':'undelivered','KeyType':'HASH'}},{{'AttributeName':'sk','KeyType':'RANGE'}}],'Projection':{{'ProjectionType':'KEYS_ONLY'}}}}])\n\
-         d.update_time_to_live(TableName='{table}', TimeToLiveSpecification={{'Enabled': True, 'AttributeName': 'expires_at'}})\n"
-    );
-    let status = Command::new(&python)
-        .args(["-c", &script])
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = Command::new(root.join(python))
+        .arg(root.join("scripts/dynamodb-table.py"))
+        .args([moto, table])
         .status()
         .expect("python from the venv");
-    assert!(status.success(), "creating the table");
+    assert!(status.success(), "creating the table from the template");
 }
 
 fn inventory(dir: &std::path::Path, topic: &str, moto: &str, hook: &str) -> std::path::PathBuf {

@@ -160,6 +160,13 @@ impl Row {
                 AttributeValue::L(self.received.iter().map(report_value).collect()),
             ),
         ]);
+        // The keys of the listing indexes (an unknown host's event is in neither).
+        if let Some(c) = &self.event.cluster {
+            item.insert(crate::CLUSTER_KEY.to_owned(), s(c));
+        }
+        if let Some(c) = &self.event.customer {
+            item.insert(crate::CUSTOMER_KEY.to_owned(), s(c));
+        }
         for (i, d) in self.deliveries.iter().enumerate() {
             item.insert(format!("ch_{i}"), s(&d.status.channel));
             item.insert(format!("a_{i}"), n(0));

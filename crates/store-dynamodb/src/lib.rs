@@ -3,12 +3,15 @@
 //!
 //! # Table
 //! One table, on-demand, with a string partition key `pk`, a string sort key `sk`, TTL on
-//! `expires_at` (epoch seconds), and a global secondary index [`PENDING_INDEX`] (partition key
-//! `undelivered`, sort key `sk`, keys only). Items:
+//! `expires_at` (epoch seconds), and three global secondary indexes, all with sort key `sk`:
+//! [`PENDING_INDEX`] (partition key `undelivered`, keys only), [`CLUSTER_INDEX`]
+//! (`cluster_key`, all attributes) and [`CUSTOMER_INDEX`] (`customer_key`, all attributes).
+//! `deploy/cloudformation.yaml` defines it; the tests create theirs from that template.
+//! Items:
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index |
+//! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index; `cluster_key` and `customer_key`, its cluster's and customer's names, which put it in the listing indexes |
 //! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms), `older` (the cluster has events the history no longer holds) and `version` (a random token, new with every write); no TTL, so a cluster outlives its events |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
 //! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON), `n` (the last id, moved on by every write) and `ends_by` (just past the latest end, epoch ms) |
@@ -51,10 +54,14 @@ mod item;
 mod record;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use crate::item::{Expr, Item, Row, backend, n, pad, s, str_of};
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -70,6 +77,14 @@ const ATTEMPTS: usize = 8;
 const BATCH_GET: usize = 100;
 /// The sparse index of events that may have pending deliveries.
 pub const PENDING_INDEX: &str = "pending";
+/// The index of events by cluster and id (time), for listing one cluster's events.
+pub const CLUSTER_INDEX: &str = "by_cluster";
+/// The index of events by customer and id (time), for a customer's key's listing.
+pub const CUSTOMER_INDEX: &str = "by_customer";
+/// An event's cluster name: the partition key of [`CLUSTER_INDEX`].
+const CLUSTER_KEY: &str = "cluster_key";
+/// An event's customer name: the partition key of [`CUSTOMER_INDEX`].
+const CUSTOMER_KEY: &str = "customer_key";
 /// Most events a cluster's `HEAD` keeps in its history.
 pub const HISTORY_KEPT: usize = 100;
 /// How much older than a report's look-back the kept history reaches.
@@ -81,6 +96,37 @@ pub struct Dynamo {
     client: Client,
     table: String,
     keep: SignedDuration,
+    calls: Calls,
+}
+
+/// DynamoDB requests sent (retries included), by operation (`Query`, `TransactWriteItems`):
+/// what a deployment pays for, counted where the SDK sends them.
+#[derive(Debug, Clone, Default)]
+struct Calls(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "failover-dynamodb-calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // `X-Amz-Target: DynamoDB_20120810.Query`
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        if let Ok(mut calls) = self.0.lock() {
+            *calls.entry(operation).or_default() += 1;
+        }
+        Ok(())
+    }
 }
 
 impl Dynamo {
@@ -92,11 +138,21 @@ impl Dynamo {
         table: &str,
         keep: SignedDuration,
     ) -> Dynamo {
+        let calls = Calls::default();
+        let client = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
         Dynamo {
-            client: Client::new(config),
+            client: Client::from_conf(client),
             table: table.to_owned(),
             keep,
+            calls,
         }
+    }
+
+    /// The requests this store (and its clones) sent so far, by operation.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls.0.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     fn expires(&self, now: Timestamp) -> AttributeValue {

@@ -15,7 +15,10 @@ use crate::item::{
     Delivery, Expr, Item, Row, backend, event_number, n, num, pad, s, stored_window, str_of,
     windows_ending_after,
 };
-use crate::{ATTEMPTS, Dynamo, PENDING_INDEX, PER_EVENT};
+use crate::{
+    ATTEMPTS, CLUSTER_INDEX, CLUSTER_KEY, CUSTOMER_INDEX, CUSTOMER_KEY, Dynamo, PENDING_INDEX,
+    PER_EVENT,
+};
 
 /// How long before an event's instant its report may have been received: the service takes
 /// reports at most 5 minutes ahead (`failover_core::report::MAX_FUTURE`); a day of slack.
@@ -194,16 +197,25 @@ impl Store for Dynamo {
             .since
             .and_then(|t| t.checked_sub(RECEIVED_BEFORE_AT).ok())
             .map_or(0, |t| t.as_millisecond().max(0).saturating_mul(100));
+        // One cluster, or one customer's events, through its index (read eventually
+        // consistent, as every index); everything else walks the event partition.
+        let (index, key, value) = match (&query.cluster, query.customers.as_deref()) {
+            (Some(c), _) => (Some(CLUSTER_INDEX), CLUSTER_KEY, c.clone()),
+            (None, Some([c])) => (Some(CUSTOMER_INDEX), CUSTOMER_KEY, c.clone()),
+            _ => (None, "pk", "EVENT".to_owned()),
+        };
         let mut found = Vec::new();
         let mut failed = None;
         let limit = query.limit as usize;
-        let key = |q: QueryFluentBuilder| {
-            q.key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s("EVENT"))
+        let condition = format!("{key} = :k AND sk BETWEEN :from AND :to");
+        let keyed = |q: QueryFluentBuilder| {
+            q.set_index_name(index.map(str::to_owned))
+                .key_condition_expression(&condition)
+                .expression_attribute_values(":k", s(&value))
                 .expression_attribute_values(":from", s(&pad(from)))
                 .expression_attribute_values(":to", s(&to))
         };
-        self.query(key, true, |item| {
+        self.query(keyed, true, |item| {
             match Row::from_item(&item) {
                 Ok(row) => {
                     let e = &row.event;

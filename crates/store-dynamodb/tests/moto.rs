@@ -10,15 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
     Action, Decide, Decision, DeliveryState, EventQuery, History, Lease, Maintenance, NewEvent,
     NewMaintenance, NewReport, Outcome, Scope, Store, StoreError, StoredEvent, TargetKind, Verdict,
 };
-use failover_store_dynamodb::{Dynamo, PENDING_INDEX};
+use failover_store_dynamodb::Dynamo;
 use jiff::{SignedDuration, Timestamp};
 
 struct Moto(Child);
@@ -65,46 +62,20 @@ async fn sdk(url: &str) -> aws_config::SdkConfig {
         .await
 }
 
-async fn create_table(config: &aws_config::SdkConfig, table: &str) {
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .attribute_definitions(attr("undelivered"))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(PENDING_INDEX)
-                .key_schema(key("undelivered", KeyType::Hash))
-                .key_schema(key("sk", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()
-                .expect("index"),
-        )
-        .send()
-        .await
-        .expect("creates the table");
+/// The table as `deploy/cloudformation.yaml` defines it, created by the script the
+/// Lambda test uses too.
+fn create_table(url: &str, table: &str) {
+    let venv = std::env::var_os("FAILOVER_TEST_VENV").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
+        PathBuf::from,
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dynamodb-table.py");
+    let status = Command::new(venv.join("bin/python"))
+        .arg(script)
+        .args([url, table])
+        .status()
+        .expect("python from the venv");
+    assert!(status.success(), "creating the table from the template");
 }
 
 const OWNER: &str = "test";
@@ -214,7 +185,7 @@ async fn dynamodb_keeps_the_store_contract() {
     let created = AtomicUsize::new(0);
     failover_store::conformance::run(async || {
         let table = format!("contract-{}", created.fetch_add(1, SeqCst));
-        create_table(&config, &table).await;
+        create_table(&url, &table);
         Dynamo::with_config(&config, &table, SignedDuration::from_hours(24 * 90))
     })
     .await;
@@ -224,7 +195,7 @@ async fn dynamodb_keeps_the_store_contract() {
 async fn dynamodb_store_story() {
     let (_moto, url) = moto();
     let config = sdk(&url).await;
-    create_table(&config, "events").await;
+    create_table(&url, "events");
     let store = Dynamo::with_config(&config, "events", SignedDuration::from_hours(24 * 90));
 
     // Ad-hoc windows: listed by start, and handed to `decide` with the history.
@@ -591,4 +562,155 @@ async fn dynamodb_store_story() {
     assert!(!head.contains_key("expires_at"), "{head:?}");
     let event = item("EVENT", &format!("{:0>19}", id.0)).await;
     assert!(event.contains_key("expires_at"), "{event:?}");
+}
+
+/// What each kind of request costs in DynamoDB calls, counted where the SDK sends them; the
+/// numbers are in BENCHMARKS.md. Listing one cluster or one customer reads its index, not
+/// every event: its answer is right with many more events of others in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_calls_per_request() {
+    let (_moto, url) = moto();
+    let config = sdk(&url).await;
+    create_table(&url, "calls");
+    let store = Dynamo::with_config(&config, "calls", SignedDuration::from_hours(24 * 90));
+    let cost = |before: &std::collections::BTreeMap<String, u64>| {
+        let mut spent: Vec<(String, u64)> = store
+            .calls()
+            .into_iter()
+            .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        spent.sort();
+        spent
+    };
+    let ops = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(o, n)| ((*o).to_owned(), *n)).collect()
+    };
+    let record = |id: &str, cluster: &str, customer: &str, at: &str| {
+        let mut r = report(id, at);
+        r.history = Some((cluster.into(), t(at) - SignedDuration::from_hours(1)));
+        r.maintenance_after = None;
+        let mut e = new_event_fields(at, &["log"]);
+        e.cluster = Some(cluster.into());
+        e.customer = Some(customer.into());
+        (r, e)
+    };
+
+    // A cluster's very first report reads its (absent) HEAD once.
+    let (r, e) = record("q-0", "quiet", "acme", "2026-12-01T00:00:00Z");
+    let before = store.calls();
+    store
+        .record(r, Box::new(move |_, _| Decision::New(Box::new(e.clone()))))
+        .await
+        .expect("recorded");
+    let first = cost(&before);
+    assert_eq!(
+        first,
+        ops(&[("BatchGetItem", 1), ("TransactWriteItems", 2)]),
+        "first report"
+    );
+    // A failover in a while: one call.
+    let (r, e) = record("q-1", "quiet", "acme", "2026-12-03T00:00:00Z");
+    let before = store.calls();
+    store
+        .record(
+            r,
+            Box::new(move |h, _| match h.events.last() {
+                Some(last) => Decision::Merge(last.id.clone()),
+                None => Decision::New(Box::new(e.clone())),
+            }),
+        )
+        .await
+        .expect("recorded");
+    let quiet = cost(&before);
+    assert_eq!(
+        quiet,
+        ops(&[("TransactWriteItems", 1)]),
+        "a failover in a while"
+    );
+    // The other node's report of it: read, then merge.
+    let (r, e) = record("q-2", "quiet", "acme", "2026-12-03T00:00:10Z");
+    let before = store.calls();
+    store
+        .record(
+            r,
+            Box::new(move |h, _| match h.events.last() {
+                Some(last) => Decision::Merge(last.id.clone()),
+                None => Decision::New(Box::new(e.clone())),
+            }),
+        )
+        .await
+        .expect("recorded");
+    let merged = cost(&before);
+    assert_eq!(
+        merged,
+        ops(&[
+            ("BatchGetItem", 1),
+            ("GetItem", 1),
+            ("TransactWriteItems", 2)
+        ]),
+        "the other node's report"
+    );
+
+    // 200 newer events of another customer's cluster.
+    for i in 0..200 {
+        let at = (t("2026-12-04T00:00:00Z") + SignedDuration::from_mins(i)).to_string();
+        let (r, e) = record(&format!("b-{i}"), "busy", "globex", &at);
+        store
+            .record(r, Box::new(move |_, _| Decision::New(Box::new(e.clone()))))
+            .await
+            .expect("recorded");
+    }
+    let list = |cluster: Option<&str>, customers: Option<Vec<String>>| EventQuery {
+        cluster: cluster.map(str::to_owned),
+        customers,
+        limit: 5,
+        ..EventQuery::default()
+    };
+    let before = store.calls();
+    let listed = store
+        .events(list(Some("quiet"), None))
+        .await
+        .expect("lists");
+    assert_eq!(listed.len(), 2, "quiet's two events");
+    let by_cluster = cost(&before);
+    assert_eq!(by_cluster, ops(&[("Query", 1)]), "one cluster");
+    let before = store.calls();
+    let listed = store
+        .events(list(None, Some(vec!["acme".into()])))
+        .await
+        .expect("lists");
+    assert_eq!(listed.len(), 2, "acme's two events");
+    assert_eq!(cost(&before), ops(&[("Query", 1)]), "one customer");
+    let listed = store
+        .events(list(Some("busy"), Some(vec!["acme".into()])))
+        .await
+        .expect("lists");
+    assert!(listed.is_empty(), "another customer's cluster");
+
+    // The outbox: 202 events with a pending delivery, read in batches of 100.
+    let before = store.calls();
+    let now = t("2026-12-05T00:00:00Z");
+    let due = store
+        .claim_due(&lease(now), now, 1000)
+        .await
+        .expect("claims");
+    assert_eq!(due.len(), 202);
+    let claim = cost(&before);
+    assert_eq!(
+        claim,
+        ops(&[("BatchGetItem", 3), ("Query", 1), ("UpdateItem", 202)]),
+        "claiming 202 events' deliveries"
+    );
+    let before = store.calls();
+    store.next_due().await.expect("next");
+    let next = cost(&before);
+    assert_eq!(
+        next,
+        ops(&[("BatchGetItem", 3), ("Query", 1)]),
+        "next_due (healthz, metrics)"
+    );
+    eprintln!(
+        "DynamoDB calls: first report {first:?}; failover in a while {quiet:?}; the other node's report {merged:?}; one cluster's events {by_cluster:?}; claiming 202 {claim:?}; next_due {next:?}"
+    );
 }
