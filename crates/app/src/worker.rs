@@ -224,25 +224,31 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
     let live = state.live();
     let policy = live.inventory.delivery;
     let result = match live.notifiers.get(&d.channel) {
-        None => Err(DeliveryError::Permanent(format!(
+        None => Err(DeliveryError::permanent(format!(
             "channel `{}` is no longer in the inventory",
             d.channel
         ))),
         Some(n) => match render(&live.inventory, d) {
-            Err(e) => Err(DeliveryError::Permanent(e)),
+            Err(e) => Err(DeliveryError::permanent(e)),
             Ok(msg) => {
                 let limit = Duration::try_from(policy.timeout).unwrap_or(Duration::from_secs(15));
                 tokio::time::timeout(limit + Duration::from_secs(1), n.send(&msg))
                     .await
-                    .unwrap_or_else(|_| Err(DeliveryError::Retryable("timed out".into())))
+                    .unwrap_or_else(|_| Err(DeliveryError::retryable("timed out")))
             }
         },
     };
     let attempts = d.attempts + 1;
     let (outcome, label) = match result {
         Ok(()) => (Outcome::Delivered, "delivered"),
-        Err(DeliveryError::Permanent(error)) => (Outcome::Failed { error }, "failed"),
-        Err(DeliveryError::Retryable(error)) => {
+        Err(e) if !e.is_retryable() => (
+            Outcome::Failed {
+                error: e.into_message(),
+            },
+            "failed",
+        ),
+        Err(e) => {
+            let error = e.into_message();
             match policy.next_attempt(attempts, d.created_at, clock::now(), fastrand::f64()) {
                 Some(at) => (Outcome::Retry { at, error }, "retry"),
                 None => (

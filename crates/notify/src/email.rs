@@ -93,7 +93,7 @@ impl Email {
     /// Sends the message to every recipient.
     ///
     /// # Errors
-    /// [`DeliveryError::Permanent`] for a 5xx answer from the server, else retryable.
+    /// a permanent [`DeliveryError`] for a 5xx answer from the server, else retryable.
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
@@ -104,17 +104,17 @@ impl Email {
         }
         let email = builder
             .body(msg.body.clone())
-            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            .map_err(|e| DeliveryError::permanent(e.to_string()))?;
         let transport = self
             .transport
             .as_ref()
-            .map_err(|e| DeliveryError::Permanent(e.clone()))?;
+            .map_err(|e| DeliveryError::permanent(e.clone()))?;
         transport.send(email).await.map(|_| ()).map_err(|e| {
             let text = crate::error_chain(&e);
             if e.is_permanent() {
-                DeliveryError::Permanent(text)
+                DeliveryError::permanent(text)
             } else {
-                DeliveryError::Retryable(text)
+                DeliveryError::retryable(text)
             }
         })
     }

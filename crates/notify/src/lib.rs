@@ -1,7 +1,7 @@
 //! failover-notify's delivery channels: one file per kind, all behind [`Notifier`].
 //!
 //! A channel sends one rendered message and says whether a failure is worth retrying
-//! ([`DeliveryError::Retryable`]) or not ([`DeliveryError::Permanent`]); the outbox worker
+//! (a retryable [`DeliveryError`]) or not (a permanent [`DeliveryError`]); the outbox worker
 //! in `app` decides when to try again. Depends on `core` only for channel settings.
 //!
 //! # Layout
@@ -39,15 +39,62 @@ pub struct Outgoing {
     pub context: serde_json::Value,
 }
 
-/// A failed attempt.
+/// A failed attempt: whether trying again may help, and why, with every URL in the message
+/// cut to its host (a webhook's path and query are its credential). The message is what
+/// the store keeps as the delivery's last error and the API shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryError {
+#[error("{message}")]
+pub struct DeliveryError {
+    retryable: bool,
+    message: String,
+}
+
+impl DeliveryError {
     /// Worth trying again later (timeouts, 5xx, 429, connection refused).
-    #[error("{0}")]
-    Retryable(String),
+    pub fn retryable(message: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            retryable: true,
+            message: redact_urls(&message.into()),
+        }
+    }
+
     /// Trying again will not help (4xx, invalid topic, rejected recipient).
-    #[error("{0}")]
-    Permanent(String),
+    pub fn permanent(message: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            retryable: false,
+            message: redact_urls(&message.into()),
+        }
+    }
+
+    /// Trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// Why it failed, redacted.
+    pub fn into_message(self) -> String {
+        self.message
+    }
+}
+
+/// `text` with each `scheme://...` word cut to `scheme://host/<redacted>`.
+fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The scheme: the letters right before `://`.
+        let start = rest[..at]
+            .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '.' && c != '-')
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&failover_core::inventory::redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Maps an HTTP status of a failed request: 408, 429 and 5xx are retryable, other 4xx are
@@ -62,8 +109,8 @@ pub fn outcome_for_status(status: u16, detail: &str) -> Result<(), DeliveryError
     };
     match status {
         200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(DeliveryError::Retryable(msg())),
-        _ => Err(DeliveryError::Permanent(msg())),
+        408 | 429 | 500..=599 => Err(DeliveryError::retryable(msg())),
+        _ => Err(DeliveryError::permanent(msg())),
     }
 }
 
@@ -167,4 +214,40 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryError;
+
+    #[test]
+    fn a_delivery_error_never_carries_a_url_path_or_query() {
+        let e = DeliveryError::retryable(
+            "error sending request for url (https://hooks.slack.com/services/T0/B0/SECRET?x=1): connection refused",
+        );
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.into_message(),
+            "error sending request for url (https://hooks.slack.com/<redacted>): connection refused"
+        );
+        let e =
+            DeliveryError::permanent("HTTP 400 from http://user:pw@10.0.0.1:8080/x and ftp://y/z.");
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.into_message(),
+            "HTTP 400 from http://10.0.0.1:8080/<redacted> and ftp://y/<redacted>"
+        );
+        // Nothing to cut, and edges.
+        for plain in ["smtp down", "", "://", "a://"] {
+            let m = DeliveryError::permanent(plain).into_message();
+            assert!(
+                !m.contains("pw") && m.len() <= plain.len().max(20),
+                "{plain:?} -> {m:?}"
+            );
+        }
+        assert_eq!(
+            DeliveryError::permanent("smtp down").into_message(),
+            "smtp down"
+        );
+    }
 }

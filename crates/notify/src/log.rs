@@ -94,22 +94,22 @@ impl Log {
     /// Writes the message as one line.
     ///
     /// # Errors
-    /// [`DeliveryError::Retryable`] when writing or syncing fails (a full disk may clear).
+    /// a retryable [`DeliveryError`] when writing or syncing fails (a full disk may clear).
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
         let mut line =
-            serde_json::to_vec(msg).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            serde_json::to_vec(msg).map_err(|e| DeliveryError::permanent(e.to_string()))?;
         line.push(b'\n');
         let Some(a) = self.file.clone() else {
             let mut out = std::io::stdout().lock();
             return out
                 .write_all(&line)
                 .and_then(|()| out.flush())
-                .map_err(|e| DeliveryError::Retryable(format!("writing to stdout: {e}")));
+                .map_err(|e| DeliveryError::retryable(format!("writing to stdout: {e}")));
         };
         tokio::task::spawn_blocking(move || a.append(&line))
             .await
-            .map_err(|e| DeliveryError::Retryable(e.to_string()))?
-            .map_err(|e| DeliveryError::Retryable(format!("writing the log file: {e}")))
+            .map_err(|e| DeliveryError::retryable(e.to_string()))?
+            .map_err(|e| DeliveryError::retryable(format!("writing the log file: {e}")))
     }
 }
 

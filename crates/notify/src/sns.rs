@@ -59,9 +59,9 @@ impl Sns {
                 outcome_for_status(status, &detail)
             }
             Err(e @ SdkError::ConstructionFailure(_)) => {
-                Err(DeliveryError::Permanent(error_chain(&e)))
+                Err(DeliveryError::permanent(error_chain(&e)))
             }
-            Err(e) => Err(DeliveryError::Retryable(error_chain(&e))),
+            Err(e) => Err(DeliveryError::retryable(error_chain(&e))),
         }
     }
 }

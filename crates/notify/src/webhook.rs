@@ -116,7 +116,7 @@ impl Webhook {
                 },
             }),
             WebhookFormat::Generic => {
-                serde_json::to_value(msg).map_err(|e| DeliveryError::Permanent(e.to_string()))?
+                serde_json::to_value(msg).map_err(|e| DeliveryError::permanent(e.to_string()))?
             }
         };
         let response = self
@@ -127,7 +127,7 @@ impl Webhook {
             .send()
             .await
             .map_err(|e| {
-                DeliveryError::Retryable(format!(
+                DeliveryError::retryable(format!(
                     "{}: {}",
                     self.shown,
                     error_chain(&e.without_url())

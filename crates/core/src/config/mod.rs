@@ -8,7 +8,7 @@
 //! - `schema.rs`: serde types as written, every value `Spanned`
 //! - `validate.rs`: customers, clusters, routes, keys, templates → [`Inventory`]
 //! - `windows.rs`: `[[windows]]` → [`MaintenanceWindow`](crate::window::MaintenanceWindow)
-//! - `channels.rs`: `[[channels]]` → [`Channel`](crate::inventory::Channel)
+//! - `channels/`: `[[channels]]` → [`Channel`](crate::inventory::Channel), one file per kind
 //! - `render.rs`: `FILE:LINE:COL: message` plus a caret snippet
 
 mod channels;
@@ -248,12 +248,15 @@ pub enum ConfigErrorKind {
     MissingDuration { window: String, hint: &'static str },
     #[error("`end` must be after the start")]
     EndBeforeStart,
-    #[error("unknown channel kind `{value}`: use `sns`, `email`, `webhook` or `log`")]
+    #[error("unknown channel kind `{value}`: use {}", channels::kind_names())]
     ChannelKind { value: String },
     #[error("`{field}` does not apply to a `{kind}` channel")]
-    ChannelField {
+    ChannelField { field: String, kind: &'static str },
+    #[error("`{field}` must be {expected}, not {found}")]
+    ChannelFieldType {
         field: &'static str,
-        kind: &'static str,
+        expected: &'static str,
+        found: &'static str,
     },
     #[error("a `{kind}` channel needs `{field}`")]
     ChannelMissing {

@@ -299,33 +299,114 @@ pub struct WindowSection {
     pub grace: Option<S<GraceSection>>,
 }
 
-/// `[[channels]]`: one destination; the fields that apply depend on `kind`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[[channels]]`: one destination: its `name`, its `kind`, and the settings of that kind,
+/// each with its span, which the kind's file under `channels/` reads and checks.
+#[derive(Debug)]
 pub struct ChannelSection {
     pub name: S<String>,
     pub kind: S<String>,
-    // sns
-    pub topic_arn: Option<S<String>>,
-    pub region: Option<S<String>>,
-    pub endpoint_url: Option<S<String>>,
-    // email
-    pub to: Option<S<Vec<S<String>>>>,
-    pub from: Option<S<String>>,
-    pub smtp_host: Option<S<String>>,
-    pub smtp_port: Option<S<i64>>,
-    pub tls: Option<S<String>>,
-    pub username: Option<S<String>>,
-    pub password_env: Option<S<String>>,
-    pub ca_file: Option<S<String>>,
-    // webhook
-    pub url: Option<S<String>>,
-    pub url_env: Option<S<String>>,
-    pub url_file: Option<S<String>>,
-    pub format: Option<S<String>>,
-    pub headers: Option<S<toml::Table>>,
-    // log
-    pub path: Option<S<String>>,
+    pub fields: Vec<(String, S<ChannelValue>)>,
+}
+
+impl<'de> Deserialize<'de> for ChannelSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ChannelSection;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a channel table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChannelSection, A::Error> {
+                let (mut name, mut kind, mut fields) = (None, None, Vec::new());
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => name = Some(map.next_value()?),
+                        "kind" => kind = Some(map.next_value()?),
+                        _ => fields.push((key, map.next_value()?)),
+                    }
+                }
+                Ok(ChannelSection {
+                    name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+                    kind: kind.ok_or_else(|| de::Error::missing_field("kind"))?,
+                    fields,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A channel setting's value, with the span of each array element.
+#[derive(Debug)]
+pub enum ChannelValue {
+    String(String),
+    Integer(i64),
+    /// No kind reads a float or a boolean yet: only its type is kept, for the error.
+    Float,
+    Boolean,
+    Array(Vec<S<ChannelValue>>),
+    Table(toml::Table),
+}
+
+impl ChannelValue {
+    /// What it is, for an error message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ChannelValue::String(_) => "a string",
+            ChannelValue::Integer(_) => "an integer",
+            ChannelValue::Float => "a float",
+            ChannelValue::Boolean => "a boolean",
+            ChannelValue::Array(_) => "an array",
+            ChannelValue::Table(_) => "a table",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ChannelValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ChannelValue, E> {
+                Ok(ChannelValue::String(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<ChannelValue, E> {
+                Ok(ChannelValue::String(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ChannelValue, E> {
+                Ok(ChannelValue::Integer(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ChannelValue, E> {
+                i64::try_from(v)
+                    .map(ChannelValue::Integer)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<ChannelValue, E> {
+                Ok(ChannelValue::Float)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<ChannelValue, E> {
+                Ok(ChannelValue::Boolean)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ChannelValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(ChannelValue::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ChannelValue, A::Error> {
+                toml::Table::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ChannelValue::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[[routes]]`: where a customer's or cluster's events go.
