@@ -558,4 +558,62 @@ channels = ["log"]
         .expect("new event");
         assert_eq!(e.verdict, Verdict::Unplanned);
     }
+
+    #[test]
+    fn routing_follows_customer_cluster_and_verdict_and_names_each_channel_once() {
+        let inv = crate::config::parse(
+            r#"
+[[customers]]
+name = "acme"
+
+[[customers]]
+name = "globex"
+
+[[clusters]]
+name = "db"
+customer = "acme"
+nodes = ["db1", "db2"]
+
+[[clusters]]
+name = "web"
+customer = "globex"
+nodes = ["web1", "web2"]
+
+[[channels]]
+name = "ops"
+kind = "log"
+
+[[channels]]
+name = "acme-pager"
+kind = "log"
+
+[[channels]]
+name = "db-team"
+kind = "log"
+
+[[routes]]
+channels = ["ops"]
+
+[[routes]]
+customer = "acme"
+verdicts = ["unplanned"]
+channels = ["acme-pager", "ops"]
+
+[[routes]]
+cluster = "db"
+channels = ["db-team"]
+"#,
+        )
+        .expect("valid");
+        let db = inv.find_cluster("db");
+        let web = inv.find_cluster("web");
+        assert_eq!(
+            channels_for(&inv, Verdict::Unplanned, db),
+            ["ops", "acme-pager", "db-team"]
+        );
+        assert_eq!(channels_for(&inv, Verdict::Planned, db), ["ops", "db-team"]);
+        assert_eq!(channels_for(&inv, Verdict::Unplanned, web), ["ops"]);
+        // An unknown host has no customer or cluster: only the operators' routes.
+        assert_eq!(channels_for(&inv, Verdict::UnknownHost, None), ["ops"]);
+    }
 }
