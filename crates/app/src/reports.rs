@@ -20,9 +20,7 @@ use failover_core::decide::{decide, lookback_start};
 use failover_core::inventory::{ApiKey, Inventory, Verdict};
 use failover_core::report::{self, FailoverReport};
 use failover_core::window::MaintenanceWindow;
-use failover_store::{
-    DeliveryState, History, Lease, Maintenance, NewReport, Outcome, Scope, Store,
-};
+use failover_store::{DeliveryState, History, Maintenance, NewReport, Outcome, Scope, Store};
 use jiff::Timestamp;
 
 /// Largest accepted body.
@@ -243,7 +241,7 @@ fn new_report(
                 lookback_start(inv, r.occurred_at),
             )
         }),
-        claim: None::<Lease>,
+        claim: None,
         maintenance_after: None,
     }
 }
