@@ -160,9 +160,14 @@ fn noting(at: &'static str, channels: &'static [&'static str]) -> (Decide, Input
 
 /// A `decide` that merges into the newest event in the history, or makes a new one at `at`.
 fn merge_or_new(at: &'static str) -> Decide {
+    merge_or(new_event_fields(at, &["log"]))
+}
+
+/// A `decide` that merges into the newest event in the history, else records `e`.
+fn merge_or(e: NewEvent) -> Decide {
     Box::new(move |h, _| match h.events.last() {
-        Some(e) => Decision::Merge(e.id.clone()),
-        None => new_event(at, &["log"]),
+        Some(last) => Decision::Merge(last.id.clone()),
+        None => Decision::New(Box::new(e.clone())),
     })
 }
 
@@ -612,16 +617,7 @@ async fn dynamodb_calls_per_request() {
     // A failover in a while: one call.
     let (r, e) = record("q-1", "quiet", "acme", "2026-12-03T00:00:00Z");
     let before = store.calls();
-    store
-        .record(
-            r,
-            Box::new(move |h, _| match h.events.last() {
-                Some(last) => Decision::Merge(last.id.clone()),
-                None => Decision::New(Box::new(e.clone())),
-            }),
-        )
-        .await
-        .expect("recorded");
+    store.record(r, merge_or(e)).await.expect("recorded");
     let quiet = cost(&before);
     assert_eq!(
         quiet,
@@ -631,16 +627,7 @@ async fn dynamodb_calls_per_request() {
     // The other node's report of it: read, then merge.
     let (r, e) = record("q-2", "quiet", "acme", "2026-12-03T00:00:10Z");
     let before = store.calls();
-    store
-        .record(
-            r,
-            Box::new(move |h, _| match h.events.last() {
-                Some(last) => Decision::Merge(last.id.clone()),
-                None => Decision::New(Box::new(e.clone())),
-            }),
-        )
-        .await
-        .expect("recorded");
+    store.record(r, merge_or(e)).await.expect("recorded");
     let merged = cost(&before);
     assert_eq!(
         merged,
