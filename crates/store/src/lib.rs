@@ -409,6 +409,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         channel: &str,
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
 
+    /// Ends the leases `owner` holds on pending deliveries, so they are claimed again at
+    /// once: a process that starts under the name of one that died (a `serve` replica keeps
+    /// its name across restarts) takes back what it left, after it has checked what it had
+    /// already sent. Returns how many were released. Backends whose holders never reuse a
+    /// name (SQLite ends every lease when it opens; Lambda instances name themselves at
+    /// random) keep this default, which releases nothing: their leases end by time.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn release(&self, owner: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = owner;
+        std::future::ready(Ok(0))
+    }
+
     /// The next instant a pending delivery is due, if any: its next attempt, or the end of
     /// the lease that holds it.
     ///

@@ -1,0 +1,1138 @@
+//! The shared store: PostgreSQL, for several `serve` replicas on one database.
+//!
+//! A small pool of connections (deadpool) with TLS by rustls as the URL's `sslmode` asks
+//! ([`url`]). The numbered files of `migrations/` are applied at start under an advisory
+//! lock, so replicas starting together apply each once.
+//!
+//! - A report is one transaction: it locks its cluster's row in `cluster_heads` (an upsert)
+//!   before it reads the cluster's history, so two reports of one cluster, on any replicas,
+//!   are decided one after the other on committed state. The event, its deliveries and the
+//!   report are written by one statement and committed before the answer; a client id is
+//!   unique per scope by a unique index, and the loser of a race on one retries and finds
+//!   the winner's row. Statements of one phase are pipelined on the connection, so a report
+//!   costs two round trips.
+//! - The outbox: a claim is one statement (`FOR UPDATE SKIP LOCKED`, then the lease written),
+//!   committed before anything is sent; an outcome is written only where the lease is still
+//!   the sender's. No transaction is open while a message is sent.
+//! - Every operation runs in a task of its own, so a request that goes away mid-way never
+//!   leaves a connection inside a transaction, and ends with an error after
+//!   [`OP_TIMEOUT`] when the database does not answer.
+
+mod url;
+
+#[cfg(feature = "throwaway")]
+pub mod throwaway;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use jiff::Timestamp;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use failover_store::{
+    Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
+    EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
+    Outcome, Recorded, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
+};
+
+pub use url::{UrlError, redacted};
+
+/// Schema versions, applied in order and recorded in `schema_migrations`. Append only; never
+/// edit one that has shipped.
+const MIGRATIONS: &[&str] = &[include_str!(
+    "../migrations/0001_events_reports_deliveries_maintenance.sql"
+)];
+
+/// The advisory lock held while migrating (any constant; "fn-migr").
+const MIGRATION_LOCK: i64 = 0x0066_6e2d_6d69_6772;
+
+/// Longest wait for one operation (a connection from the pool included).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a report's transaction ended.
+enum Attempt {
+    Done(Box<Recorded>),
+    /// Another transaction recorded the same client id first: try again, and find it.
+    LostRace,
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Pool,
+    target: Arc<str>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL cannot be used.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The database could not be reached or migrated.
+    #[error("database `{target}`: {source}")]
+    Database {
+        /// The URL without its password.
+        target: String,
+        /// What failed.
+        #[source]
+        source: StoreError,
+    },
+    /// The database holds a schema newer than this binary knows.
+    #[error(
+        "database `{target}` has schema version {found}; this failover-notify knows up to \
+         {known}: upgrade it (migrations are applied by the newer binary)"
+    )]
+    TooNew {
+        /// The URL without its password.
+        target: String,
+        /// The database's version.
+        found: i32,
+        /// This binary's.
+        known: usize,
+    },
+}
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn event_id(id: i64) -> EventId {
+    EventId(id.to_string())
+}
+
+fn row_id(id: &EventId) -> Result<i64, StoreError> {
+    id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
+}
+
+fn row_ts(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|_| StoreError::Corrupt {
+        what: "time",
+        value: ms.to_string(),
+    })
+}
+
+fn row_state(s: String) -> Result<DeliveryState, StoreError> {
+    DeliveryState::from_name(&s).ok_or(StoreError::Corrupt {
+        what: "status",
+        value: s,
+    })
+}
+
+fn row_verdict(s: String) -> Result<Verdict, StoreError> {
+    Verdict::from_name(&s).ok_or(StoreError::Corrupt {
+        what: "verdict",
+        value: s,
+    })
+}
+
+fn row_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    s: String,
+) -> Result<T, StoreError> {
+    serde_json::from_str(&s).map_err(|_| StoreError::Corrupt { what, value: s })
+}
+
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+/// PostgreSQL text holds no NUL character: one in a channel's error text is replaced.
+fn text(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+impl Postgres {
+    /// Connects to the database at `url` (libpq's URL form; see [`url`] for `sslmode`) with
+    /// at most `pool` connections, and applies the migrations it lacks.
+    ///
+    /// # Errors
+    /// [`OpenError`] when the URL is unusable, the database unreachable, or its schema
+    /// newer than this binary's.
+    pub async fn connect(url: &str, pool: usize) -> Result<Postgres, OpenError> {
+        let target: Arc<str> = redacted(url).into();
+        let (config, tls) = url::parse(url)?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            Some(tls) => Manager::from_config(
+                config,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                manager_config,
+            ),
+        };
+        let timeout = Some(Duration::from_secs(5));
+        let pool = Pool::builder(manager)
+            .max_size(pool.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .build()
+            .map_err(|e| OpenError::Database {
+                target: target.to_string(),
+                source: StoreError::Backend(Box::new(e)),
+            })?;
+        let store = Postgres { pool, target };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), OpenError> {
+        let failed = |source| OpenError::Database {
+            target: self.target.to_string(),
+            source,
+        };
+        let client = self.pool.get().await.map_err(|e| failed(pool_error(e)))?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| failed(db(e)))?;
+        let applied = apply(&client).await;
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        let found = applied.map_err(failed)?;
+        unlocked.map_err(|e| failed(db(e)))?;
+        if usize::try_from(found).is_ok_and(|f| f > MIGRATIONS.len()) {
+            return Err(OpenError::TooNew {
+                target: self.target.to_string(),
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `op` with a connection from the pool, in a task of its own (it runs to its end
+    /// even when the caller goes away), for at most [`OP_TIMEOUT`].
+    async fn run<R, F, Fut>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, StoreError>> + Send,
+    {
+        let pool = self.pool.clone();
+        let task = tokio::spawn(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            op(client).await
+        });
+        match tokio::time::timeout(OP_TIMEOUT, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Backend(
+                "the database did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+/// Applies the migrations the database lacks; returns its version before.
+async fn apply(client: &Object) -> Result<i32, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(db)?;
+    let found: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        if version <= found {
+            continue;
+        }
+        let applied = async {
+            client.batch_execute("BEGIN").await?;
+            client.batch_execute(sql).await?;
+            client
+                .execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await?;
+            client.batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = applied {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(db(e));
+        }
+        tracing::info!(version, "database migrated");
+    }
+    Ok(found)
+}
+
+const EVENT_COLUMNS: &str = "id, cluster, customer, active, previous, verdict, at_ms, \
+    received_ms, flapping, failback_of, classification, context, channels, reports";
+
+fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        id: event_id(r.get(0)),
+        event: NewEvent {
+            cluster: r.get(1),
+            customer: r.get(2),
+            active: r.get(3),
+            previous: r.get(4),
+            verdict: row_verdict(r.get(5))?,
+            at: row_ts(r.get(6))?,
+            flapping: r.get(8),
+            failback_of: r.get::<_, Option<i64>>(9).map(event_id),
+            classification: row_json("classification", r.get(10))?,
+            context: row_json("context", r.get(11))?,
+            channels: row_json("channels", r.get(12))?,
+        },
+        received_at: row_ts(r.get(7))?,
+        reports: count(r.get(13)),
+        deliveries: Vec::new(),
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "event_id, id, channel, status, attempts, last_error, finished_ms";
+
+fn delivery_row(r: &Row) -> Result<(i64, DeliveryStatus), StoreError> {
+    Ok((
+        r.get(0),
+        DeliveryStatus {
+            id: r.get(1),
+            channel: r.get(2),
+            status: row_state(r.get(3))?,
+            attempts: count(r.get(4)),
+            last_error: r.get(5),
+            finished_at: r.get::<_, Option<i64>>(6).map(row_ts).transpose()?,
+        },
+    ))
+}
+
+/// The events with ids `ids` (in that order, missing ones left out), with their deliveries.
+async fn load_events(client: &Object, ids: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
+    let events = client
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1)"
+        ))
+        .await
+        .map_err(db)?;
+    let deliveries = client
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ANY($1) ORDER BY id"
+        ))
+        .await
+        .map_err(db)?;
+    let ids = ids.to_vec();
+    let by = [&ids as &(dyn ToSql + Sync)];
+    let (events, deliveries) =
+        tokio::try_join!(client.query(&events, &by), client.query(&deliveries, &by)).map_err(db)?;
+    let mut by_id = std::collections::HashMap::new();
+    for r in &events {
+        let e = event_row(r)?;
+        by_id.insert(row_id(&e.id)?, e);
+    }
+    for r in &deliveries {
+        let (event, d) = delivery_row(r)?;
+        if let Some(e) = by_id.get_mut(&event) {
+            e.deliveries.push(d);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+async fn load_event(client: &Object, id: i64) -> Result<StoredEvent, StoreError> {
+    load_events(client, &[id])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(event_id(id)))
+}
+
+/// Appends the report's columns after `event_id` and `merged`: scope, client id, host,
+/// action, previous, resource, source, occurred, received (nine parameters).
+fn push_report(values: &mut Vec<Box<dyn ToSql + Sync + Send>>, r: &NewReport) {
+    values.push(Box::new(r.scope.key().to_owned()));
+    values.push(Box::new(r.client_id.clone()));
+    values.push(Box::new(r.host.clone()));
+    values.push(Box::new(r.action.as_str().to_owned()));
+    values.push(Box::new(r.previous.clone()));
+    values.push(Box::new(r.resource.clone()));
+    values.push(Box::new(r.source.clone()));
+    values.push(Box::new(ms(r.occurred_at)));
+    values.push(Box::new(ms(r.received_at)));
+}
+
+/// `INSERT INTO reports` of one report whose event id is `event` (an expression) and merged
+/// flag `merged`, its other columns `$first` to `$first + 8` ([`push_report`]).
+fn insert_report(event: &str, merged: bool, first: usize) -> String {
+    let p: Vec<String> = (first..first + 9).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO reports (event_id, merged, scope, client_id, host, action, previous,
+             resource, source, occurred_ms, received_ms)
+         SELECT {event}, {merged}, {}",
+        p.join(", ")
+    )
+}
+
+fn params(values: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+fn event_params(e: &NewEvent) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, StoreError> {
+    Ok(vec![
+        Box::new(e.active.clone()),
+        Box::new(e.previous.clone()),
+        Box::new(e.verdict.as_str().to_owned()),
+        Box::new(ms(e.at)),
+        Box::new(e.flapping),
+        Box::new(e.failback_of.as_ref().map(row_id).transpose()?),
+        Box::new(e.classification.to_string()),
+        Box::new(e.context.to_string()),
+        Box::new(serde_json::to_string(&e.channels).unwrap_or_else(|_| "[]".into())),
+    ])
+}
+
+fn is(e: &tokio_postgres::Error, state: &SqlState) -> bool {
+    e.code() == Some(state)
+}
+
+/// One try at recording a report on `client`, which is outside any transaction and is
+/// left outside one.
+async fn try_record(
+    client: &Object,
+    report: &NewReport,
+    decide: &Mutex<Decide>,
+) -> Result<Attempt, StoreError> {
+    let result = record_in_transaction(client, report, decide).await;
+    if !matches!(result, Ok(Attempt::Done(_))) {
+        // Harmless when the transaction already ended (a warning from the server).
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+async fn record_in_transaction(
+    client: &Object,
+    report: &NewReport,
+    decide: &Mutex<Decide>,
+) -> Result<Attempt, StoreError> {
+    let head = client
+        .prepare_cached(
+            "INSERT INTO cluster_heads (cluster) VALUES ($1)
+             ON CONFLICT (cluster) DO UPDATE SET cluster = excluded.cluster",
+        )
+        .await
+        .map_err(db)?;
+    let earlier = client
+        .prepare_cached("SELECT event_id, merged FROM reports WHERE scope = $1 AND client_id = $2")
+        .await
+        .map_err(db)?;
+    let history = client
+        .prepare_cached(
+            "SELECT id, active, previous, at_ms, flapping, false FROM events
+             WHERE cluster = $1 AND at_ms >= $2
+             UNION ALL
+             SELECT NULL, NULL, NULL, NULL, NULL, true
+             WHERE EXISTS (SELECT 1 FROM events WHERE cluster = $1 AND at_ms < $2)
+             ORDER BY 4",
+        )
+        .await
+        .map_err(db)?;
+    let windows = client
+        .prepare_cached(&format!(
+            "{MAINTENANCE_SELECT} WHERE end_ms > $1 ORDER BY start_ms"
+        ))
+        .await
+        .map_err(db)?;
+    let scope = report.scope.key();
+    let since = report.history.as_ref().map(|(c, s)| (c, ms(*s)));
+    // One pipelined round trip: the cluster's lock first, then reads on fresh snapshots.
+    let (_, _, earlier, rows, windows) = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        async {
+            match &since {
+                Some((cluster, _)) => client.execute(&head, &[cluster]).await.map(|_| ()),
+                None => Ok(()),
+            }
+        },
+        async {
+            match &report.client_id {
+                Some(id) => client.query_opt(&earlier, &[&scope, id]).await,
+                None => Ok(None),
+            }
+        },
+        async {
+            match &since {
+                Some((cluster, since)) => client.query(&history, &[cluster, since]).await,
+                None => Ok(Vec::new()),
+            }
+        },
+        async {
+            match report.maintenance_after {
+                Some(after) => client.query(&windows, &[&ms(after)]).await,
+                None => Ok(Vec::new()),
+            }
+        },
+    )
+    .map_err(db)?;
+    if let Some(row) = earlier {
+        client.batch_execute("ROLLBACK").await.map_err(db)?;
+        return Ok(Attempt::Done(Box::new(Recorded {
+            event: load_event(client, row.get(0)).await?,
+            merged: row.get(1),
+            duplicate: true,
+        })));
+    }
+    let mut history_seen = History::default();
+    for r in &rows {
+        if r.get::<_, bool>(5) {
+            history_seen.older = true;
+            continue;
+        }
+        history_seen.events.push(HistoryEvent {
+            id: event_id(r.get(0)),
+            active: r.get(1),
+            previous: r.get(2),
+            at: row_ts(r.get(3))?,
+            flapping: r.get(4),
+        });
+    }
+    let windows = windows
+        .iter()
+        .map(maintenance_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let decision = match decide.lock() {
+        Ok(decide) => decide(&history_seen, &windows),
+        Err(poisoned) => poisoned.into_inner()(&history_seen, &windows),
+    };
+    match decision {
+        Decision::New(e) => record_new(client, report, &e).await,
+        Decision::Merge(into) => record_merge(client, report, &into).await,
+        Decision::Complete(into, e) => record_complete(client, report, &into, &e).await,
+    }
+}
+
+/// The statement's result and the `COMMIT` after it, pipelined; a failed statement ends the
+/// transaction without a commit (the server answers the `COMMIT` with a rollback).
+async fn with_commit<T>(
+    client: &Object,
+    statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
+    let (result, committed) = tokio::join!(statement, client.batch_execute("COMMIT"));
+    let result = result?;
+    committed?;
+    Ok(result)
+}
+
+async fn record_new(
+    client: &Object,
+    report: &NewReport,
+    e: &NewEvent,
+) -> Result<Attempt, StoreError> {
+    let sql = format!(
+        "WITH e AS (
+             INSERT INTO events (active, previous, verdict, at_ms, flapping, failback_of,
+                 classification, context, channels, cluster, customer, received_ms, reports)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $20, 1) RETURNING id),
+         d AS (
+             INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed_by,
+                 claimed_until_ms)
+             SELECT e.id, t.c, $20, $20, $22, $23
+             FROM e, unnest($21::text[]) WITH ORDINALITY AS t (c, n) ORDER BY t.n
+             RETURNING id),
+         r AS ({})
+         SELECT e.id, coalesce((SELECT array_agg(d.id ORDER BY d.id) FROM d), '{{}}')
+         FROM e",
+        insert_report("e.id", false, 12) + " FROM e"
+    );
+    let statement = client.prepare_cached(&sql).await.map_err(db)?;
+    let mut values = event_params(e)?;
+    values.push(Box::new(e.cluster.clone()));
+    values.push(Box::new(e.customer.clone()));
+    push_report(&mut values, report);
+    values.push(Box::new(e.channels.clone()));
+    let (owner, until) = match &report.claim {
+        Some(l) => (Some(l.owner.clone()), Some(ms(l.until))),
+        None => (None, None),
+    };
+    values.push(Box::new(owner));
+    values.push(Box::new(until));
+    let row = match with_commit(client, client.query_one(&statement, &params(&values))).await {
+        Ok(row) => row,
+        Err(err) if is(&err, &SqlState::UNIQUE_VIOLATION) => return Ok(Attempt::LostRace),
+        Err(err) => return Err(db(err)),
+    };
+    let id: i64 = row.get(0);
+    let ids: Vec<i64> = row.get(1);
+    Ok(Attempt::Done(Box::new(Recorded {
+        event: StoredEvent {
+            id: event_id(id),
+            event: e.clone(),
+            received_at: report.received_at,
+            reports: 1,
+            deliveries: ids
+                .into_iter()
+                .zip(&e.channels)
+                .map(|(id, channel)| DeliveryStatus {
+                    id,
+                    channel: channel.clone(),
+                    status: DeliveryState::Pending,
+                    attempts: 0,
+                    last_error: None,
+                    finished_at: None,
+                })
+                .collect(),
+        },
+        merged: false,
+        duplicate: false,
+    })))
+}
+
+async fn record_merge(
+    client: &Object,
+    report: &NewReport,
+    into: &EventId,
+) -> Result<Attempt, StoreError> {
+    let id = row_id(into)?;
+    let sql = format!(
+        "WITH r AS ({}) UPDATE events SET reports = reports + 1 WHERE id = $1
+         RETURNING {EVENT_COLUMNS}",
+        insert_report("$1", true, 2)
+    );
+    let statement = client.prepare_cached(&sql).await.map_err(db)?;
+    let deliveries = client
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id"
+        ))
+        .await
+        .map_err(db)?;
+    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(id)];
+    push_report(&mut values, report);
+    let merged = with_commit(client, async {
+        let (values, id) = (params(&values), [&id as &(dyn ToSql + Sync)]);
+        // The first statement's error, not the second's "transaction aborted".
+        let (row, deliveries) = tokio::join!(
+            client.query_opt(&statement, &values),
+            client.query(&deliveries, &id)
+        );
+        Ok((row?, deliveries?))
+    })
+    .await;
+    let (row, deliveries) = match merged {
+        Ok(rows) => rows,
+        Err(err) if is(&err, &SqlState::UNIQUE_VIOLATION) => return Ok(Attempt::LostRace),
+        Err(err) if is(&err, &SqlState::FOREIGN_KEY_VIOLATION) => {
+            return Err(StoreError::NotFound(into.clone()));
+        }
+        Err(err) => return Err(db(err)),
+    };
+    let mut event = event_row(&row.ok_or_else(|| StoreError::NotFound(into.clone()))?)?;
+    for r in &deliveries {
+        event.deliveries.push(delivery_row(r)?.1);
+    }
+    Ok(Attempt::Done(Box::new(Recorded {
+        event,
+        merged: true,
+        duplicate: false,
+    })))
+}
+
+async fn record_complete(
+    client: &Object,
+    report: &NewReport,
+    into: &EventId,
+    e: &NewEvent,
+) -> Result<Attempt, StoreError> {
+    let id = row_id(into)?;
+    // Unclaimed deliveries: the caller claims a merged report's deliveries itself.
+    let sql = format!(
+        "WITH u AS (
+             UPDATE events SET active = $1, previous = $2, verdict = $3, at_ms = $4,
+                 flapping = $5, failback_of = $6, classification = $7, context = $8,
+                 channels = $9, reports = reports + 1
+             WHERE id = $10 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = $10)
+             RETURNING id),
+         d AS (
+             INSERT INTO deliveries (event_id, channel, created_ms, next_ms)
+             SELECT u.id, t.c, $19, $19
+             FROM u, unnest($20::text[]) WITH ORDINALITY AS t (c, n) ORDER BY t.n),
+         r AS ({} FROM u)
+         SELECT id FROM u",
+        insert_report("u.id", true, 11)
+    );
+    let statement = client.prepare_cached(&sql).await.map_err(db)?;
+    let mut values = event_params(e)?;
+    values.push(Box::new(id));
+    push_report(&mut values, report);
+    values.push(Box::new(e.channels.clone()));
+    match with_commit(client, client.query_opt(&statement, &params(&values))).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(StoreError::NotFound(into.clone())),
+        Err(err) if is(&err, &SqlState::UNIQUE_VIOLATION) => return Ok(Attempt::LostRace),
+        Err(err) => return Err(db(err)),
+    }
+    Ok(Attempt::Done(Box::new(Recorded {
+        event: load_event(client, id).await?,
+        merged: true,
+        duplicate: false,
+    })))
+}
+
+async fn record(
+    client: &Object,
+    report: &NewReport,
+    decide: Decide,
+) -> Result<Recorded, StoreError> {
+    // Called between awaits only; the lock makes it shareable across them.
+    let decide = Mutex::new(decide);
+    // A lost race on a client id means the other report is committed: the next try finds it.
+    for _ in 0..3 {
+        if let Attempt::Done(recorded) = try_record(client, report, &decide).await? {
+            return Ok(*recorded);
+        }
+    }
+    Err(StoreError::Backend(
+        "a client id was recorded concurrently but cannot be read back".into(),
+    ))
+}
+
+/// The reports of event `id`, in the order received.
+async fn reports_of(client: &Object, id: i64) -> Result<Vec<StoredReport>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT host, action, previous, resource, source, client_id, occurred_ms,
+                    received_ms
+             FROM reports WHERE event_id = $1 ORDER BY id",
+        )
+        .await
+        .map_err(db)?;
+    client
+        .query(&statement, &[&id])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| {
+            Ok(StoredReport {
+                host: r.get(0),
+                action: {
+                    let a: String = r.get(1);
+                    Action::from_name(&a).ok_or(StoreError::Corrupt {
+                        what: "action",
+                        value: a,
+                    })?
+                },
+                previous: r.get(2),
+                resource: r.get(3),
+                source: r.get(4),
+                client_id: r.get(5),
+                occurred_at: row_ts(r.get(6))?,
+                received_at: row_ts(r.get(7))?,
+            })
+        })
+        .collect()
+}
+
+async fn events(client: &Object, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut sql = "SELECT id FROM events WHERE true".to_owned();
+    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+        values.push(v);
+        sql.push_str(&format!(" AND {clause}${}", values.len()));
+    };
+    if let Some(c) = &q.cluster {
+        arg(&mut sql, "cluster = ", Box::new(c.clone()));
+    }
+    if let Some(v) = q.verdict {
+        arg(&mut sql, "verdict = ", Box::new(v.as_str().to_owned()));
+    }
+    if let Some(t) = q.since {
+        arg(&mut sql, "at_ms >= ", Box::new(ms(t)));
+    }
+    if let Some(b) = q.before {
+        arg(&mut sql, "id < ", Box::new(b));
+    }
+    if let Some(customers) = &q.customers {
+        arg(&mut sql, "customer = ANY(", Box::new(customers.clone()));
+        sql.push(')');
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.max(1)));
+    let ids: Vec<i64> = client
+        .query(&sql, &params(&values))
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    load_events(client, &ids).await
+}
+
+/// The deliveries a claim returned, with what their channels need, by due time.
+fn claimed(rows: &[Row]) -> Result<Vec<DueDelivery>, StoreError> {
+    let mut due = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.get::<_, i64>(9),
+                DueDelivery {
+                    id: r.get(0),
+                    channel: r.get(1),
+                    attempts: count(r.get(2)),
+                    created_at: row_ts(r.get(3))?,
+                    event: event_id(r.get(4)),
+                    verdict: row_verdict(r.get(5))?,
+                    cluster: r.get(6),
+                    customer: r.get(7),
+                    context: row_json("context", r.get(8))?,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    due.sort_by_key(|(next, d)| (*next, d.id));
+    Ok(due.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Takes the lease on the deliveries `which` selects (`$1` = now) and returns them: one
+/// statement, committed before anything is sent. Rows another claim is taking are skipped.
+async fn claim(
+    client: &Object,
+    which: &str,
+    values: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let sql = format!(
+        "WITH due AS (
+             SELECT id FROM deliveries
+             WHERE status = 'pending' AND (claimed_until_ms IS NULL OR claimed_until_ms <= $1)
+                 AND {which}
+             FOR UPDATE SKIP LOCKED)
+         UPDATE deliveries d SET claimed_by = $3, claimed_until_ms = $4
+         FROM due, events e WHERE d.id = due.id AND e.id = d.event_id
+         RETURNING d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
+                   e.customer, e.context, d.next_ms"
+    );
+    let statement = client.prepare_cached(&sql).await.map_err(db)?;
+    claimed(&client.query(&statement, values).await.map_err(db)?)
+}
+
+async fn finish(
+    client: &Object,
+    owner: &str,
+    outcomes: &[(i64, Outcome)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE deliveries d SET claimed_by = NULL, claimed_until_ms = NULL,
+                 attempts = d.attempts + 1, status = o.status,
+                 next_ms = coalesce(o.next_ms, d.next_ms),
+                 last_error = coalesce(o.error, d.last_error), finished_ms = o.finished
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
+                 AS o (id, status, next_ms, error, finished)
+             WHERE d.id = o.id AND d.status = 'pending'
+                 AND (d.claimed_by IS NULL OR d.claimed_by = $6)
+             RETURNING d.id",
+        )
+        .await
+        .map_err(db)?;
+    let (mut ids, mut states, mut nexts, mut errors, mut finished) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, outcome) in outcomes {
+        let (state, next, error, done) = match outcome {
+            Outcome::Delivered => (DeliveryState::Delivered, None, None, Some(ms(now))),
+            Outcome::Retry { at, error } => (
+                DeliveryState::Pending,
+                Some(ms(*at)),
+                Some(text(error)),
+                None,
+            ),
+            Outcome::Failed { error } => (
+                DeliveryState::Failed,
+                None,
+                Some(text(error)),
+                Some(ms(now)),
+            ),
+        };
+        ids.push(*id);
+        states.push(state.as_str());
+        nexts.push(next);
+        errors.push(error);
+        finished.push(done);
+    }
+    let recorded: std::collections::HashSet<i64> = client
+        .query(
+            &statement,
+            &[&ids, &states, &nexts, &errors, &finished, &owner],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in ids.iter().filter(|id| !recorded.contains(id)) {
+        tracing::warn!(
+            delivery = id,
+            "outcome not recorded: the delivery is no longer this sender's"
+        );
+    }
+    Ok(())
+}
+
+const MAINTENANCE_SELECT: &str = "SELECT id, target_kind, target, customer, start_ms, end_ms, \
+    reason, created_by FROM maintenance";
+
+fn maintenance_row(r: &Row) -> Result<Maintenance, StoreError> {
+    let kind: String = r.get(1);
+    Ok(Maintenance {
+        id: r.get(0),
+        window: NewMaintenance {
+            target_kind: TargetKind::from_name(&kind).ok_or(StoreError::Corrupt {
+                what: "target_kind",
+                value: kind,
+            })?,
+            target: r.get(2),
+            customer: r.get(3),
+            start: row_ts(r.get(4))?,
+            end: row_ts(r.get(5))?,
+            reason: r.get(6),
+            created_by: r.get(7),
+        },
+    })
+}
+
+impl Store for Postgres {
+    async fn record(&self, report: NewReport, decide: Decide) -> Result<Recorded, StoreError> {
+        self.run(move |client| async move { record(&client, &report, decide).await })
+            .await
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        let Ok(id) = row_id(id) else {
+            return Ok(None);
+        };
+        self.run(move |client| async move {
+            let (event, received) = tokio::join!(load_event(&client, id), reports_of(&client, id));
+            match event {
+                Ok(event) => Ok(Some(EventDetail {
+                    event,
+                    received: received?,
+                })),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.run(move |client| async move { events(&client, &query).await })
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let lease = lease.clone();
+        self.run(move |client| async move {
+            claim(
+                &client,
+                "next_ms <= $1 ORDER BY next_ms LIMIT $2",
+                &[&ms(now), &i64::from(limit), &lease.owner, &ms(lease.until)],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        owner: &str,
+        outcomes: Vec<(i64, Outcome)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        self.run(move |client| async move { finish(&client, &owner, &outcomes, now).await })
+            .await
+    }
+
+    async fn claim_event(
+        &self,
+        event: &EventId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let Ok(event) = row_id(event) else {
+            return Ok(Vec::new());
+        };
+        let lease = lease.clone();
+        self.run(move |client| async move {
+            claim(
+                &client,
+                "event_id = $2",
+                &[&ms(now), &event, &lease.owner, &ms(lease.until)],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn pending_of(&self, channel: &str) -> Result<Vec<i64>, StoreError> {
+        let channel = channel.to_owned();
+        self.run(move |client| async move {
+            Ok(client
+                .query(
+                    "SELECT id FROM deliveries WHERE status = 'pending' AND channel = $1",
+                    &[&channel],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+        .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.run(move |client| async move {
+            client
+                .execute(
+                    "UPDATE deliveries SET claimed_by = NULL, claimed_until_ms = NULL
+                     WHERE claimed_by = $1 AND status = 'pending'",
+                    &[&owner],
+                )
+                .await
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.run(|client| async move {
+            let next: Option<i64> = client
+                .query_one(
+                    "SELECT min(greatest(next_ms, coalesce(claimed_until_ms, next_ms)))
+                     FROM deliveries WHERE status = 'pending'",
+                    &[],
+                )
+                .await
+                .map_err(db)?
+                .get(0);
+            next.map(row_ts).transpose()
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
+        self.run(|client| async move {
+            client
+                .query(
+                    "SELECT status, count(*) FROM deliveries GROUP BY status",
+                    &[],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let n: i64 = r.get(1);
+                    Ok((row_state(r.get(0))?, u64::try_from(n).unwrap_or(0)))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn add_maintenance(&self, w: NewMaintenance) -> Result<Maintenance, StoreError> {
+        self.run(move |client| async move {
+            let row = client
+                .query_one(
+                    "INSERT INTO maintenance (target_kind, target, customer, start_ms, end_ms,
+                         reason, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    &[
+                        &w.target_kind.as_str(),
+                        &w.target,
+                        &w.customer,
+                        &ms(w.start),
+                        &ms(w.end),
+                        &w.reason,
+                        &w.created_by,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            Ok(Maintenance {
+                id: row.get(0),
+                window: w,
+            })
+        })
+        .await
+    }
+
+    async fn maintenance(&self, after: Timestamp) -> Result<Vec<Maintenance>, StoreError> {
+        self.run(move |client| async move {
+            client
+                .query(
+                    &format!("{MAINTENANCE_SELECT} WHERE end_ms > $1 ORDER BY start_ms"),
+                    &[&ms(after)],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(maintenance_row)
+                .collect()
+        })
+        .await
+    }
+
+    async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        self.run(move |client| async move {
+            // One that has not started is removed; an open one ends now.
+            let changed: i64 = client
+                .query_one(
+                    "WITH removed AS (
+                         DELETE FROM maintenance WHERE id = $1 AND start_ms >= $2 RETURNING id),
+                     ended AS (
+                         UPDATE maintenance SET end_ms = $2
+                         WHERE id = $1 AND start_ms < $2 AND end_ms > $2 RETURNING id)
+                     SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM ended)",
+                    &[&id, &ms(now)],
+                )
+                .await
+                .map_err(db)?
+                .get(0);
+            Ok(changed > 0)
+        })
+        .await
+    }
+}
