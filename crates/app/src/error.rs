@@ -97,9 +97,13 @@ impl IntoResponse for ApiError {
             }
             ApiError::Store(err) => {
                 tracing::error!(error = ?err, "request failed");
+                // The database is unreachable or stopping: nothing was acknowledged, and the
+                // sender's retry (the node-side `report` spools) will be taken.
                 let status = match err {
-                    StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                    StoreError::Closed | StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    StoreError::Corrupt { .. } | StoreError::NotFound(_) => {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
                 };
                 let body = json!({ "error": "the server could not store the request; retry", "code": "internal" });
                 (status, Json(body)).into_response()

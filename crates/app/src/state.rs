@@ -138,6 +138,15 @@ impl<S: Store> AppState<S> {
         }
     }
 
+    /// The same state under the name `owner` on its claims, instead of a random one: a
+    /// `serve` replica on a shared database keeps its name across restarts, so a restart
+    /// takes back what it held (names must be unique among the replicas).
+    #[must_use]
+    pub fn named(mut self, owner: &str) -> AppState<S> {
+        self.owner = owner.into();
+        self
+    }
+
     /// This process's name on its claims.
     pub(crate) fn owner(&self) -> &str {
         &self.owner

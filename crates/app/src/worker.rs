@@ -23,8 +23,19 @@ const IDLE: Duration = Duration::from_secs(5);
 /// Runs until `shutdown` turns true, then waits for the sends in flight.
 pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
     skip_logged(&state).await;
+    // What an earlier process of this name left claimed is sent again now, not when its
+    // lease ends.
+    match state.store.release(state.owner()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            count = n,
+            owner = state.owner(),
+            "claims of an earlier run released"
+        ),
+        Err(e) => tracing::error!(error = ?e, "cannot release the claims of an earlier run"),
+    }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let finisher = tokio::spawn(finish(state.clone(), done_rx));
+    let finisher = tokio::spawn(finish(state.clone(), done_rx, shutdown.clone()));
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut sends = JoinSet::new();
     while !*shutdown.borrow() {
@@ -161,18 +172,43 @@ async fn send<S: Store>(state: &AppState<S>, due: Vec<DueDelivery>) -> Vec<(i64,
     sent
 }
 
-/// Writes outcomes in batches: whatever finished while the last batch was committing.
-async fn finish<S: Store>(state: AppState<S>, mut done: mpsc::UnboundedReceiver<(i64, Outcome)>) {
+/// Writes outcomes in batches: whatever finished while the last batch was committing. A
+/// batch the store refuses (the database is down) is kept and tried again: the claims are
+/// still this worker's while their leases last, and a delivery whose outcome was lost
+/// would be sent again when its lease ended (a log line written twice). At shutdown a
+/// refused batch is tried a few more times, then left to the leases.
+async fn finish<S: Store>(
+    state: AppState<S>,
+    mut done: mpsc::UnboundedReceiver<(i64, Outcome)>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut batch = Vec::new();
     while done.recv_many(&mut batch, 1024).await > 0 {
-        if let Err(e) = state
-            .store
-            .finish(state.owner(), std::mem::take(&mut batch), clock::now())
-            .await
-        {
-            // The claims stay until their lease ends; then the deliveries are sent again.
-            tracing::error!(error = ?e, "cannot record delivery outcomes");
+        let (mut pause, mut tries) = (Duration::from_millis(100), 0);
+        loop {
+            let outcomes = batch.clone();
+            match state
+                .store
+                .finish(state.owner(), outcomes, clock::now())
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if *shutdown.borrow() && tries >= 3 => {
+                    tracing::error!(error = ?e, count = batch.len(), "delivery outcomes not recorded; their deliveries are sent again when the leases end");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = ?e, count = batch.len(), "cannot record delivery outcomes; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    tries += 1;
+                    while let Ok(more) = done.try_recv() {
+                        batch.push(more);
+                    }
+                }
+            }
         }
+        batch.clear();
     }
 }
 

@@ -41,7 +41,11 @@ pub fn inventory(path: &Path) -> anyhow::Result<Inventory> {
 /// glibc keeps freed memory that lies between live allocations, and raises its own trim
 /// threshold after large frees, so `serve` stayed near its parse peak: 47 MB idle with a
 /// 25,000-node inventory. `malloc_trim` returns every whole free page (BENCHMARKS.md).
-#[cfg(all(target_os = "linux", target_env = "gnu", feature = "sqlite"))]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(feature = "sqlite", feature = "postgres")
+))]
 #[allow(unsafe_code, reason = "the one foreign call: glibc's malloc_trim")]
 pub fn release_freed_memory() {
     // SAFETY: malloc_trim has no preconditions: it only walks glibc's own free lists, under
@@ -57,7 +61,7 @@ pub fn release_freed_memory() {
 ///
 /// # Errors
 /// The OS error when the limit cannot be read or set.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
 pub fn raise_open_files_limit() -> std::io::Result<u64> {
     let mut lim = libc::rlimit {
@@ -81,7 +85,10 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
 }
 
 /// Other allocators return freed memory themselves.
-#[cfg(all(not(all(target_os = "linux", target_env = "gnu")), feature = "sqlite"))]
+#[cfg(all(
+    not(all(target_os = "linux", target_env = "gnu")),
+    any(feature = "sqlite", feature = "postgres")
+))]
 pub fn release_freed_memory() {}
 
 /// Cuts an inline comment off every `FAILOVER_NOTIFY_*` variable, with a warning naming the

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: HTTP API, SQLite store and delivery worker.
-    #[cfg(feature = "sqlite")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     Serve(cmd::serve::Args),
     /// Run as an AWS Lambda function (API Gateway, function URL, EventBridge schedule)
     /// with DynamoDB; started with no arguments on Lambda, this is the default.
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     #[cfg(not(feature = "lambda"))]
     let command = Cli::parse().command;
     let result = match command {
-        #[cfg(feature = "sqlite")]
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
         Command::Serve(args) => cmd::serve::run(&args),
         #[cfg(feature = "lambda")]
         Command::Lambda(args) => cmd::lambda::run(&args),

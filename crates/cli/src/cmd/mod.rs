@@ -8,7 +8,7 @@ pub mod keys;
 pub mod lambda;
 pub mod maintenance;
 pub mod report;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod serve;
 pub mod validate;
 pub mod windows;
