@@ -129,8 +129,13 @@ pub fn decide(
         // takeover); alone, it is recorded without a message, and the takeover that follows
         // completes it.
         let releasing = &inv.node(node).name;
-        let nearby = event_at(events, r.occurred_at, inv.events.merge_within, |h| h.at)
+        // The nearest takeover by another node, not merely the nearest event: the one just
+        // before may be this node's own start or takeover, and under concurrent reports the
+        // takeover may be recorded first.
+        let others = events
+            .iter()
             .filter(|h| h.active.as_ref().is_some_and(|a| a != releasing));
+        let nearby = event_at(others, r.occurred_at, inv.events.merge_within, |h| h.at);
         return match nearby {
             Some(h) => Decision::Merge(h.id.clone()),
             None => Decision::New(Box::new(new_event(
@@ -227,7 +232,9 @@ pub fn decide(
 }
 
 /// The release by another node of the cluster, recorded on its own within the merge
-/// interval before this report: the first half of a graceful switchover.
+/// interval of this report: the first half of a graceful switchover. Usually before it; when
+/// both nodes report at once, the release may carry the later time and still be recorded
+/// first.
 fn released_before<'h>(
     inv: &Inventory,
     r: &FailoverReport,
@@ -240,10 +247,9 @@ fn released_before<'h>(
         .iter()
         .filter(|h| {
             h.active.is_none()
-                && h.at <= r.occurred_at
-                && r.occurred_at.duration_since(h.at) <= inv.events.merge_within
+                && r.occurred_at.duration_since(h.at).abs() <= inv.events.merge_within
         })
-        .max_by_key(|h| h.at)
+        .min_by_key(|h| r.occurred_at.duration_since(h.at).abs())
         .filter(|h| {
             h.previous
                 .as_deref()
@@ -488,6 +494,16 @@ channels = ["log"]
             ),
             Decision::Complete(..)
         ));
+        // Both nodes at once: the release stamped a little after the takeover, recorded
+        // first, is still its first half.
+        assert!(matches!(
+            decision(
+                &report("web3", Action::Takeover, "2026-12-09T20:59:59.990Z"),
+                &history,
+                true
+            ),
+            Decision::Complete(..)
+        ));
         // A release longer ago than the merge interval is not this failover.
         let e = decided(
             &report("web3", Action::Takeover, "2026-12-09T21:10:00Z"),
@@ -500,6 +516,20 @@ channels = ["log"]
         assert_eq!(
             decided(
                 &report("web1", Action::Release, "2026-12-09T21:00:10Z"),
+                &history
+            )
+            .err(),
+            Some("2".to_owned())
+        );
+        // Also when the releasing node's own start is nearer: the takeover recorded just
+        // before the release, a moment after the cluster started.
+        let history = [
+            past("1", Some("web1"), None, "2026-12-09T21:00:09.500Z"),
+            past("2", Some("web3"), None, "2026-12-09T21:00:09.990Z"),
+        ];
+        assert_eq!(
+            decided(
+                &report("web1", Action::Release, "2026-12-09T21:00:09.980Z"),
                 &history
             )
             .err(),
