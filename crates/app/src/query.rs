@@ -350,6 +350,12 @@ pub async fn add_maintenance<S: Store>(
             ),
         ));
     }
+    if reason.contains('\0') {
+        return Err(ApiError::field(
+            "reason",
+            "`reason` must not contain a NUL character (\\u0000)",
+        ));
+    }
     let m = state
         .store
         .add_maintenance(NewMaintenance {

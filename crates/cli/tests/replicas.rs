@@ -456,3 +456,63 @@ fn an_ad_hoc_window_added_on_one_replica_classifies_the_next_report_on_the_other
     let (_, other) = pair.a.report(KEY, r#"{"hostname":"n1b"}"#);
     assert_eq!(other["verdict"]["verdict"], "unplanned", "{other}");
 }
+
+#[test]
+fn text_postgresql_cannot_store_is_a_named_400_and_changes_nothing() {
+    let pair = Pair::start(1, None);
+    let nul = "a\\u0000b";
+    for field in ["id", "resource", "source"] {
+        let (status, answer) = pair
+            .a
+            .report(KEY, &format!(r#"{{"hostname":"n0a","{field}":"{nul}"}}"#));
+        assert_eq!(status, 400, "{field}: {answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+    let (status, answer) = pair.a.report(KEY, &format!(r#"{{"hostname":"{nul}"}}"#));
+    assert_eq!(
+        (status, &answer["field"]),
+        (400, &Value::from("hostname")),
+        "{answer}"
+    );
+    let r = common::http()
+        .post(format!("{}/v1/maintenance", pair.b.url))
+        .header("x-api-key", ADMIN)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"cluster":"c0","duration":"1h","reason":"{nul}"}}"#
+        ))
+        .send()
+        .expect("answers");
+    assert_eq!(r.status().as_u16(), 400);
+    let answer: Value = r.json().expect("JSON");
+    assert_eq!(answer["field"], "reason", "{answer}");
+    // A filter no stored text can match finds nothing, and is no database error.
+    let listed = pair.b.get("/v1/events?cluster=c%000");
+    assert_eq!(listed["events"], serde_json::json!([]), "{listed}");
+    assert!(
+        pair.b.get("/v1/events")["events"]
+            .as_array()
+            .expect("events")
+            .is_empty()
+    );
+    assert!(
+        pair.b.get("/v1/maintenance")["maintenance"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+    // Huge and duplicated keys are refused before the store, as on SQLite.
+    let (status, answer) = pair.b.report(KEY, r#"{"hostname":"n0a","hostname":"n0b"}"#);
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = pair.b.report(
+        KEY,
+        &format!(r#"{{"hostname":"n0a","id":"{}"}}"#, "x".repeat(300)),
+    );
+    assert_eq!(
+        (status, &answer["field"]),
+        (400, &Value::from("id")),
+        "{answer}"
+    );
+    let (status, answer) = pair.b.report(KEY, r#"{"hostname":"n0a","id":"fine"}"#);
+    assert_eq!(status, 200, "{answer}");
+}

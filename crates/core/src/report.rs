@@ -124,6 +124,12 @@ pub enum ReportError {
         /// The limit.
         max: usize,
     },
+    /// A text field holds a NUL character (which no database column keeps).
+    #[error("`{field}` must not contain a NUL character (\\u0000)")]
+    Nul {
+        /// Field name.
+        field: &'static str,
+    },
     /// A host name has a character DNS names cannot have.
     #[error(
         "`{field}` has {found:?} at byte {at}; host names use letters, digits, `-`, `_` and dots between non-empty labels"
@@ -170,6 +176,7 @@ impl ReportError {
             ReportError::Missing { field }
             | ReportError::Empty { field }
             | ReportError::TooLong { field, .. }
+            | ReportError::Nul { field }
             | ReportError::BadHostName { field, .. } => Some(field),
             ReportError::BadTime { .. }
             | ReportError::Future { .. }
@@ -274,6 +281,9 @@ fn text(field: &'static str, v: &str) -> Result<(), ReportError> {
             len: v.len(),
             max: MAX_TEXT,
         });
+    }
+    if v.contains('\0') {
+        return Err(ReportError::Nul { field });
     }
     Ok(())
 }

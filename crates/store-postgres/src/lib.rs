@@ -762,6 +762,11 @@ async fn reports_of(client: &Object, id: i64) -> Result<Vec<StoredReport>, Store
 }
 
 async fn events(client: &Object, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    // No stored text holds a NUL (PostgreSQL refuses one), so such a filter matches nothing.
+    let texts = q.cluster.iter().chain(q.customers.iter().flatten());
+    if texts.into_iter().any(|t| t.contains('\0')) {
+        return Ok(Vec::new());
+    }
     let mut sql = "SELECT id FROM events WHERE true".to_owned();
     let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
