@@ -82,7 +82,7 @@ pub enum OpenError {
     #[error(transparent)]
     Url(#[from] UrlError),
     /// The database could not be reached or migrated.
-    #[error("database `{target}`: {source}")]
+    #[error("database `{target}` cannot be used")]
     Database {
         /// The URL without its password.
         target: String,

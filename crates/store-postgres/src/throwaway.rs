@@ -19,6 +19,7 @@ pub struct Cluster {
     /// Its loopback port.
     pub port: u16,
     running: bool,
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -62,6 +63,16 @@ fn root() -> bool {
 impl Cluster {
     /// Creates and starts a cluster with the superuser `postgres` trusted on loopback.
     pub fn start() -> Cluster {
+        Cluster::create_cluster(None)
+    }
+
+    /// As [`Cluster::start`], but taking TLS connections only, with the certificate and
+    /// key in these PEM files.
+    pub fn start_tls(cert: &Path, key: &Path) -> Cluster {
+        Cluster::create_cluster(Some((cert, key)))
+    }
+
+    fn create_cluster(tls: Option<(&Path, &Path)>) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("failover-pg-{}-{:08x}", std::process::id(), rand()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -81,6 +92,7 @@ impl Cluster {
             port: free_port(),
             dir,
             running: false,
+            tls: false,
         };
         let data = cluster.data();
         cluster.run(
@@ -97,6 +109,25 @@ impl Cluster {
                 "--locale=C",
             ],
         );
+        if let Some((cert, key)) = tls {
+            let data = cluster.dir.join("data");
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = data.join(to);
+                std::fs::copy(from, &to).expect("copies the TLS files");
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .expect("chmod 600");
+                if root() {
+                    let owner = std::fs::metadata(&data).expect("data dir").uid();
+                    std::os::unix::fs::chown(&to, Some(owner), None).expect("chown");
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("writes pg_hba.conf");
+            cluster.tls = true;
+        }
         cluster.start_again();
         cluster
     }
@@ -130,11 +161,14 @@ impl Cluster {
 
     /// Starts the server (again, after [`Cluster::stop`]) and waits until it accepts.
     pub fn start_again(&mut self) {
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='' \
              -c max_connections=200 -c fsync=on",
             self.port
         );
+        if self.tls {
+            options.push_str(" -c ssl=on");
+        }
         let log = self.dir.join("server.log").display().to_string();
         self.run(
             "pg_ctl",
@@ -163,15 +197,18 @@ impl Cluster {
         self.running = false;
     }
 
-    /// The URL of database `name` (created by [`Cluster::create`]).
+    /// The URL of database `name` (created by [`Cluster::create`]): without TLS, or for a
+    /// TLS cluster without `sslmode` (the caller adds its own).
     pub fn url(&self, name: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
-            self.port
-        )
+        let base = format!("postgres://postgres@127.0.0.1:{}/{name}", self.port);
+        if self.tls {
+            base
+        } else {
+            format!("{base}?sslmode=disable")
+        }
     }
 
-    /// Creates an empty database `name`; returns its URL.
+    /// Creates an empty database `name`; returns its URL (without `sslmode`).
     pub fn create(&self, name: &str) -> String {
         let psql = self.bin.join("psql");
         let psql = if psql.is_file() {
