@@ -136,7 +136,8 @@ impl Cluster {
         self.dir.join("data").display().to_string()
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// `tool` of the server's binaries, as `nobody` when run as root.
+    fn command(&self, tool: &str) -> Command {
         let program = self.bin.join(tool);
         let mut command = if root() {
             let mut c = Command::new("runuser");
@@ -145,12 +146,16 @@ impl Cluster {
         } else {
             Command::new(&program)
         };
-        let out = command
+        command.current_dir(&self.dir).stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
             .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert!(
             out.status.success(),
             "{tool} {args:?} failed: {}{}",
@@ -236,16 +241,6 @@ impl Cluster {
         );
         self.url(name)
     }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    /// Its directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 /// Distinct per cluster of this process (the directory name also holds the pid).
@@ -257,20 +252,12 @@ fn rand() -> u32 {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if self.running {
-            let _ = Command::new(self.bin.join("pg_ctl"))
+            let _ = self
+                .command("pg_ctl")
                 .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
-            if root() {
-                let _ = Command::new("runuser")
-                    .args(["-u", "nobody", "--"])
-                    .arg(self.bin.join("pg_ctl"))
-                    .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
