@@ -431,7 +431,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 
     /// Counts of deliveries by state: pending always; delivered and failed where the backend
-    /// can count them without reading every event (SQLite does, DynamoDB does not).
+    /// can count them without reading every event (SQLite does; PostgreSQL and DynamoDB count
+    /// pending only).
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
