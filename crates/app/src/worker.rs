@@ -2,6 +2,7 @@
 //! outcome with backoff and give-up per the inventory's `[delivery]` policy.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use failover_channels::{DeliveryError, Notifier, Outgoing};
@@ -25,25 +26,41 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
     skip_logged(&state).await;
     // What an earlier process of this name left claimed is sent again now, not when its
     // lease ends.
-    match state.store.release(state.owner()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            count = n,
-            owner = state.owner(),
-            "claims of an earlier run released"
-        ),
-        Err(e) => tracing::error!(error = ?e, "cannot release the claims of an earlier run"),
-    }
+    release(&state, "claims of an earlier run released").await;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let finisher = tokio::spawn(finish(state.clone(), done_rx, shutdown.clone()));
+    // Outcomes sent to the finisher and not yet recorded (or given up).
+    let unrecorded = Arc::new(AtomicUsize::new(0));
+    let finisher = tokio::spawn(finish(
+        state.clone(),
+        done_rx,
+        shutdown.clone(),
+        Arc::clone(&unrecorded),
+    ));
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut sends = JoinSet::new();
+    let mut orphans = false;
     while !*shutdown.borrow() {
+        if orphans {
+            // A claim that failed may have been committed with its answer lost (the
+            // database went away): once nothing of this worker's is in flight or waiting
+            // to be recorded, whatever its name still holds is such a claim.
+            while sends.join_next().await.is_some() {}
+            while unrecorded.load(Ordering::Acquire) > 0 && !*shutdown.borrow() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if release(&state, "claims whose answer was lost released").await {
+                orphans = false;
+            } else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
         let now = clock::now();
         let due = match state.store.claim_due(&state.lease(now), now, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = ?e, "cannot claim deliveries");
+                orphans = true;
                 Vec::new()
             }
         };
@@ -53,8 +70,10 @@ pub async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<boo
                 break;
             };
             let (state, done) = (state.clone(), done_tx.clone());
+            let unrecorded = Arc::clone(&unrecorded);
             sends.spawn(async move {
                 let outcome = attempt(&state, &d).await;
+                unrecorded.fetch_add(1, Ordering::AcqRel);
                 let _ = done.send((d.id, outcome));
                 drop(permit);
             });
@@ -181,6 +200,7 @@ async fn finish<S: Store>(
     state: AppState<S>,
     mut done: mpsc::UnboundedReceiver<(i64, Outcome)>,
     shutdown: watch::Receiver<bool>,
+    unrecorded: Arc<AtomicUsize>,
 ) {
     let mut batch = Vec::new();
     while done.recv_many(&mut batch, 1024).await > 0 {
@@ -208,7 +228,24 @@ async fn finish<S: Store>(
                 }
             }
         }
+        unrecorded.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
+    }
+}
+
+/// Ends the leases held under this worker's name ([`Store::release`]); `false` when the
+/// store failed.
+async fn release<S: Store>(state: &AppState<S>, what: &str) -> bool {
+    match state.store.release(state.owner()).await {
+        Ok(0) => true,
+        Ok(n) => {
+            tracing::info!(count = n, owner = state.owner(), "{what}");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "cannot release the claims held under this name");
+            false
+        }
     }
 }
 

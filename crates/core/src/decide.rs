@@ -129,12 +129,19 @@ pub fn decide(
         // takeover); alone, it is recorded without a message, and the takeover that follows
         // completes it.
         let releasing = &inv.node(node).name;
-        // The nearest takeover by another node, not merely the nearest event: the one just
-        // before may be this node's own start or takeover, and under concurrent reports the
-        // takeover may be recorded first.
-        let others = events
+        // The nearest takeover by another node since this node last became active, not
+        // merely the nearest event: the one just before may be this node's own start or
+        // takeover, and under concurrent reports the takeover may be recorded first. One
+        // before this node's own last event belongs to an earlier failover.
+        let own_last = events
             .iter()
-            .filter(|h| h.active.as_ref().is_some_and(|a| a != releasing));
+            .filter(|h| h.active.as_ref() == Some(releasing))
+            .map(|h| h.at)
+            .max();
+        let others = events.iter().filter(|h| {
+            h.active.as_ref().is_some_and(|a| a != releasing)
+                && own_last.is_none_or(|own| h.at > own)
+        });
         let nearby = event_at(others, r.occurred_at, inv.events.merge_within, |h| h.at);
         return match nearby {
             Some(h) => Decision::Merge(h.id.clone()),
@@ -535,6 +542,18 @@ channels = ["log"]
             .err(),
             Some("2".to_owned())
         );
+        // Nor into a takeover by another node before this node's own last one: that was an
+        // earlier failover (heartbeat: to web3, back to web1, then `hb_standby` on web1).
+        let history = [
+            past("1", Some("web3"), None, "2026-12-09T20:59:30Z"),
+            past("2", Some("web1"), Some("web3"), "2026-12-09T21:00:00Z"),
+        ];
+        let e = decided(
+            &report("web1", Action::Release, "2026-12-09T21:00:10Z"),
+            &history,
+        )
+        .expect("new event");
+        assert!(e.active.is_none() && e.channels.is_empty(), "{e:?}");
         // Never into the releasing node's own takeover.
         let history = [past("3", Some("web1"), None, "2026-12-09T21:00:00Z")];
         let e = decided(
