@@ -18,7 +18,7 @@
 //!   leaves a connection inside a transaction, and ends with an error after
 //!   [`OP_TIMEOUT`] when the database does not answer.
 
-mod url;
+pub mod url;
 
 #[cfg(feature = "throwaway")]
 pub mod throwaway;
