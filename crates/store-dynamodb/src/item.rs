@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
-    DeliveryState, DeliveryStatus, EventId, Maintenance, NewEvent, NewMaintenance, StoreError,
-    StoredEvent, StoredReport,
+    DeliveryState, DeliveryStatus, Maintenance, NewEvent, NewMaintenance, StoreError, StoredEvent,
+    StoredReport, numbered_event,
 };
 use jiff::Timestamp;
 
@@ -176,7 +176,7 @@ impl Row {
 
     pub(crate) fn stored(&self) -> StoredEvent {
         StoredEvent {
-            id: EventId(self.id.to_string()),
+            id: numbered_event(self.id),
             event: self.event.clone(),
             received_at: self.received_at,
             reports: self.reports,
@@ -223,10 +223,6 @@ pub(crate) fn pad(id: i64) -> String {
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
-}
-
-pub(crate) fn event_number(id: &EventId) -> Result<i64, StoreError> {
-    id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
 }
 
 /// A new event id: the millisecond of receipt and two random digits.

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
-    Decide, Decision, DeliveryState, DeliveryStatus, EventId, History, HistoryEvent, Lease,
-    NewReport, Recorded, StoreError, StoredReport,
+    Decide, Decision, DeliveryState, DeliveryStatus, History, HistoryEvent, Lease, NewReport,
+    Recorded, StoreError, StoredReport, event_number, numbered_event,
 };
 use jiff::Timestamp;
 
 use crate::item::{
-    Delivery, Item, Row, backend, bool_of, event_number, n, new_event_id, num, pad, report_value,
-    s, str_of, windows_ending_after,
+    Delivery, Item, Row, backend, bool_of, n, new_event_id, num, pad, report_value, s, str_of,
+    windows_ending_after,
 };
 use crate::{ATTEMPTS, Dynamo, HISTORY_KEPT, HISTORY_SLACK, PER_EVENT};
 
@@ -173,7 +173,7 @@ impl Dynamo {
             if cluster.is_some() && remember {
                 let e = &row.event;
                 kept.push(HistoryEvent {
-                    id: EventId(row.id.to_string()),
+                    id: numbered_event(row.id),
                     active: e.active.clone(),
                     previous: e.previous.clone(),
                     at: e.at,
@@ -234,7 +234,7 @@ impl Dynamo {
         let row = self
             .event(id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(EventId(id.to_string())))?;
+            .ok_or_else(|| StoreError::NotFound(numbered_event(id)))?;
         Ok(Recorded {
             event: row.stored(),
             merged: bool_of(item, "merged"),

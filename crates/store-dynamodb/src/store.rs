@@ -7,13 +7,12 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
     Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
-    NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
+    NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent, event_number,
 };
 use jiff::Timestamp;
 
 use crate::item::{
-    Delivery, Expr, Item, Row, backend, event_number, n, num, pad, s, stored_window, str_of,
-    windows_ending_after,
+    Delivery, Expr, Item, Row, backend, n, num, pad, s, stored_window, str_of, windows_ending_after,
 };
 use crate::{
     ATTEMPTS, CLUSTER_INDEX, CLUSTER_KEY, CUSTOMER_INDEX, CUSTOMER_KEY, Dynamo, PENDING_INDEX,

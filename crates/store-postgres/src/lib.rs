@@ -37,6 +37,7 @@ use failover_store::{
     Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
     EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
     Outcome, Recorded, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
+    event_number, numbered_event,
 };
 
 pub use url::{UrlError, redacted};
@@ -115,14 +116,6 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
-}
-
-fn event_id(id: i64) -> EventId {
-    EventId(id.to_string())
-}
-
-fn row_id(id: &EventId) -> Result<i64, StoreError> {
-    id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
 }
 
 fn row_ts(ms: i64) -> Result<Timestamp, StoreError> {
@@ -299,7 +292,7 @@ const EVENT_COLUMNS: &str = "id, cluster, customer, active, previous, verdict, a
 
 fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
-        id: event_id(r.get(0)),
+        id: numbered_event(r.get(0)),
         event: NewEvent {
             cluster: r.get(1),
             customer: r.get(2),
@@ -308,7 +301,7 @@ fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
             verdict: row_verdict(r.get(5))?,
             at: row_ts(r.get(6))?,
             flapping: r.get(8),
-            failback_of: r.get::<_, Option<i64>>(9).map(event_id),
+            failback_of: r.get::<_, Option<i64>>(9).map(numbered_event),
             classification: row_json("classification", r.get(10))?,
             context: row_json("context", r.get(11))?,
             channels: row_json("channels", r.get(12))?,
@@ -356,7 +349,7 @@ async fn load_events(client: &Object, ids: &[i64]) -> Result<Vec<StoredEvent>, S
     let mut by_id = std::collections::HashMap::new();
     for r in &events {
         let e = event_row(r)?;
-        by_id.insert(row_id(&e.id)?, e);
+        by_id.insert(event_number(&e.id)?, e);
     }
     for r in &deliveries {
         let (event, d) = delivery_row(r)?;
@@ -371,7 +364,7 @@ async fn load_event(client: &Object, id: i64) -> Result<StoredEvent, StoreError>
     load_events(client, &[id])
         .await?
         .pop()
-        .ok_or_else(|| StoreError::NotFound(event_id(id)))
+        .ok_or_else(|| StoreError::NotFound(numbered_event(id)))
 }
 
 /// Appends the report's columns after `event_id` and `merged`: scope, client id, host,
@@ -414,7 +407,7 @@ fn event_params(e: &NewEvent) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, Store
         Box::new(e.verdict.as_str().to_owned()),
         Box::new(ms(e.at)),
         Box::new(e.flapping),
-        Box::new(e.failback_of.as_ref().map(row_id).transpose()?),
+        Box::new(e.failback_of.as_ref().map(event_number).transpose()?),
         Box::new(e.classification.to_string()),
         Box::new(e.context.to_string()),
         Box::new(serde_json::to_string(&e.channels).unwrap_or_else(|_| "[]".into())),
@@ -519,7 +512,7 @@ async fn record_in_transaction(
             continue;
         }
         history_seen.events.push(HistoryEvent {
-            id: event_id(r.get(0)),
+            id: numbered_event(r.get(0)),
             active: r.get(1),
             previous: r.get(2),
             at: row_ts(r.get(3))?,
@@ -595,7 +588,7 @@ async fn record_new(
     let ids: Vec<i64> = row.get(1);
     Ok(Attempt::Done(Box::new(Recorded {
         event: StoredEvent {
-            id: event_id(id),
+            id: numbered_event(id),
             event: e.clone(),
             received_at: report.received_at,
             reports: 1,
@@ -622,7 +615,7 @@ async fn record_merge(
     report: &NewReport,
     into: &EventId,
 ) -> Result<Attempt, StoreError> {
-    let id = row_id(into)?;
+    let id = event_number(into)?;
     let sql = format!(
         "WITH r AS ({}) UPDATE events SET reports = reports + 1 WHERE id = $1
          RETURNING {EVENT_COLUMNS}",
@@ -672,7 +665,7 @@ async fn record_complete(
     into: &EventId,
     e: &NewEvent,
 ) -> Result<Attempt, StoreError> {
-    let id = row_id(into)?;
+    let id = event_number(into)?;
     // Unclaimed deliveries: the caller claims a merged report's deliveries itself.
     let sql = format!(
         "WITH u AS (
@@ -812,7 +805,7 @@ fn claimed(rows: &[Row]) -> Result<Vec<DueDelivery>, StoreError> {
                     channel: r.get(1),
                     attempts: count(r.get(2)),
                     created_at: row_ts(r.get(3))?,
-                    event: event_id(r.get(4)),
+                    event: numbered_event(r.get(4)),
                     verdict: row_verdict(r.get(5))?,
                     cluster: r.get(6),
                     customer: r.get(7),
@@ -939,7 +932,7 @@ impl Store for Postgres {
     }
 
     async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
-        let Ok(id) = row_id(id) else {
+        let Ok(id) = event_number(id) else {
             return Ok(None);
         };
         self.run(move |client| async move {
@@ -996,7 +989,7 @@ impl Store for Postgres {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let Ok(event) = row_id(event) else {
+        let Ok(event) = event_number(event) else {
             return Ok(Vec::new());
         };
         let lease = lease.clone();

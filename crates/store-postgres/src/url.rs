@@ -53,6 +53,9 @@ pub enum UrlError {
     /// A parameter neither libpq's nor supported here.
     #[error("unknown database URL parameter `{0}`")]
     Parameter(String),
+    /// rustls cannot be set up (it offers no protocol version with this provider).
+    #[error("TLS cannot be set up")]
+    Tls(#[source] rustls::Error),
     /// Client certificates are not supported.
     #[error("`{0}` (client certificates) is not supported; use a password")]
     ClientCert(String),
@@ -136,34 +139,16 @@ pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, Option<ClientC
         (Check::Nothing, _) => Arc::new(Unchecked(Arc::clone(&provider))),
         (_, None) => return Err(UrlError::NoRootCert(mode)),
         (check, Some(path)) => {
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(&path).map_err(|e| UrlError::RootCert {
-                path: path.clone(),
-                error: e.to_string(),
-            })?;
-            for cert in certs {
-                let cert = cert.map_err(|e| UrlError::RootCert {
-                    path: path.clone(),
-                    error: e.to_string(),
-                })?;
-                roots.add(cert).map_err(|e| UrlError::RootCert {
-                    path: path.clone(),
-                    error: e.to_string(),
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(UrlError::RootCert {
-                    path,
-                    error: "no certificate in the file".into(),
-                });
-            }
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            let webpki = ca(&path)
+                .and_then(|roots| {
+                    WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        Arc::clone(&provider),
+                    )
                     .build()
-                    .map_err(|e| UrlError::RootCert {
-                        path,
-                        error: e.to_string(),
-                    })?;
+                    .map_err(|e| e.to_string())
+                })
+                .map_err(|error| UrlError::RootCert { path, error })?;
             if check == Check::Full {
                 webpki
             } else {
@@ -173,14 +158,25 @@ pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, Option<ClientC
     };
     let tls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| UrlError::RootCert {
-            path: PathBuf::new(),
-            error: e.to_string(),
-        })?
+        .map_err(UrlError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok((config, Some(tls)))
+}
+
+/// The CA certificates in the PEM file `path`.
+fn ca(path: &std::path::Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(roots)
 }
 
 /// `%XX` decoded (a path in `sslrootcert`).

@@ -1,9 +1,10 @@
 //! What only a shared PostgreSQL shows: two stores (two replicas' pools) on one database
 //! racing on one cluster, on one client id, and on the outbox.
 
+use failover_store::conformance::all;
 use failover_store::{
-    Action, Decide, Decision, DeliveryState, EventQuery, Lease, NewEvent, NewReport, Outcome,
-    Scope, Store, Verdict,
+    Action, Decide, Decision, DeliveryState, Lease, NewEvent, NewReport, Outcome, Scope, Store,
+    Verdict,
 };
 use failover_store_postgres::Postgres;
 use failover_store_postgres::throwaway::Cluster;
@@ -76,13 +77,7 @@ async fn reports_of_one_cluster_on_two_stores_are_decided_one_after_the_other() 
         ids.insert(t.await.expect("task").expect("recorded").event.id);
     }
     assert_eq!(ids.len(), 1, "every report saw the one before: {ids:?}");
-    let events = a
-        .events(EventQuery {
-            limit: 100,
-            ..EventQuery::default()
-        })
-        .await
-        .expect("lists");
+    let events = all(&a).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].reports, 60);
     assert_eq!(events[0].deliveries.len(), 1, "one message");
@@ -109,13 +104,7 @@ async fn one_client_id_sent_to_both_stores_at_once_is_one_report() {
             "one of the two is the retry: round {round}"
         );
     }
-    let events = a
-        .events(EventQuery {
-            limit: 100,
-            ..EventQuery::default()
-        })
-        .await
-        .expect("lists");
+    let events = all(&a).await;
     assert_eq!(events.len(), 20, "no event of a lost race is left behind");
 }
 
@@ -151,9 +140,9 @@ async fn two_stores_claiming_at_once_never_take_one_delivery_twice() {
     };
     let (x, y) = (claim(&a, "a"), claim(&b, "b"));
     let (x, y) = (x.await.expect("task"), y.await.expect("task"));
-    let all: std::collections::HashSet<i64> = x.iter().chain(&y).copied().collect();
+    let claimed: std::collections::HashSet<i64> = x.iter().chain(&y).copied().collect();
     assert_eq!(x.len() + y.len(), 500, "no delivery claimed twice");
-    assert_eq!(all.len(), 500);
+    assert_eq!(claimed.len(), 500);
     assert!(
         !x.is_empty() && !y.is_empty(),
         "both took a share: {} {}",
@@ -162,13 +151,7 @@ async fn two_stores_claiming_at_once_never_take_one_delivery_twice() {
     );
     let counts = a.delivery_counts().await.expect("counts");
     assert_eq!(counts, [(DeliveryState::Pending, 0)]);
-    let events = b
-        .events(EventQuery {
-            limit: 1000,
-            ..EventQuery::default()
-        })
-        .await
-        .expect("lists");
+    let events = all(&b).await;
     assert!(
         events
             .iter()

@@ -17,6 +17,7 @@ use failover_store::{
     Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
     EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
     Outcome, Recorded, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
+    event_number, numbered_event,
 };
 
 /// Most closures committed together.
@@ -58,14 +59,6 @@ fn db(e: rusqlite::Error) -> StoreError {
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
-}
-
-fn event_id(id: i64) -> EventId {
-    EventId(id.to_string())
-}
-
-fn row_id(id: &EventId) -> Result<i64, StoreError> {
-    id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -221,7 +214,7 @@ fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
         .query_row([id], event_row)
         .optional()
         .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound(event_id(id)))?;
+        .ok_or_else(|| StoreError::NotFound(numbered_event(id)))?;
     with_deliveries(conn, event)
 }
 
@@ -233,7 +226,7 @@ fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEv
         )
         .map_err(db)?;
     event.deliveries = stmt
-        .query_map([row_id(&event.id)?], |r| {
+        .query_map([event_number(&event.id)?], |r| {
             Ok(DeliveryStatus {
                 id: r.get(0)?,
                 channel: r.get(1)?,
@@ -274,7 +267,7 @@ fn row_json<T: serde::de::DeserializeOwned>(what: &'static str, s: String) -> ru
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
-        id: event_id(r.get(0)?),
+        id: numbered_event(r.get(0)?),
         event: NewEvent {
             cluster: r.get(1)?,
             customer: r.get(2)?,
@@ -283,7 +276,7 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             verdict: row_verdict(r.get(5)?)?,
             at: row_ts(r.get(6)?)?,
             flapping: r.get(8)?,
-            failback_of: r.get::<_, Option<i64>>(9)?.map(event_id),
+            failback_of: r.get::<_, Option<i64>>(9)?.map(numbered_event),
             classification: row_json("classification", r.get(10)?)?,
             context: row_json("context", r.get(11)?)?,
             channels: row_json("channels", r.get(12)?)?,
@@ -325,7 +318,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
         history.events = stmt
             .query_map(params![cluster, ms(*since)], |r| {
                 Ok(HistoryEvent {
-                    id: event_id(r.get(0)?),
+                    id: numbered_event(r.get(0)?),
                     active: r.get(1)?,
                     previous: r.get(2)?,
                     at: row_ts(r.get(3)?)?,
@@ -348,7 +341,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
     };
     let (id, merged) = match decide(&history, &maintenance) {
         Decision::Merge(into) => {
-            let id = row_id(&into)?;
+            let id = event_number(&into)?;
             (id, true)
         }
         Decision::New(e) => {
@@ -368,7 +361,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 ms(e.at),
                 ms(report.received_at),
                 e.flapping,
-                e.failback_of.as_ref().map(row_id).transpose()?,
+                e.failback_of.as_ref().map(event_number).transpose()?,
                 e.classification.to_string(),
                 e.context.to_string(),
                 channels_json(&e.channels),
@@ -385,7 +378,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             (id, false)
         }
         Decision::Complete(into, e) => {
-            let id = row_id(&into)?;
+            let id = event_number(&into)?;
             let changed = conn
                 .prepare_cached(
                     "UPDATE events SET active = ?2, previous = ?3, verdict = ?4, at_ms = ?5,
@@ -401,7 +394,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                     e.verdict.as_str(),
                     ms(e.at),
                     e.flapping,
-                    e.failback_of.as_ref().map(row_id).transpose()?,
+                    e.failback_of.as_ref().map(event_number).transpose()?,
                     e.classification.to_string(),
                     e.context.to_string(),
                     channels_json(&e.channels),
@@ -438,7 +431,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            StoreError::NotFound(event_id(id))
+            StoreError::NotFound(numbered_event(id))
         }
         e => db(e),
     })?;
@@ -575,7 +568,7 @@ fn claim_event(
     lease: &Lease,
     now: Timestamp,
 ) -> Result<Vec<DueDelivery>, StoreError> {
-    let event = row_id(event)?;
+    let event = event_number(event)?;
     let ids: Vec<i64> = conn
         .prepare_cached(&format!(
             "UPDATE deliveries SET claimed_by = ?3, claimed_until_ms = ?4
@@ -609,7 +602,7 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
             channel: r.get(1)?,
             attempts: r.get(2)?,
             created_at: row_ts(r.get(3)?)?,
-            event: event_id(r.get(4)?),
+            event: numbered_event(r.get(4)?),
             verdict: row_verdict(r.get(5)?)?,
             cluster: r.get(6)?,
             customer: r.get(7)?,
@@ -696,7 +689,7 @@ impl Store for Sqlite {
     }
 
     async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
-        let Ok(id) = row_id(id) else {
+        let Ok(id) = event_number(id) else {
             return Ok(None);
         };
         self.read(move |conn| match load_event(conn, id) {

@@ -133,7 +133,12 @@ fn new(e: NewEvent) -> Decision {
     Decision::New(Box::new(e))
 }
 
-async fn all<S: Store>(store: &S) -> Vec<crate::StoredEvent> {
+/// Every event in `store`, newest first (up to 1,000: the scenarios' stores are small); a
+/// backend's own tests use it too.
+///
+/// # Panics
+/// When the store cannot list them.
+pub async fn all<S: Store>(store: &S) -> Vec<crate::StoredEvent> {
     store
         .events(EventQuery {
             limit: 1000,

@@ -29,6 +29,20 @@ pub use failover_core::report::Action;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// The number an event id holds: every backend numbers its events. [`StoreError::NotFound`]
+/// when `id` holds none (it names no event).
+///
+/// # Errors
+/// [`StoreError::NotFound`] naming `id`.
+pub fn event_number(id: &EventId) -> Result<i64, StoreError> {
+    id.0.parse().map_err(|_| StoreError::NotFound(id.clone()))
+}
+
+/// The id of event number `n`.
+pub fn numbered_event(n: i64) -> EventId {
+    EventId(n.to_string())
+}
+
 /// Who may see a report, and within which client ids are unique.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scope {
