@@ -420,3 +420,39 @@ fn keys_new_prints_a_key_and_a_matching_hash_line() {
             .success()
     );
 }
+
+#[test]
+#[cfg(feature = "postgres")]
+fn serve_on_an_unreachable_database_names_it_without_its_password() {
+    let o = run(&[
+        "serve",
+        "--db",
+        "postgres://fn:Sup3r-s3cret@127.0.0.1:1/failover",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("database `postgres://fn@127.0.0.1:1/failover` cannot be used"),
+        "{err}"
+    );
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("Sup3r-s3cret"), "{err}");
+    for bad in [
+        ["--db-pool", "0"],
+        ["--db-pool", "100000"],
+        ["--db-pool", ""],
+        ["--replica", ""],
+    ] {
+        let o = run(&["serve", "--db", "postgres://127.0.0.1:1/x", bad[0], bad[1]]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&o).contains(bad[0]), "{bad:?}: {}", stderr(&o));
+    }
+    let o = run(&[
+        "serve",
+        "--db",
+        "postgres://127.0.0.1:1/x?sslmode=verify-full",
+    ]);
+    assert!(stderr(&o).contains("sslrootcert"), "{}", stderr(&o));
+}

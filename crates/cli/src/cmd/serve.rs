@@ -36,13 +36,15 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "FAILOVER_NOTIFY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// PostgreSQL: most connections this replica opens.
-    #[arg(long, env = "FAILOVER_NOTIFY_DB_POOL", default_value_t = 16)]
-    db_pool: usize,
+    /// PostgreSQL: most connections this replica opens (1 to 1000).
+    #[arg(long, env = "FAILOVER_NOTIFY_DB_POOL", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    db_pool: u16,
     /// PostgreSQL: this replica's name on the deliveries it is sending, unique among the
     /// replicas and the same across its restarts (a restart takes back what it held).
     /// Default: HOSTNAME:PORT.
-    #[arg(long, env = "FAILOVER_NOTIFY_REPLICA")]
+    #[arg(long, env = "FAILOVER_NOTIFY_REPLICA",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     replica: Option<String>,
 }
 
@@ -144,7 +146,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
             #[cfg(feature = "postgres")]
             Database::Postgres(url) => {
-                let store = failover_store_postgres::Postgres::connect(&url, args.db_pool).await?;
+                let store =
+                    failover_store_postgres::Postgres::connect(&url, usize::from(args.db_pool))
+                        .await?;
                 // Other replicas add and end ad-hoc windows: each report reads them.
                 let state =
                     AppState::with_modes(store, inventory, Delivery::Outbox, AdHoc::PerReport)
