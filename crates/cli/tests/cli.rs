@@ -455,4 +455,7 @@ fn serve_on_an_unreachable_database_names_it_without_its_password() {
         "postgres://127.0.0.1:1/x?sslmode=verify-full",
     ]);
     assert!(stderr(&o).contains("sslrootcert"), "{}", stderr(&o));
+    let o = run(&["serve", "--db", ""]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`--db` is empty"), "{}", stderr(&o));
 }

@@ -69,6 +69,7 @@ fn data_dir() -> anyhow::Result<PathBuf> {
 
 fn database(db: Option<&str>) -> anyhow::Result<Database> {
     let path = match db {
+        Some(url) if url.trim().is_empty() => anyhow::bail!("`--db` is empty; use {SCHEMES}"),
         Some(url) => match url.split_once("://") {
             Some(("sqlite", path)) => PathBuf::from(path),
             #[cfg(feature = "postgres")]
