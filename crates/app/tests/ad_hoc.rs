@@ -4,7 +4,7 @@
 use failover_app::AppState;
 use failover_store::{
     Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
-    NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent,
+    NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError, StoredEvent,
 };
 use failover_store_sqlite::Sqlite;
 use jiff::{SignedDuration, Timestamp};
@@ -67,6 +67,18 @@ impl Store for Slow {
     }
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         self.0.end_maintenance(id, now).await
+    }
+    async fn resend(&self, event: &EventId, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        self.0.resend(event, id, now).await
+    }
+    async fn add_session(&self, session: Session, now: Timestamp) -> Result<(), StoreError> {
+        self.0.add_session(session, now).await
+    }
+    async fn session(&self, hash: &str, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        self.0.session(hash, now).await
+    }
+    async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
+        self.0.end_session(hash).await
     }
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct Delivery {
     pub(crate) next_at: Timestamp,
     pub(crate) claimed_until: Option<Timestamp>,
     pub(crate) claimed_by: Option<String>,
+    /// When it was sent again after failing.
+    pub(crate) resent: Option<Timestamp>,
 }
 
 impl Delivery {
@@ -116,6 +118,7 @@ impl Row {
                 next_at: ms(format!("n_{i}")).unwrap_or_default(),
                 claimed_until: ms(format!("c_{i}")),
                 claimed_by: str_of(item, &format!("o_{i}")).map(str::to_owned),
+                resent: ms(format!("r_{i}")),
             });
         }
         let received = match item.get("rl") {

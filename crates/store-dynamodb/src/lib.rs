@@ -14,6 +14,7 @@
 //! | `EVENT` | id, zero-padded | an event and its deliveries (attributes per delivery, below); `undelivered` while it may have pending deliveries (removed lazily), which puts it in the sparse index; `cluster_key` and `customer_key`, its cluster's and customer's names, which put it in the listing indexes |
 //! | `CLUSTER#name` | `HEAD` | the cluster's `history` (its recent events as JSON, for merging, flapping and failback), `last_at` (when the newest of them happened, epoch ms), `older` (the cluster has events the history no longer holds) and `version` (a random token, new with every write); no TTL, so a cluster outlives its events |
 //! | `REPORT#scope#client id` | `-` | a client id already recorded, for idempotent retries |
+//! | `SESSION` | token hash | a dashboard session: `key` (the key's name), `key_check`, `expires_ms`; TTL at its end |
 //! | `MAINT` | `ALL` | the ad-hoc windows (`w`, a map from id to JSON), `n` (the last id, moved on by every write) and `ends_by` (just past the latest end, epoch ms) |
 //!
 //! Recording a report first decides on no history and no ad-hoc windows, without reading,
@@ -40,7 +41,8 @@
 //! delivery's id is `event id × 1000 + its position i`, so an outcome finds its event; its
 //! state lives in the event item as `ch_i` (channel), `st_i` (status), `a_i` (attempts),
 //! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms), `c_i` (claimed until,
-//! ms) and `o_i` (the claim's owner); it is pending until it has a status. The event's
+//! ms), `o_i` (the claim's owner) and `r_i` (when it was sent again after failing, ms: its
+//! give-up clock starts there); it is pending until it has a status. The event's
 //! reports are `rl`, a list of JSON strings, appended to by each report merged into it. A claim and an outcome each update only those
 //! attributes, so they need no read and never overwrite each other.
 //!

@@ -348,6 +348,7 @@ fn deliveries(
             next_at: now,
             claimed_until: claim.map(|l| l.until),
             claimed_by: claim.map(|l| l.owner.clone()),
+            resent: None,
         })
         .collect()
 }

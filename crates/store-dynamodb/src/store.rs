@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
     Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
-    NewMaintenance, NewReport, Outcome, Recorded, Store, StoreError, StoredEvent, event_number,
+    NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError, StoredEvent,
+    event_number,
 };
 use jiff::Timestamp;
 
@@ -101,11 +102,11 @@ impl Dynamo {
                 }
                 if self.update_event(row.id, u).await? {
                     let stored = row.stored();
-                    due.extend(
-                        picked
-                            .into_iter()
-                            .map(|i| stored.due(&stored.deliveries[i])),
-                    );
+                    due.extend(picked.into_iter().map(|i| {
+                        let mut d = stored.due(&stored.deliveries[i]);
+                        d.created_at = row.deliveries[i].resent.unwrap_or(d.created_at);
+                        d
+                    }));
                     break;
                 }
             }
@@ -332,6 +333,90 @@ impl Store for Dynamo {
             .count();
         Ok(vec![(DeliveryState::Pending, pending as u64)])
     }
+    async fn resend(
+        &self,
+        event: &EventId,
+        delivery: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Ok(id) = event_number(event) else {
+            return Ok(false);
+        };
+        if delivery / PER_EVENT != id {
+            return Ok(false);
+        }
+        let i = delivery % PER_EVENT;
+        let mut u = Expr::default();
+        u.require(format!("attribute_exists(pk) AND st_{i} = :failed"));
+        u.set(format!("n_{i} = :now, r_{i} = :now, undelivered = :u"));
+        for a in ["st", "f", "c", "o"] {
+            u.remove.push(format!("{a}_{i}"));
+        }
+        u.value(":failed", s(DeliveryState::Failed.as_str()));
+        u.value(":now", n(now.as_millisecond()));
+        u.value(":u", s("1"));
+        self.update_event(id, u).await
+    }
+
+    async fn add_session(&self, session: Session, _now: Timestamp) -> Result<(), StoreError> {
+        // Ended sessions go by TTL.
+        let item = Item::from([
+            ("pk".to_owned(), s("SESSION")),
+            ("sk".to_owned(), s(&session.token_hash)),
+            ("key".to_owned(), s(&session.key)),
+            ("key_check".to_owned(), s(&session.key_check)),
+            ("expires_ms".to_owned(), n(session.expires.as_millisecond())),
+            (
+                "expires_at".to_owned(),
+                n(session.expires.as_second().saturating_add(1)),
+            ),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
+        let Some(item) = self.get("SESSION", token_hash).await? else {
+            return Ok(None);
+        };
+        let session = (|| {
+            Some(Session {
+                token_hash: token_hash.to_owned(),
+                key: str_of(&item, "key")?.to_owned(),
+                key_check: str_of(&item, "key_check")?.to_owned(),
+                expires: Timestamp::from_millisecond(num(&item, "expires_ms")?).ok()?,
+            })
+        })()
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "session",
+            value: token_hash.to_owned(),
+        })?;
+        // TTL removes items up to days late.
+        Ok((session.expires > now).then_some(session))
+    }
+
+    async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s("SESSION"))
+            .key("sk", s(token_hash))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
         // Windows long over are dropped as a new one comes in, as TTL drops other rows.
         let floor = window.start.min(window.end) - self.keep;

@@ -36,7 +36,7 @@ use tokio_postgres::types::ToSql;
 use failover_store::{
     Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
     EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Recorded, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
+    Outcome, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
     event_number, numbered_event,
 };
 
@@ -44,9 +44,10 @@ pub use url::{UrlError, redacted};
 
 /// Schema versions, applied in order and recorded in `schema_migrations`. Append only; never
 /// edit one that has shipped.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../migrations/0001_events_reports_deliveries_maintenance.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_events_reports_deliveries_maintenance.sql"),
+    include_str!("../migrations/0002_sessions.sql"),
+];
 
 /// The advisory lock held while migrating (any constant; "fn-migr").
 const MIGRATION_LOCK: i64 = 0x0066_6e2d_6d69_6772;
@@ -1131,6 +1132,92 @@ impl Store for Postgres {
                 .map_err(db)?
                 .get(0);
             Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn resend(
+        &self,
+        event: &EventId,
+        delivery: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Ok(event) = event_number(event) else {
+            return Ok(false);
+        };
+        self.run(move |client| async move {
+            let changed = client
+                .execute(
+                    "UPDATE deliveries SET status = 'pending', next_ms = $3, created_ms = $3,
+                         finished_ms = NULL, claimed_by = NULL, claimed_until_ms = NULL
+                     WHERE id = $1 AND event_id = $2 AND status = 'failed'",
+                    &[&delivery, &event, &ms(now)],
+                )
+                .await
+                .map_err(db)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn add_session(&self, s: Session, now: Timestamp) -> Result<(), StoreError> {
+        self.run(move |client| async move {
+            client
+                .execute(
+                    "WITH gone AS (DELETE FROM sessions WHERE expires_ms <= $5)
+                     INSERT INTO sessions (token_hash, key_name, key_check, expires_ms)
+                     VALUES ($1, $2, $3, $4)",
+                    &[
+                        &s.token_hash,
+                        &s.key,
+                        &s.key_check,
+                        &ms(s.expires),
+                        &ms(now),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |client| async move {
+            let row = client
+                .query_opt(
+                    "SELECT key_name, key_check, expires_ms FROM sessions
+                     WHERE token_hash = $1 AND expires_ms > $2",
+                    &[&token_hash, &ms(now)],
+                )
+                .await
+                .map_err(db)?;
+            row.map(|r| {
+                Ok(Session {
+                    key: r.get(0),
+                    key_check: r.get(1),
+                    expires: row_ts(r.get(2))?,
+                    token_hash,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |client| async move {
+            client
+                .execute("DELETE FROM sessions WHERE token_hash = $1", &[&token_hash])
+                .await
+                .map_err(db)?;
+            Ok(())
         })
         .await
     }

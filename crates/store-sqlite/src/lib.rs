@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use failover_store::{
     Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
     EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Recorded, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
+    Outcome, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
     event_number, numbered_event,
 };
 
@@ -28,6 +28,7 @@ const MAX_GROUP: usize = 1024;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_events_reports_deliveries_maintenance.sql"),
     include_str!("../migrations/0002_delivery_leases.sql"),
+    include_str!("../migrations/0003_sessions.sql"),
 ];
 
 type Reply = Box<dyn FnOnce(bool) + Send>;
@@ -821,6 +822,86 @@ impl Store for Sqlite {
                 )
                 .map_err(db)?;
             Ok(removed + ended > 0)
+        })
+        .await
+    }
+
+    async fn resend(
+        &self,
+        event: &EventId,
+        delivery: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Ok(event) = event_number(event) else {
+            return Ok(false);
+        };
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', next_ms = ?3, created_ms = ?3,
+                         finished_ms = NULL, claimed_by = NULL, claimed_until_ms = NULL
+                     WHERE id = ?1 AND event_id = ?2 AND status = 'failed'",
+                )
+                .map_err(db)?
+                .execute(params![delivery, event, ms(now)])
+                .map_err(db)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn add_session(&self, s: Session, now: Timestamp) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_ms <= ?1")
+                .map_err(db)?
+                .execute([ms(now)])
+                .map_err(db)?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (token_hash, key_name, key_check, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db)?
+            .execute(params![s.token_hash, s.key, s.key_check, ms(s.expires)])
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT key_name, key_check, expires_ms FROM sessions
+                 WHERE token_hash = ?1 AND expires_ms > ?2",
+            )
+            .map_err(db)?
+            .query_row(params![token_hash, ms(now)], |r| {
+                Ok(Session {
+                    token_hash: token_hash.clone(),
+                    key: r.get(0)?,
+                    key_check: r.get(1)?,
+                    expires: row_ts(r.get(2)?)?,
+                })
+            })
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")
+                .map_err(db)?
+                .execute([token_hash])
+                .map_err(db)?;
+            Ok(())
         })
         .await
     }

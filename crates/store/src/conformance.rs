@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{
-    Action, Decide, Decision, EventId, EventQuery, History, Lease, Maintenance, NewEvent,
-    NewMaintenance, NewReport, Outcome, Scope, Store, StoreError, TargetKind, Verdict,
+    Action, Decide, Decision, DeliveryState, EventId, EventQuery, History, Lease, Maintenance,
+    NewEvent, NewMaintenance, NewReport, Outcome, Scope, Session, Store, StoreError, TargetKind,
+    Verdict,
 };
 
 /// The worker that claims in most scenarios.
@@ -88,6 +89,8 @@ pub async fn run<S: Store>(fresh: impl AsyncFn() -> S) {
     leases(&fresh().await).await;
     details(&fresh().await).await;
     maintenance(&fresh().await).await;
+    resending(&fresh().await).await;
+    sessions(&fresh().await).await;
     listing(&fresh().await).await;
 }
 
@@ -1010,4 +1013,165 @@ async fn listing<S: Store>(store: &S) {
     })
     .await;
     assert_eq!(ats(&next), ats(&everything[2..4]), "listing: the next page");
+}
+
+/// A failed delivery sent again: pending, due now, with a fresh give-up clock; nothing else.
+async fn resending<S: Store>(store: &S) {
+    let at = "2026-12-09T21:00:00Z";
+    let first = store
+        .record(
+            report("r1", "acme", "db", "db2", at),
+            Box::new(move |_, _| new(event("db", "acme", "db2", at, &["log", "mail"]))),
+        )
+        .await
+        .expect("resending: recorded")
+        .event;
+    let claimed = store
+        .claim_due(&lease(A, t(at)), t(at), 10)
+        .await
+        .expect("resending: claimed");
+    let id_of = |channel: &str| {
+        claimed
+            .iter()
+            .find(|d| d.channel == channel)
+            .map(|d| d.id)
+            .expect("resending: both deliveries claimed")
+    };
+    let (log, mail) = (id_of("log"), id_of("mail"));
+    store
+        .finish(
+            A,
+            vec![
+                (
+                    log,
+                    Outcome::Failed {
+                        error: "HTTP 404".into(),
+                    },
+                ),
+                (mail, Outcome::Delivered),
+            ],
+            t(at),
+        )
+        .await
+        .expect("resending: finished");
+    let later = t("2026-12-11T08:00:00Z");
+    let other = store
+        .record(
+            report("r2", "acme", "web", "web1", at),
+            Box::new(move |_, _| new(event("web", "acme", "web1", at, &["log"]))),
+        )
+        .await
+        .expect("resending: another event")
+        .event;
+    assert!(
+        !store
+            .resend(&other.id, log, later)
+            .await
+            .expect("resending: answers"),
+        "resending: a delivery of another event is not sent again"
+    );
+    assert!(
+        !store
+            .resend(&first.id, mail, later)
+            .await
+            .expect("resending: answers"),
+        "resending: a delivered delivery is not sent again"
+    );
+    assert!(
+        !store
+            .resend(&EventId("424242".into()), log, later)
+            .await
+            .expect("resending: answers"),
+        "resending: no such event"
+    );
+    assert!(
+        store
+            .resend(&first.id, log, later)
+            .await
+            .expect("resending: resent"),
+        "resending: the failed delivery is sent again"
+    );
+    assert!(
+        !store
+            .resend(&first.id, log, later)
+            .await
+            .expect("resending: answers"),
+        "resending: a pending delivery is not resent twice"
+    );
+    let detail = store
+        .event(&first.id)
+        .await
+        .expect("resending: reads")
+        .expect("resending: the event exists");
+    let d = detail
+        .event
+        .deliveries
+        .iter()
+        .find(|d| d.id == log)
+        .expect("resending: the delivery");
+    assert_eq!(
+        (d.status, d.attempts, d.last_error.as_deref(), d.finished_at),
+        (DeliveryState::Pending, 1, Some("HTTP 404"), None),
+        "resending: pending again, its attempt and error kept"
+    );
+    let due = store
+        .claim_due(&lease(A, later), later, 10)
+        .await
+        .expect("resending: claimed again");
+    let due: Vec<_> = due.iter().filter(|d| d.event == first.id).collect();
+    assert_eq!(due.len(), 1, "resending: only the resent delivery is due");
+    assert_eq!(
+        (due[0].id, due[0].attempts, due[0].created_at),
+        (log, 1, later),
+        "resending: its give-up clock starts again"
+    );
+}
+
+/// Sessions: found by their token's hash until they end; ended on sign-out.
+async fn sessions<S: Store>(store: &S) {
+    let now = t("2026-12-09T21:00:00Z");
+    let session = |hash: &str, hours: i64| Session {
+        token_hash: hash.into(),
+        key: "acme-ops".into(),
+        key_check: "0123abcd".into(),
+        expires: now + SignedDuration::from_hours(hours),
+    };
+    let (one, two) = ("a".repeat(64), "b".repeat(64));
+    store
+        .add_session(session(&one, 12), now)
+        .await
+        .expect("sessions: added");
+    store
+        .add_session(session(&two, 1), now)
+        .await
+        .expect("sessions: added");
+    assert_eq!(
+        store.session(&one, now).await.expect("sessions: read"),
+        Some(session(&one, 12)),
+        "sessions: found by its hash"
+    );
+    assert_eq!(
+        store
+            .session(&"c".repeat(64), now)
+            .await
+            .expect("sessions: read"),
+        None,
+        "sessions: an unknown hash"
+    );
+    let later = now + SignedDuration::from_hours(1);
+    assert_eq!(
+        store.session(&two, later).await.expect("sessions: read"),
+        None,
+        "sessions: one that has ended"
+    );
+    store.end_session(&one).await.expect("sessions: ended");
+    assert_eq!(
+        store.session(&one, now).await.expect("sessions: read"),
+        None,
+        "sessions: one signed out"
+    );
+    store
+        .end_session(&one)
+        .await
+        .expect("sessions: ending it again changes nothing");
 }

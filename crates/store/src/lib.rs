@@ -320,6 +320,21 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// A dashboard session: who signed in, and until when. Only the SHA-256 of its token is
+/// stored (the browser holds the token), so the database holds nothing that signs anyone in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Hex SHA-256 of the session token.
+    pub token_hash: String,
+    /// The name of the API key that signed in.
+    pub key: String,
+    /// A fingerprint of that key's hash: a key given a new hash under the same name ends
+    /// the sessions it opened.
+    pub key_check: String,
+    /// When it ends.
+    pub expires: Timestamp,
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -453,6 +468,46 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn delivery_counts(
         &self,
     ) -> impl Future<Output = Result<Vec<(DeliveryState, u64)>, StoreError>> + Send;
+
+    /// Sends a failed delivery of `event` again: it becomes pending, due at `now`, with its
+    /// give-up clock started again at `now` (its attempts and last error stay). `false` when
+    /// the event has no such delivery or it has not failed.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn resend(
+        &self,
+        event: &EventId,
+        delivery: i64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a new dashboard session, and forgets those that ended before `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn add_session(
+        &self,
+        session: Session,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session whose token hashes to `token_hash`, if it exists and has not ended by
+    /// `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    /// Ends a session (signing out); nothing happens when it does not exist.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn end_session(&self, token_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds an ad-hoc window.
     ///
