@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use failover_core::inventory::{ApiKey, Inventory};
+use failover_core::inventory::{ApiKey, Inventory, Role};
 use failover_core::keys::KeyHash;
 use failover_store::Store;
 use tokio::time::{Duration, Instant};
@@ -52,6 +52,20 @@ impl Caller {
     /// The key presented.
     pub fn key(&self) -> &ApiKey {
         &self.live.inventory.keys[self.key]
+    }
+
+    /// 403 for a viewer key: it may read, not report or change anything.
+    ///
+    /// # Errors
+    /// [`ApiError`] 403 naming the key.
+    pub fn may_change(&self) -> Result<(), ApiError> {
+        match self.key().role {
+            Role::Operator => Ok(()),
+            Role::Viewer => Err(ApiError::forbidden(format!(
+                "key `{}` is a viewer key: it may read, not report or change anything",
+                self.key().name
+            ))),
+        }
     }
 
     /// The key's customer name; `None` for an admin key.

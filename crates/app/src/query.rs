@@ -253,6 +253,7 @@ pub async fn add_maintenance<S: Store>(
     State(state): State<AppState<S>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Maintenance>), ApiError> {
+    caller.may_change()?;
     let (inv, key) = (caller.inventory(), caller.key());
     let body = body.map_err(|e| ApiError::client(e.status(), "invalid_body", e.body_text()))?;
     let [node, cluster, customer, start, end, duration, reason] =
@@ -401,6 +402,7 @@ pub async fn end_maintenance<S: Store>(
     State(state): State<AppState<S>>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    caller.may_change()?;
     let Path(id) = id.map_err(|_| {
         ApiError::field(
             "id",

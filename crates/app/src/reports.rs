@@ -56,6 +56,7 @@ async fn handle<S: Store>(
     caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, ReportAnswer, Verdict), ApiError> {
+    caller.may_change()?;
     let live = caller.live();
     let inv = Arc::clone(&live.inventory);
     let key = caller.key();

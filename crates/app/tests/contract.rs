@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 const KEY: &str = "contract-key";
+const VIEWER: &str = "wall-screen-key";
 
 async fn router(dir: &std::path::Path) -> Router {
     let inventory = format!(
@@ -27,8 +28,15 @@ nodes = ["db1", "db2"]
 name = "acme-nodes"
 customer = "acme"
 hash = "{}"
+
+[[keys]]
+name = "wall"
+customer = "acme"
+role = "viewer"
+hash = "{}"
 "#,
-        KeyHash::of(KEY)
+        KeyHash::of(KEY),
+        KeyHash::of(VIEWER)
     );
     let inventory = failover_core::config::parse(&inventory).expect("valid inventory");
     let store = Sqlite::open(dir.join("db.sqlite")).expect("opens");
@@ -216,4 +224,53 @@ async fn the_api_answers_in_json_after_the_key_and_names_what_is_wrong() {
 
     let (status, health) = call(&router, "GET", "/healthz", None, "").await;
     assert_eq!((status, &health["status"]), (StatusCode::OK, &json!("ok")));
+}
+
+#[tokio::test]
+async fn a_viewer_key_reads_but_may_not_report_or_change_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = router(dir.path()).await;
+    let (status, _) = call(&router, "POST", "/", Some(KEY), r#"{"hostname":"db1"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, added) = call(
+        &router,
+        "POST",
+        "/v1/maintenance",
+        Some(KEY),
+        r#"{"cluster":"db","duration":"1h","reason":"patching"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+
+    for (method, path, body) in [
+        ("POST", "/", r#"{"hostname":"db2"}"#),
+        ("POST", "/v1/reports", r#"{"hostname":"db2"}"#),
+        (
+            "POST",
+            "/v1/maintenance",
+            r#"{"cluster":"db","duration":"1h","reason":"x"}"#,
+        ),
+        ("DELETE", &format!("/v1/maintenance/{}", added["id"]), ""),
+    ] {
+        let (status, answer) = call(&router, method, path, Some(VIEWER), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+        assert_eq!(
+            answer["error"],
+            "key `wall` is a viewer key: it may read, not report or change anything"
+        );
+    }
+    let (status, events) = call(&router, "GET", "/v1/events", Some(VIEWER), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(1),
+        "the refused report was not recorded: {events}"
+    );
+    let (status, open) = call(&router, "GET", "/v1/maintenance", Some(VIEWER), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        open["maintenance"].as_array().map(Vec::len),
+        Some(1),
+        "the window is still open: {open}"
+    );
 }

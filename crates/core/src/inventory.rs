@@ -262,6 +262,34 @@ pub struct ApiKey {
     pub hash: KeyHash,
     /// `None` = admin key.
     pub customer: Option<CustomerId>,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// What a key may do, within its customer (or everything, for an admin key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Report failovers, read, and change maintenance and deliveries (the default).
+    Operator,
+    /// Read only: events, windows, the dashboard (wall screens).
+    Viewer,
+}
+
+impl Role {
+    /// Its spelling in `[[keys]] role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The role spelled `name`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [Role::Operator, Role::Viewer]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
 }
 
 /// Thresholds for merging, flapping and failback.

@@ -15,7 +15,7 @@ fn example_inventory_is_valid_and_complete() {
     assert_eq!(inv.clusters.len(), 3);
     assert_eq!(inv.windows.len(), 11);
     assert_eq!(inv.channels.len(), 4);
-    assert_eq!(inv.keys.len(), 2);
+    assert_eq!(inv.keys.len(), 3);
     // The original's sample is there: cluster01-a on (2, 2), cluster01-b on (3, 2).
     assert!(inv.find_node("cluster01-a", None).is_some());
 }

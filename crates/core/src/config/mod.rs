@@ -310,6 +310,8 @@ pub enum ConfigErrorKind {
     KeyHash(#[from] KeyHashError),
     #[error("key `{name}` needs `customer = \"...\"` or `admin = true`, not both and not neither")]
     KeyOwner { name: String },
+    #[error("unknown key role `{value}`: use `operator` (the default) or `viewer`")]
+    KeyRole { value: String },
     #[error("`{field}` must be at least 1, found {value}")]
     Count { field: &'static str, value: i64 },
     #[error("name must not be empty")]

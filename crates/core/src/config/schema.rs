@@ -427,4 +427,5 @@ pub struct KeySection {
     pub hash: S<String>,
     pub customer: Option<S<String>>,
     pub admin: Option<S<bool>>,
+    pub role: Option<S<String>>,
 }

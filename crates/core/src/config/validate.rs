@@ -10,7 +10,7 @@ use super::schema::{self, S};
 use super::{ConfigError, ConfigErrorKind as K, ConfigErrors};
 use crate::inventory::{
     ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, HostIndex, Inventory,
-    MaintenancePolicy, Node, NodeId, Route, ServerPolicy, Verdict, WindowId,
+    MaintenancePolicy, Node, NodeId, Role, Route, ServerPolicy, Verdict, WindowId,
 };
 use crate::keys::KeyHash;
 use crate::retry::RetryPolicy;
@@ -358,11 +358,24 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
                 },
             );
         }
-        if let Some(hash) = hash {
+        let role = match k.role.as_ref() {
+            None => Some(Role::Operator),
+            Some(r) => Role::from_name(r.get_ref()).or_else(|| {
+                ctx.err(
+                    r.span(),
+                    K::KeyRole {
+                        value: r.get_ref().clone(),
+                    },
+                );
+                None
+            }),
+        };
+        if let (Some(hash), Some(role)) = (hash, role) {
             keys.push(ApiKey {
                 name: k.name.get_ref().clone(),
                 hash,
                 customer,
+                role,
             });
         }
     }
