@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use failover_core::inventory::{ApiKey, Inventory, Role};
 use failover_core::keys::KeyHash;
@@ -39,6 +38,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller holding key number `key` of `live`'s inventory (a dashboard session).
+    pub(crate) fn of(live: Arc<Live>, key: usize) -> Caller {
+        Caller { live, key }
+    }
+
     /// The inventory, channels and ad-hoc windows this request sees, all of one version.
     pub fn live(&self) -> &Arc<Live> {
         &self.live
@@ -87,41 +91,56 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let now = Instant::now();
-        if let Some(ip) = from
-            && let Some(wait) = state.guard.throttled(ip, now)
-        {
-            state.metrics.key_throttled();
-            return Err(ApiError::Throttled {
-                retry_after: wait.as_secs().max(1),
-            });
-        }
-        let live = state.live();
-        if let Some(key) = key_index(&live.inventory, &parts.headers) {
-            return Ok(Caller { live, key });
-        }
-        state.metrics.key_refused();
-        match state.guard.strike(from, now) {
-            Strike::First => tracing::warn!(
-                from = %from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
-                path = %parts.uri.path(),
-                "refused a missing or wrong API key"
-            ),
-            Strike::Throttling(n) => tracing::warn!(
-                from = %from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
-                wrong_keys = n,
-                "too many wrong API keys from this address; answering 429 for a minute"
-            ),
-            Strike::Quiet => {}
-        }
-        Err(ApiError::unauthorized())
+        let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        authenticate(state, from, presented, parts.uri.path())
     }
 }
 
-/// The index of the configured key sent in `x-api-key`, compared in constant time against
-/// every key (no early exit, so timing does not tell which one matched).
-fn key_index(inv: &Inventory, headers: &HeaderMap) -> Option<usize> {
-    let presented = headers.get("x-api-key")?.to_str().ok()?;
+/// The caller presenting `presented` (from `x-api-key`, or the dashboard's sign-in form):
+/// 429 while its address is slowed down, 401 for a missing or wrong key (counted, logged
+/// once a minute per address, and a strike towards the slow-down).
+///
+/// # Errors
+/// [`ApiError`] 429 or 401.
+pub(crate) fn authenticate<S: Store>(
+    state: &AppState<S>,
+    from: Option<IpAddr>,
+    presented: Option<&str>,
+    path: &str,
+) -> Result<Caller, ApiError> {
+    let now = Instant::now();
+    if let Some(ip) = from
+        && let Some(wait) = state.guard.throttled(ip, now)
+    {
+        state.metrics.key_throttled();
+        return Err(ApiError::Throttled {
+            retry_after: wait.as_secs().max(1),
+        });
+    }
+    let live = state.live();
+    if let Some(key) = presented.and_then(|p| key_index(&live.inventory, p)) {
+        return Ok(Caller { live, key });
+    }
+    state.metrics.key_refused();
+    match state.guard.strike(from, now) {
+        Strike::First => tracing::warn!(
+            from = %from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            path = %path,
+            "refused a missing or wrong API key"
+        ),
+        Strike::Throttling(n) => tracing::warn!(
+            from = %from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            wrong_keys = n,
+            "too many wrong API keys from this address; answering 429 for a minute"
+        ),
+        Strike::Quiet => {}
+    }
+    Err(ApiError::unauthorized())
+}
+
+/// The index of the configured key `presented`, compared in constant time against every
+/// key (no early exit, so timing does not tell which one matched).
+fn key_index(inv: &Inventory, presented: &str) -> Option<usize> {
     let hash = KeyHash::of(presented);
     inv.keys.iter().enumerate().fold(None, |found, (i, k)| {
         if k.hash.same(&hash) {

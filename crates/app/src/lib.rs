@@ -11,6 +11,7 @@
 //! - [`reports`]: `POST /` and `POST /v1/reports`
 //! - [`query`]: events, windows, maintenance, health, metrics
 //! - [`server`]: the HTTP/1 accept loop with connection limits and timeouts
+//! - [`ui`]: the dashboard at `/ui/`
 //! - [`worker`]: the delivery worker
 //! - [`error`]: `ApiError`, one JSON error shape
 //! - [`metrics`]: Prometheus counters
@@ -25,6 +26,7 @@ pub mod query;
 pub mod reports;
 pub mod server;
 pub mod state;
+pub mod ui;
 pub mod worker;
 
 use std::future::Future;
@@ -56,6 +58,11 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/v1/maintenance/{id}", delete(query::end_maintenance::<S>))
         .route("/healthz", get(query::healthz::<S>))
         .route("/metrics", get(query::metrics::<S>))
+        .nest("/ui", ui::routes::<S>())
+        .route(
+            "/ui/",
+            get(|| async { axum::response::Redirect::to("/ui/now") }),
+        )
         .method_not_allowed_fallback(|| async {
             ApiError::client(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -26,7 +26,7 @@ use crate::state::AppState;
 
 /// The parsed query string, or a 400 that says what is wrong with it and names the
 /// parameter.
-fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params.map(|Query(p)| p).map_err(|e| {
         let message = e.body_text();
         let detail = message
@@ -57,7 +57,7 @@ fn query_field(detail: &str) -> Option<String> {
 }
 
 /// An RFC 3339 instant within the supported years, or a 400 naming `field`.
-fn time(field: &str, s: &str) -> Result<Timestamp, ApiError> {
+pub(crate) fn time(field: &str, s: &str) -> Result<Timestamp, ApiError> {
     let t = s.parse().map_err(|_| {
         ApiError::field(
             field,
@@ -254,13 +254,55 @@ pub async fn add_maintenance<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Maintenance>), ApiError> {
     caller.may_change()?;
-    let (inv, key) = (caller.inventory(), caller.key());
     let body = body.map_err(|e| ApiError::client(e.status(), "invalid_body", e.body_text()))?;
     let [node, cluster, customer, start, end, duration, reason] =
         body::strings(&body, &MAINTENANCE_FIELDS).map_err(|e| match e.field() {
             Some(f) => ApiError::field(f, e.to_string()),
             None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
         })?;
+    let asked = WindowRequest {
+        node,
+        cluster,
+        customer,
+        start,
+        end,
+        duration,
+        reason,
+    };
+    let window = new_window(&caller, asked, clock::now())?;
+    let m = add_window(&state, &caller, window).await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// An ad-hoc window as asked for (the JSON body, or the dashboard's form).
+#[derive(Debug, Default)]
+pub(crate) struct WindowRequest {
+    pub(crate) node: Option<String>,
+    pub(crate) cluster: Option<String>,
+    pub(crate) customer: Option<String>,
+    pub(crate) start: Option<String>,
+    pub(crate) end: Option<String>,
+    pub(crate) duration: Option<String>,
+    pub(crate) reason: Option<String>,
+}
+
+/// The window `asked` describes, checked against the caller's key and the limits, or a 400
+/// naming the field (403 for another customer's target).
+pub(crate) fn new_window(
+    caller: &Caller,
+    asked: WindowRequest,
+    now: Timestamp,
+) -> Result<NewMaintenance, ApiError> {
+    let (inv, key) = (caller.inventory(), caller.key());
+    let WindowRequest {
+        node,
+        cluster,
+        customer,
+        start,
+        end,
+        duration,
+        reason,
+    } = asked;
     let (kind, target) = match (node, cluster, customer) {
         (Some(n), None, None) => (TargetKind::Node, n),
         (None, Some(c), None) => (TargetKind::Cluster, c),
@@ -286,7 +328,6 @@ pub async fn add_maintenance<S: Store>(
             key.name
         )));
     }
-    let now = clock::now();
     let start = match start.as_deref() {
         None => now,
         Some(s) => {
@@ -357,21 +398,30 @@ pub async fn add_maintenance<S: Store>(
             "`reason` must not contain a NUL character (\\u0000)",
         ));
     }
-    let m = state
-        .store
-        .add_maintenance(NewMaintenance {
-            target_kind: kind,
-            target,
-            customer: customer.map(|c| inv.customers[c.index()].name.clone()),
-            start,
-            end,
-            reason,
-            created_by: key.name.clone(),
-        })
-        .await?;
+    Ok(NewMaintenance {
+        target_kind: kind,
+        target,
+        customer: customer.map(|c| inv.customers[c.index()].name.clone()),
+        start,
+        end,
+        reason,
+        created_by: key.name.clone(),
+    })
+}
+
+/// Stores `window` and puts it in force.
+///
+/// # Errors
+/// [`ApiError`] when the store fails.
+pub(crate) async fn add_window<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    window: NewMaintenance,
+) -> Result<Maintenance, ApiError> {
+    let m = state.store.add_maintenance(window).await?;
     state.refresh_ad_hoc().await?;
-    tracing::info!(id = m.id, target = %m.window.target, by = %key.name, "ad-hoc maintenance window added");
-    Ok((StatusCode::CREATED, Json(m)))
+    tracing::info!(id = m.id, target = %m.window.target, by = %caller.key().name, "ad-hoc maintenance window added");
+    Ok(m)
 }
 
 /// `GET /v1/maintenance`: ad-hoc windows not yet ended.
@@ -409,6 +459,20 @@ pub async fn end_maintenance<S: Store>(
             "the window id in the path must be a number, as `GET /v1/maintenance` lists it",
         )
     })?;
+    end_window(&state, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the caller's active ad-hoc window `id` now.
+///
+/// # Errors
+/// 404 when no such window is active, 403 for another customer's.
+pub(crate) async fn end_window<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    id: i64,
+) -> Result<(), ApiError> {
+    caller.may_change()?;
     let now = clock::now();
     let active = state.store.maintenance(now).await?;
     let Some(m) = active.iter().find(|m| m.id == id) else {
@@ -427,7 +491,8 @@ pub async fn end_maintenance<S: Store>(
     }
     state.store.end_maintenance(id, now).await?;
     state.refresh_ad_hoc().await?;
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(id, by = %caller.key().name, "ad-hoc maintenance window ended");
+    Ok(())
 }
 
 /// `GET /healthz`: the store answers.

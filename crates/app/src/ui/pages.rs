@@ -1,0 +1,453 @@
+//! The Now, Clusters and Event pages, and "send again" for a failed delivery.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use failover_core::inventory::{ClusterId, Inventory, Verdict};
+use failover_core::listing::{self, Filter};
+use failover_store::{EventId, EventQuery, Store, StoredEvent};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::session::{CsrfForm, Signed};
+use super::text::{age, local, utc};
+use super::{PageError, page};
+use crate::auth::Caller;
+use crate::clock;
+use crate::error::ApiError;
+use crate::query::query;
+use crate::state::AppState;
+
+/// Most events the Now page shows.
+const NOW_LIMIT: u32 = 500;
+
+/// Query of the Now page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NowParams {
+    hours: Option<u32>,
+    customer: Option<String>,
+    cluster: Option<String>,
+}
+
+/// The customer the page is limited to: the key's own, or the one an admin asked for.
+pub(crate) fn customer_filter(
+    caller: &Caller,
+    asked: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    if let Some(mine) = caller.customer_name() {
+        return Ok(Some(mine.to_owned()));
+    }
+    match asked.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) if caller.inventory().customers.iter().any(|x| x.name == c) => {
+            Ok(Some(c.to_owned()))
+        }
+        Some(c) => Err(ApiError::field(
+            "customer",
+            format!("unknown customer `{c}`"),
+        )),
+    }
+}
+
+/// The zone of cluster `name` (UTC when it is no longer in the inventory).
+fn zone_of(inv: &Inventory, name: Option<&str>) -> TimeZone {
+    name.and_then(|n| inv.find_cluster(n))
+        .map_or(TimeZone::UTC, |c| inv.cluster(c).time_zone.clone())
+}
+
+/// One event as a row of the Now page or a cluster's last failover.
+fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Value {
+    let tz = zone_of(inv, e.event.cluster.as_deref());
+    let failed = e
+        .deliveries
+        .iter()
+        .filter(|d| d.status.as_str() == "failed")
+        .count();
+    json!({
+        "id": e.id.0,
+        "verdict": e.event.verdict.as_str(),
+        "flapping": e.event.flapping,
+        "failback": e.event.failback_of.is_some(),
+        "cluster": e.event.cluster,
+        "customer": e.event.customer,
+        "active": e.event.active,
+        "previous": e.event.previous,
+        "host": e.event.classification.get("host"),
+        "age": age(now, e.event.at),
+        "utc": utc(e.event.at),
+        "local": local(e.event.at, &tz),
+        "deliveries": e.deliveries.iter().map(|d| json!({
+            "channel": d.channel, "status": d.status.as_str(),
+        })).collect::<Vec<_>>(),
+        "failed": failed,
+    })
+}
+
+/// Windows open at `now` that the caller may see: the inventory's occurrences and the
+/// ad-hoc windows.
+async fn open_now<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    customer: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<Value>, PageError> {
+    let inv = caller.inventory();
+    let visible = |c: Option<&str>| customer.is_none_or(|mine| c == Some(mine));
+    let mut open = Vec::new();
+    let rows = listing::occurrences(inv, now, now + SignedDuration::from_secs(1), Filter::All)
+        .unwrap_or_default();
+    for r in rows {
+        let cluster = inv.cluster(r.cluster);
+        let cust = cluster
+            .customer
+            .map(|c| inv.customers[c.index()].name.as_str());
+        if !visible(cust) {
+            continue;
+        }
+        let w = inv.window(r.window);
+        open.push(json!({
+            "what": format!("window “{}” of {}", w.name, inv.owner_name(w.owner)),
+            "cluster": cluster.name,
+            "until": local(r.occurrence.end.timestamp(), &w.time_zone),
+        }));
+    }
+    for m in state.store.maintenance(now).await? {
+        let w = &m.window;
+        if w.start > now || !visible(w.customer.as_deref()) {
+            continue;
+        }
+        open.push(json!({
+            "what": format!("maintenance #{} on {} {}: {}", m.id, w.target_kind, w.target, w.reason),
+            "cluster": Value::Null,
+            "until": utc(w.end),
+        }));
+    }
+    Ok(open)
+}
+
+/// `GET /ui/now`: the failovers of the last hours, unplanned first, counts per verdict, and
+/// the windows open now.
+///
+/// # Errors
+/// [`PageError`] 400 for a bad filter, 503 when the store fails.
+pub async fn now<S: Store>(
+    signed: Signed,
+    State(state): State<AppState<S>>,
+    params: Result<Query<NowParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let p = query(params)?;
+    let caller = &signed.caller;
+    let inv = caller.inventory();
+    let hours = p.hours.unwrap_or(24).clamp(1, 24 * 31);
+    let customer = customer_filter(caller, p.customer.as_deref())?;
+    let cluster = p.cluster.filter(|c| !c.is_empty());
+    let now = clock::now();
+    let events = state
+        .store
+        .events(EventQuery {
+            cluster: cluster.clone(),
+            since: Some(now - SignedDuration::from_hours(i64::from(hours))),
+            customers: customer.clone().map(|c| vec![c]),
+            limit: NOW_LIMIT,
+            ..EventQuery::default()
+        })
+        .await?;
+    let counts: Vec<Value> = Verdict::ALL
+        .iter()
+        .map(|v| json!({"verdict": v.as_str(), "count": events.iter().filter(|e| e.event.verdict == *v).count()}))
+        .collect();
+    // Unplanned first, then the rest; newest first within each.
+    let (mut rows, rest): (Vec<&StoredEvent>, Vec<&StoredEvent>) = events
+        .iter()
+        .partition(|e| e.event.verdict == Verdict::Unplanned);
+    rows.extend(rest);
+    let open = open_now(&state, caller, customer.as_deref(), now).await?;
+    Ok(page(
+        StatusCode::OK,
+        "now.html",
+        json!({
+            "title": "Now",
+            "tab": "now",
+            "me": signed.context(),
+            "hours": hours,
+            "customer": customer,
+            "cluster": cluster,
+            "customers": customer_names(caller),
+            "counts": counts,
+            "events": rows.iter().map(|e| event_row(inv, now, e)).collect::<Vec<_>>(),
+            "truncated": events.len() == NOW_LIMIT as usize,
+            "open": open,
+            "now": utc(now),
+        }),
+    ))
+}
+
+/// The customers an admin may filter by (none for a customer's key).
+pub(crate) fn customer_names(caller: &Caller) -> Vec<&str> {
+    if caller.customer_name().is_some() {
+        return Vec::new();
+    }
+    caller
+        .inventory()
+        .customers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+/// Query of the Clusters page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClustersParams {
+    customer: Option<String>,
+}
+
+/// `GET /ui/clusters`: each cluster with its nodes, the node active now, its last failover
+/// and its next window; a cluster away from its usual node (its first) for longer than the
+/// failback interval is flagged.
+///
+/// # Errors
+/// [`PageError`] 400 for a bad filter, 503 when the store fails.
+pub async fn clusters<S: Store>(
+    signed: Signed,
+    State(state): State<AppState<S>>,
+    params: Result<Query<ClustersParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let p = query(params)?;
+    let caller = &signed.caller;
+    let inv = caller.inventory();
+    let customer = customer_filter(caller, p.customer.as_deref())?;
+    let now = clock::now();
+    let mut rows = Vec::new();
+    for (i, c) in inv.clusters.iter().enumerate() {
+        let cust = c.customer.map(|x| inv.customers[x.index()].name.as_str());
+        if customer.as_deref().is_some_and(|mine| cust != Some(mine)) {
+            continue;
+        }
+        let last = state
+            .store
+            .events(EventQuery {
+                cluster: Some(c.name.clone()),
+                limit: 1,
+                ..EventQuery::default()
+            })
+            .await?
+            .pop();
+        let usual = c.nodes.first().map(|&n| inv.node(n).name.as_str());
+        let active = last.as_ref().and_then(|e| e.event.active.clone());
+        let away = match (&last, active.as_deref(), usual) {
+            (Some(e), Some(a), Some(u)) => {
+                a != u && now.duration_since(e.event.at) > inv.events.failback_within
+            }
+            _ => false,
+        };
+        let upcoming = listing::occurrences(
+            inv,
+            now,
+            now + SignedDuration::from_hours(62 * 24),
+            Filter::Cluster(ClusterId(i as u32)),
+        )
+        .unwrap_or_default();
+        let next = upcoming.first().map(|r| {
+            let w = inv.window(r.window);
+            json!({
+                "name": w.name,
+                "owner": inv.owner_name(w.owner),
+                "open": r.occurrence.start.timestamp() <= now,
+                "start": local(r.occurrence.start.timestamp(), &w.time_zone),
+                "in": age(now, r.occurrence.start.timestamp()),
+            })
+        });
+        rows.push(json!({
+            "name": c.name,
+            "customer": cust,
+            "nodes": c.nodes.iter().map(|&n| inv.node(n).name.as_str()).collect::<Vec<_>>(),
+            "usual": usual,
+            "active": active,
+            "away": away,
+            "last": last.as_ref().map(|e| event_row(inv, now, e)),
+            "next": next,
+        }));
+    }
+    Ok(page(
+        StatusCode::OK,
+        "clusters.html",
+        json!({
+            "title": "Clusters",
+            "tab": "clusters",
+            "me": signed.context(),
+            "customer": customer,
+            "customers": customer_names(caller),
+            "clusters": rows,
+            "failback": format!("{:#}", inv.events.failback_within),
+        }),
+    ))
+}
+
+/// Query of the Event page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    resent: Option<i64>,
+}
+
+/// The event `id` if the caller may see it, else a 404 that says nothing of other customers.
+async fn visible_event<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    id: &str,
+) -> Result<failover_store::EventDetail, PageError> {
+    let found = if id.len() <= 64 {
+        state.store.event(&EventId(id.to_owned())).await?
+    } else {
+        None
+    };
+    found
+        .filter(|d| {
+            caller
+                .customer_name()
+                .is_none_or(|mine| d.event.event.customer.as_deref() == Some(mine))
+        })
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no event `{id}`"),
+            )
+            .into()
+        })
+}
+
+/// Why the verdict was reached, in words.
+fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
+    let at = local(e.event.at, tz);
+    let c = &e.event.classification;
+    let host = c.get("host").and_then(Value::as_str).unwrap_or("?");
+    let cluster = e.event.cluster.as_deref().unwrap_or("?");
+    match e.event.verdict {
+        Verdict::Planned => {
+            let w = &c["window"];
+            let s = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+            format!(
+                "Planned: {host} reported at {at}, inside window “{}” of {} ({} to {}, {}).",
+                s("name"),
+                s("owner"),
+                s("start"),
+                s("end"),
+                s("time_zone")
+            )
+        }
+        Verdict::Unplanned => format!(
+            "Unplanned: no maintenance window of {cluster} was open at {at}, when {host} reported."
+        ),
+        Verdict::UnknownHost => format!(
+            "Unknown host: {host} is not a node (or alias) of any cluster in the inventory ({} clusters).",
+            inv.clusters.len()
+        ),
+        Verdict::ClusterStart => format!(
+            "Cluster start: the first report recorded from {cluster} ({host} at {at}) is taken as the cluster starting, not as a failover."
+        ),
+    }
+}
+
+/// `GET /ui/events/{id}`: the event's reports as a timeline, why the verdict, and each
+/// delivery with "send again" when it failed.
+///
+/// # Errors
+/// [`PageError`] 404 when the caller may not see such an event, 503 when the store fails.
+pub async fn event<S: Store>(
+    signed: Signed,
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let p = query(params)?;
+    let caller = &signed.caller;
+    let inv = caller.inventory();
+    let detail = visible_event(&state, caller, &id).await?;
+    let e = &detail.event;
+    let tz = zone_of(inv, e.event.cluster.as_deref());
+    let now = clock::now();
+    let reports: Vec<Value> = detail
+        .received
+        .iter()
+        .map(|r| {
+            json!({
+                "host": r.host,
+                "action": r.action,
+                "previous": r.previous,
+                "resource": r.resource,
+                "source": r.source,
+                "occurred": local(r.occurred_at, &tz),
+                "received": utc(r.received_at),
+                "late": r.received_at.duration_since(r.occurred_at) > SignedDuration::from_secs(60),
+            })
+        })
+        .collect();
+    let deliveries: Vec<Value> = e
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "channel": d.channel,
+                "status": d.status.as_str(),
+                "attempts": d.attempts,
+                "error": d.last_error,
+                "finished": d.finished_at.map(utc),
+                "resent": p.resent == Some(d.id),
+            })
+        })
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        "event.html",
+        json!({
+            "title": format!("Event {}", e.id),
+            "tab": "now",
+            "me": signed.context(),
+            "event": event_row(inv, now, e),
+            "failback_of": e.event.failback_of.as_ref().map(|f| &f.0),
+            "why": explanation(inv, e, &tz),
+            "zone": tz.iana_name().unwrap_or("UTC"),
+            "reports": reports,
+            "deliveries": deliveries,
+        }),
+    ))
+}
+
+/// `POST /ui/events/{id}/deliveries/{delivery}/resend`: sends a failed delivery again.
+///
+/// # Errors
+/// [`PageError`] 403 without the CSRF token or for a viewer key, 404 for an event the
+/// caller may not see, 409 when the delivery has not failed.
+pub async fn resend<S: Store>(
+    signed: Signed,
+    State(state): State<AppState<S>>,
+    Path((id, delivery)): Path<(String, i64)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    signed.check_csrf(form.csrf())?;
+    let caller = &signed.caller;
+    caller.may_change()?;
+    let detail = visible_event(&state, caller, &id).await?;
+    if !state
+        .store
+        .resend(&detail.event.id, delivery, clock::now())
+        .await?
+    {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "not_failed",
+            format!("delivery {delivery} of event {id} has not failed: nothing to send again"),
+        )
+        .into());
+    }
+    state.wake.notify_one();
+    tracing::info!(event = %id, delivery, by = %caller.key().name, "failed delivery sent again");
+    Ok(Redirect::to(&format!("/ui/events/{id}?resent={delivery}")).into_response())
+}
