@@ -148,15 +148,15 @@ pub async fn windows<S: Store>(
         let start = monday_on_or_before(date);
         (start, 7, start - 7.days(), start + 7.days())
     };
-    let start_of = |d: Date| -> Result<Timestamp, ApiError> {
-        let t = d
-            .to_zoned_datetime(tz.clone())
-            .map_err(|e| ApiError::field("date", e.to_string()))?
-            .timestamp();
-        limits::instant("date", t).map_err(|e| ApiError::field("date", e.to_string()))
+    // The grid's first and last days may reach past the supported years (a month view of
+    // January 1900 or December 2499): only the supported part is listed.
+    let start_of = |d: Date| -> Timestamp {
+        d.to_zoned_datetime(tz.clone())
+            .map_or(limits::LATEST, |z| z.timestamp())
+            .clamp(limits::EARLIEST, limits::LATEST)
     };
     let end_day = first + i64::from(days).days();
-    let (from, to) = (start_of(first)?, start_of(end_day)?);
+    let (from, to) = (start_of(first), start_of(end_day));
     let listed = rows(caller, customer.as_deref(), filter, from, to)?;
     let mut grid: Vec<Value> = Vec::new();
     for i in 0..days {

@@ -103,17 +103,17 @@ fn asked(caller: &Caller, f: &WindowForm) -> Result<NewMaintenance, ApiError> {
                 ApiError::field("end_zone", format!("unknown time zone `{zone_name}`"))
             })?;
             // A time in a DST gap moves forward, one in a fold takes the earlier instant.
-            let t = e
-                .parse::<DateTime>()
-                .ok()
+            let dt = e.parse::<DateTime>().map_err(|_| {
+                ApiError::field(
+                    "end",
+                    format!("`end` must be a date and time such as `2026-12-09T22:30`, not `{e}`"),
+                )
+            })?;
+            let t = Some(dt)
+                .filter(|dt| (1900..=2499).contains(&dt.year()))
                 .and_then(|dt| dt.to_zoned_datetime(tz).ok())
                 .ok_or_else(|| {
-                    ApiError::field(
-                        "end",
-                        format!(
-                            "`end` must be a date and time such as `2026-12-09T22:30`, not `{e}`"
-                        ),
-                    )
+                    ApiError::field("end", format!("`end` must be from 1900 to 2499, not `{e}`"))
                 })?;
             req.end = Some(t.timestamp().to_string());
         }
@@ -195,7 +195,7 @@ async fn render<S: Store>(
             "presets": PRESETS,
             "zones": super::calendar::zones(inv),
             "form": form,
-            "error": error,
+            "form_error": error,
             "preview": preview,
             "notice": notice,
         }),
