@@ -165,6 +165,10 @@ async fn bad_values_are_named_pages_and_change_nothing() {
         ("/ui/windows?bogus=1", 400, "unknown field `bogus`"),
         ("/ui/now?hours=99999999999", 400, "hours"),
         ("/ui/now?customer=globex", 200, "Now"),
+        ("/ui/clusters?page=0", 200, "data-cluster=\"db\""),
+        ("/ui/clusters?page=4000000000", 200, "data-cluster=\"db\""),
+        ("/ui/clusters?page=4294967296", 400, "page"),
+        ("/ui/clusters?q=zzz", 200, "No clusters"),
         ("/ui/events/0", 404, "no event `0`"),
         ("/ui/events/notanumber", 404, "no event"),
         (

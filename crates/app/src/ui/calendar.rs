@@ -1,7 +1,7 @@
 //! The Windows page: the inventory's window occurrences as a week or a month, in a zone the
 //! viewer picks (each window's own zone shown too), and the same as an iCalendar file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -158,21 +158,23 @@ pub async fn windows<S: Store>(
     let end_day = first + i64::from(days).days();
     let (from, to) = (start_of(first), start_of(end_day));
     let listed = rows(caller, customer.as_deref(), filter, from, to)?;
+    // One entry per window occurrence and day, listing the clusters it covers (a
+    // customer's window covers all of its clusters).
+    let mut by_day: BTreeMap<(Date, Timestamp, usize), Vec<&Listed>> = BTreeMap::new();
+    for r in &listed {
+        let start = r.occurrence.start.timestamp();
+        let d = start.to_zoned_datetime(tz.clone()).date().max(first);
+        by_day
+            .entry((d, start, r.window.index()))
+            .or_default()
+            .push(r);
+    }
     let mut grid: Vec<Value> = Vec::new();
     for i in 0..days {
         let day = first + i64::from(i).days();
-        let entries: Vec<Value> = listed
-            .iter()
-            .filter(|r| {
-                let d = r
-                    .occurrence
-                    .start
-                    .timestamp()
-                    .to_zoned_datetime(tz.clone())
-                    .date();
-                d.max(first) == day
-            })
-            .map(|r| entry(inv, r, &tz, day))
+        let entries: Vec<Value> = by_day
+            .range((day, Timestamp::MIN, 0)..(day + 1.days(), Timestamp::MIN, 0))
+            .map(|(_, rows)| entry(inv, rows, &tz, day))
             .collect();
         grid.push(json!({
             "iso": day.to_string(),
@@ -256,7 +258,8 @@ fn monday_on_or_before(d: Date) -> Date {
 
 /// One occurrence on `day` of the grid: times in the viewer's zone, and in the window's
 /// own zone when that differs.
-fn entry(inv: &Inventory, r: &Listed, tz: &TimeZone, day: Date) -> Value {
+fn entry(inv: &Inventory, rows: &[&Listed], tz: &TimeZone, day: Date) -> Value {
+    let r = rows[0];
     let w = inv.window(r.window);
     let (start, end) = (r.occurrence.start.timestamp(), r.occurrence.end.timestamp());
     let (s, e) = (
@@ -272,8 +275,17 @@ fn entry(inv: &Inventory, r: &Listed, tz: &TimeZone, day: Date) -> Value {
             r.occurrence.end.strftime("%H:%M %Z")
         )
     });
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| inv.cluster(r.cluster).name.as_str())
+        .collect();
+    let clusters = if names.len() <= 3 {
+        names.join(", ")
+    } else {
+        format!("{} clusters ({}, …)", names.len(), names[..2].join(", "))
+    };
     json!({
-        "cluster": inv.cluster(r.cluster).name,
+        "cluster": clusters,
         "window": w.name,
         "owner": inv.owner_name(w.owner),
         "times": format!("{}–{}", clock_on(&s, day), clock_on(&e, day)),

@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::session::{CsrfForm, Signed};
+use super::session::{CsrfForm, Signed, encode};
 use super::text::{age, local, utc};
 use super::{PageError, page};
 use crate::auth::Caller;
@@ -204,7 +204,12 @@ pub(crate) fn customer_names(caller: &Caller) -> Vec<&str> {
 #[serde(deny_unknown_fields)]
 pub struct ClustersParams {
     customer: Option<String>,
+    q: Option<String>,
+    page: Option<u32>,
 }
+
+/// Clusters on one page of the Clusters view (each reads its last event).
+const CLUSTERS_PER_PAGE: usize = 100;
 
 /// `GET /ui/clusters`: each cluster with its nodes, the node active now, its last failover
 /// and its next window; a cluster away from its usual node (its first) for longer than the
@@ -221,13 +226,39 @@ pub async fn clusters<S: Store>(
     let caller = &signed.caller;
     let inv = caller.inventory();
     let customer = customer_filter(caller, p.customer.as_deref())?;
+    let q = p.q.filter(|q| !q.is_empty());
     let now = clock::now();
-    let mut rows = Vec::new();
-    for (i, c) in inv.clusters.iter().enumerate() {
-        let cust = c.customer.map(|x| inv.customers[x.index()].name.as_str());
-        if customer.as_deref().is_some_and(|mine| cust != Some(mine)) {
-            continue;
+    let matching: Vec<usize> = (0..inv.clusters.len())
+        .filter(|&i| {
+            let c = &inv.clusters[i];
+            let cust = c.customer.map(|x| inv.customers[x.index()].name.as_str());
+            customer.as_deref().is_none_or(|mine| cust == Some(mine))
+                && q.as_deref().is_none_or(|q| c.name.contains(q))
+        })
+        .collect();
+    let pages = matching.len().div_ceil(CLUSTERS_PER_PAGE).max(1);
+    let shown = (p.page.unwrap_or(1).max(1) as usize).min(pages);
+    let page_link = |n: usize| {
+        let mut link = format!("/ui/clusters?page={n}");
+        if let Some(c) = customer
+            .as_deref()
+            .filter(|_| caller.customer_name().is_none())
+        {
+            link.push_str(&format!("&customer={}", encode(c)));
         }
+        if let Some(q) = q.as_deref() {
+            link.push_str(&format!("&q={}", encode(q)));
+        }
+        link
+    };
+    let mut rows = Vec::new();
+    for &i in matching
+        .iter()
+        .skip((shown - 1) * CLUSTERS_PER_PAGE)
+        .take(CLUSTERS_PER_PAGE)
+    {
+        let c = &inv.clusters[i];
+        let cust = c.customer.map(|x| inv.customers[x.index()].name.as_str());
         let last = state
             .store
             .events(EventQuery {
@@ -283,6 +314,12 @@ pub async fn clusters<S: Store>(
             "customer": customer,
             "customers": customer_names(caller),
             "clusters": rows,
+            "page": shown,
+            "pages": pages,
+            "prev": (shown > 1).then(|| page_link(shown - 1)),
+            "next": (shown < pages).then(|| page_link(shown + 1)),
+            "q": q,
+            "matching": matching.len(),
             "failback": format!("{:#}", inv.events.failback_within),
         }),
     ))
