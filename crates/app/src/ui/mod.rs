@@ -11,12 +11,14 @@
 //! # Layout
 //! - this file: routes, rendering, the error page, the assets
 //! - [`session`]: sign-in, sign-out, the [`session::Signed`] extractor, CSRF
-//! - [`pages`]: Now, Clusters and one event (with "send again")
+//! - [`pages`]: Now and Clusters
+//! - [`event`]: one event, and "send again" for a failed delivery
 //! - [`calendar`]: the windows as a week or a month
 //! - [`maintenance`]: ad-hoc windows: the open ones, preview and add, end now
 //! - [`text`]: how times, ages and zones are written on the pages
 
 pub mod calendar;
+pub mod event;
 pub mod maintenance;
 pub mod pages;
 pub mod session;
@@ -77,10 +79,10 @@ pub fn routes<S: Store>() -> Router<AppState<S>> {
         .route("/signout", post(session::signout::<S>))
         .route("/now", get(pages::now::<S>))
         .route("/clusters", get(pages::clusters::<S>))
-        .route("/events/{id}", get(pages::event::<S>))
+        .route("/events/{id}", get(event::show::<S>))
         .route(
             "/events/{id}/deliveries/{delivery}/resend",
-            post(pages::resend::<S>),
+            post(event::resend::<S>),
         )
         .route("/windows", get(calendar::windows::<S>))
         .route("/windows.ics", get(calendar::ics::<S>))

@@ -1,18 +1,18 @@
-//! The Now, Clusters and Event pages, and "send again" for a failed delivery.
+//! The Now and Clusters pages.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use failover_core::inventory::{ClusterId, Inventory, Verdict};
 use failover_core::listing::{self, Filter};
-use failover_store::{EventId, EventQuery, Store, StoredEvent};
+use failover_store::{EventQuery, Store, StoredEvent};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::session::{CsrfForm, Signed, encode};
+use super::session::{Signed, encode};
 use super::text::{age, local, utc};
 use super::{PageError, page};
 use crate::auth::Caller;
@@ -54,13 +54,13 @@ pub(crate) fn customer_filter(
 }
 
 /// The zone of cluster `name` (UTC when it is no longer in the inventory).
-fn zone_of(inv: &Inventory, name: Option<&str>) -> TimeZone {
+pub(crate) fn zone_of(inv: &Inventory, name: Option<&str>) -> TimeZone {
     name.and_then(|n| inv.find_cluster(n))
         .map_or(TimeZone::UTC, |c| inv.cluster(c).time_zone.clone())
 }
 
 /// One event as a row of the Now page or a cluster's last failover.
-fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Value {
+pub(crate) fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Value {
     let tz = zone_of(inv, e.event.cluster.as_deref());
     let failed = e
         .deliveries
@@ -323,168 +323,4 @@ pub async fn clusters<S: Store>(
             "failback": format!("{:#}", inv.events.failback_within),
         }),
     ))
-}
-
-/// Query of the Event page.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventParams {
-    resent: Option<i64>,
-}
-
-/// The event `id` if the caller may see it, else a 404 that says nothing of other customers.
-async fn visible_event<S: Store>(
-    state: &AppState<S>,
-    caller: &Caller,
-    id: &str,
-) -> Result<failover_store::EventDetail, PageError> {
-    let found = if id.len() <= 64 {
-        state.store.event(&EventId(id.to_owned())).await?
-    } else {
-        None
-    };
-    found
-        .filter(|d| {
-            caller
-                .customer_name()
-                .is_none_or(|mine| d.event.event.customer.as_deref() == Some(mine))
-        })
-        .ok_or_else(|| {
-            ApiError::client(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no event `{id}`"),
-            )
-            .into()
-        })
-}
-
-/// Why the verdict was reached, in words.
-fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
-    let at = local(e.event.at, tz);
-    let c = &e.event.classification;
-    let host = c.get("host").and_then(Value::as_str).unwrap_or("?");
-    let cluster = e.event.cluster.as_deref().unwrap_or("?");
-    match e.event.verdict {
-        Verdict::Planned => {
-            let w = &c["window"];
-            let s = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-            format!(
-                "Planned: {host} reported at {at}, inside window “{}” of {} ({} to {}, {}).",
-                s("name"),
-                s("owner"),
-                s("start"),
-                s("end"),
-                s("time_zone")
-            )
-        }
-        Verdict::Unplanned => format!(
-            "Unplanned: no maintenance window of {cluster} was open at {at}, when {host} reported."
-        ),
-        Verdict::UnknownHost => format!(
-            "Unknown host: {host} is not a node (or alias) of any cluster in the inventory ({} clusters).",
-            inv.clusters.len()
-        ),
-        Verdict::ClusterStart => format!(
-            "Cluster start: the first report recorded from {cluster} ({host} at {at}) is taken as the cluster starting, not as a failover."
-        ),
-    }
-}
-
-/// `GET /ui/events/{id}`: the event's reports as a timeline, why the verdict, and each
-/// delivery with "send again" when it failed.
-///
-/// # Errors
-/// [`PageError`] 404 when the caller may not see such an event, 503 when the store fails.
-pub async fn event<S: Store>(
-    signed: Signed,
-    State(state): State<AppState<S>>,
-    Path(id): Path<String>,
-    params: Result<Query<EventParams>, QueryRejection>,
-) -> Result<Response, PageError> {
-    let p = query(params)?;
-    let caller = &signed.caller;
-    let inv = caller.inventory();
-    let detail = visible_event(&state, caller, &id).await?;
-    let e = &detail.event;
-    let tz = zone_of(inv, e.event.cluster.as_deref());
-    let now = clock::now();
-    let reports: Vec<Value> = detail
-        .received
-        .iter()
-        .map(|r| {
-            json!({
-                "host": r.host,
-                "action": r.action,
-                "previous": r.previous,
-                "resource": r.resource,
-                "source": r.source,
-                "occurred": local(r.occurred_at, &tz),
-                "received": utc(r.received_at),
-                "late": r.received_at.duration_since(r.occurred_at) > SignedDuration::from_secs(60),
-            })
-        })
-        .collect();
-    let deliveries: Vec<Value> = e
-        .deliveries
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id,
-                "channel": d.channel,
-                "status": d.status.as_str(),
-                "attempts": d.attempts,
-                "error": d.last_error,
-                "finished": d.finished_at.map(utc),
-                "resent": p.resent == Some(d.id),
-            })
-        })
-        .collect();
-    Ok(page(
-        StatusCode::OK,
-        "event.html",
-        json!({
-            "title": format!("Event {}", e.id),
-            "tab": "now",
-            "me": signed.context(),
-            "event": event_row(inv, now, e),
-            "failback_of": e.event.failback_of.as_ref().map(|f| &f.0),
-            "why": explanation(inv, e, &tz),
-            "zone": tz.iana_name().unwrap_or("UTC"),
-            "reports": reports,
-            "deliveries": deliveries,
-        }),
-    ))
-}
-
-/// `POST /ui/events/{id}/deliveries/{delivery}/resend`: sends a failed delivery again.
-///
-/// # Errors
-/// [`PageError`] 403 without the CSRF token or for a viewer key, 404 for an event the
-/// caller may not see, 409 when the delivery has not failed.
-pub async fn resend<S: Store>(
-    signed: Signed,
-    State(state): State<AppState<S>>,
-    Path((id, delivery)): Path<(String, i64)>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, PageError> {
-    signed.check_csrf(form.csrf())?;
-    let caller = &signed.caller;
-    caller.may_change()?;
-    let detail = visible_event(&state, caller, &id).await?;
-    if !state
-        .store
-        .resend(&detail.event.id, delivery, clock::now())
-        .await?
-    {
-        return Err(ApiError::client(
-            StatusCode::CONFLICT,
-            "not_failed",
-            format!("delivery {delivery} of event {id} has not failed: nothing to send again"),
-        )
-        .into());
-    }
-    state.wake.notify_one();
-    tracing::info!(event = %id, delivery, by = %caller.key().name, "failed delivery sent again");
-    Ok(Redirect::to(&format!("/ui/events/{id}?resent={delivery}")).into_response())
 }
