@@ -57,7 +57,7 @@ fn query_field(detail: &str) -> Option<String> {
 }
 
 /// An RFC 3339 instant within the supported years, or a 400 naming `field`.
-pub(crate) fn time(field: &str, s: &str) -> Result<Timestamp, ApiError> {
+fn time(field: &str, s: &str) -> Result<Timestamp, ApiError> {
     let t = s.parse().map_err(|_| {
         ApiError::field(
             field,

@@ -62,11 +62,6 @@ pub(crate) fn zone_of(inv: &Inventory, name: Option<&str>) -> TimeZone {
 /// One event as a row of the Now page or a cluster's last failover.
 pub(crate) fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Value {
     let tz = zone_of(inv, e.event.cluster.as_deref());
-    let failed = e
-        .deliveries
-        .iter()
-        .filter(|d| d.status.as_str() == "failed")
-        .count();
     json!({
         "id": e.id.0,
         "verdict": e.event.verdict.as_str(),
@@ -83,7 +78,6 @@ pub(crate) fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Val
         "deliveries": e.deliveries.iter().map(|d| json!({
             "channel": d.channel, "status": d.status.as_str(),
         })).collect::<Vec<_>>(),
-        "failed": failed,
     })
 }
 
