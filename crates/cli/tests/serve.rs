@@ -607,20 +607,76 @@ fn an_unreadable_ca_file_stops_serve_with_the_channel_named() {
 }
 
 #[test]
-fn webhook_bodies_are_shaped_for_slack_and_teams() {
+fn webhook_bodies_are_shaped_for_slack_teams_mattermost_and_google_chat() {
     let dir = tempfile::tempdir().expect("temp dir");
     let slack = Receiver::start(&[]);
     let teams = Receiver::start(&[]);
-    let extra = format!(
-        "[[channels]]\nname = \"slack\"\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\n\
-         [[channels]]\nname = \"teams\"\nkind = \"webhook\"\nformat = \"teams\"\nurl = \"{}\"\n",
-        slack.url, teams.url
-    );
+    let mattermost = Receiver::start(&[]);
+    let chat = Receiver::start(&[]);
+    let card = Receiver::start(&[]);
+    let channel = |name: &str, url: &str| {
+        format!(
+            "[[channels]]\nname = \"{name}\"\nkind = \"webhook\"\nformat = \"{name}\"\nurl = \"{url}\"\n\n"
+        )
+    };
+    let extra = [
+        channel("slack", &slack.url),
+        channel("teams", &teams.url),
+        channel("mattermost", &mattermost.url),
+        channel("googlechat", &format!("{}?key=K&token=T", chat.url)),
+        channel("googlechat-card", &card.url),
+    ]
+    .concat();
     let _serve = serve_one_report(
         dir.path(),
         "http://127.0.0.1:1/unused",
         &extra,
-        r#"["slack", "teams"]"#,
+        r#"["slack", "teams", "mattermost", "googlechat", "googlechat-card"]"#,
+    );
+
+    // Mattermost: one attachment, red for an unplanned failover.
+    let body = mattermost.received.lock().expect("lock")[0].clone();
+    let attachment = &body["attachments"][0];
+    assert_eq!(attachment["color"], "#D00000", "{body}");
+    assert!(
+        attachment["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("UNPLANNED failover")),
+        "{body}"
+    );
+    assert_eq!(attachment["fallback"], attachment["title"]);
+    assert!(
+        attachment["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("app1"))
+    );
+
+    // Google Chat: text (or a card) in the cluster's thread, the URL asking for threads and
+    // keeping its own key and token.
+    let body = chat.received.lock().expect("lock")[0].clone();
+    assert!(
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("*UNPLANNED failover")),
+        "{body}"
+    );
+    assert_eq!(body["thread"]["threadKey"], "failover-notify-app");
+    assert_eq!(
+        chat.queries.lock().expect("lock")[0],
+        "key=K&token=T&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
+    );
+    let body = card.received.lock().expect("lock")[0].clone();
+    let header = &body["cardsV2"][0]["card"]["header"];
+    assert!(
+        header["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("UNPLANNED failover")),
+        "{body}"
+    );
+    assert_eq!(body["thread"]["threadKey"], "failover-notify-app");
+    assert_eq!(
+        card.queries.lock().expect("lock")[0],
+        "messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
     );
 
     // Slack: one `text` in its mrkdwn, the subject in bold on the first line.

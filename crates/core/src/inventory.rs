@@ -130,6 +130,12 @@ pub enum WebhookFormat {
     Teams,
     /// A retired Office 365 connector's MessageCard (`teams-connector`).
     TeamsConnector,
+    /// A Mattermost incoming webhook: a Slack-style attachment coloured by verdict.
+    Mattermost,
+    /// A Google Chat space's webhook: `text`, in the cluster's thread.
+    GoogleChat,
+    /// The same with a `cardsV2` card (`googlechat-card`).
+    GoogleChatCard,
     /// The event as JSON.
     Generic,
 }

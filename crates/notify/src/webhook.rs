@@ -1,5 +1,6 @@
 //! Webhooks: an HTTP POST shaped for Slack, Microsoft Teams (Workflows: an Adaptive Card;
-//! or a retired connector's MessageCard), or the event as generic JSON.
+//! or a retired connector's MessageCard), Mattermost, Google Chat (text or a `cardsV2` card,
+//! threaded per cluster), or the event as generic JSON.
 //!
 //! The URL is a credential (Slack's path, Teams' `sig=`), and so may header values: they are
 //! read from the inventory, a variable or a file when the channel is built, and never
@@ -65,8 +66,14 @@ impl Webhook {
         headers: &[(String, Secret)],
         timeout: Duration,
     ) -> Result<Webhook, String> {
-        let url = resolve(url, "the webhook URL")?;
+        let mut url = resolve(url, "the webhook URL")?;
         let shown = redact_url(&url);
+        if matches!(
+            format,
+            WebhookFormat::GoogleChat | WebhookFormat::GoogleChatCard
+        ) {
+            url = threaded(&url);
+        }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!(
                 "the webhook URL `{shown}` is not http:// or https://"
@@ -109,12 +116,21 @@ impl Webhook {
                 "summary": msg.subject,
                 "title": msg.subject,
                 "text": msg.body,
-                "themeColor": match msg.verdict.as_str() {
-                    "planned" => "2EB886",
-                    "cluster-start" => "0078D7",
-                    _ => "D00000",
-                },
+                "themeColor": colour_hex(&msg.verdict),
             }),
+            WebhookFormat::Mattermost => json!({
+                "attachments": [{
+                    "fallback": msg.subject,
+                    "color": format!("#{}", colour_hex(&msg.verdict)),
+                    "title": msg.subject,
+                    "text": msg.body,
+                }],
+            }),
+            WebhookFormat::GoogleChat => json!({
+                "text": format!("*{}*\n{}", msg.subject, msg.body),
+                "thread": { "threadKey": thread_key(msg) },
+            }),
+            WebhookFormat::GoogleChatCard => google_chat_card(msg),
             WebhookFormat::Generic => {
                 serde_json::to_value(msg).map_err(|e| DeliveryError::permanent(e.to_string()))?
             }
@@ -142,6 +158,59 @@ impl Webhook {
         };
         outcome_for_status(status, detail.trim())
     }
+}
+
+/// The colour of a verdict, as hex RGB: green planned, blue a cluster start, red otherwise.
+fn colour_hex(verdict: &str) -> &'static str {
+    match verdict {
+        "planned" => "2EB886",
+        "cluster-start" => "0078D7",
+        _ => "D00000",
+    }
+}
+
+/// Google Chat threads messages with one `threadKey` when the URL asks it to reply in a
+/// thread (and to start one when it does not exist yet): `url` with that parameter, unless
+/// it already says how to reply.
+pub fn threaded(url: &str) -> String {
+    if url.contains("messageReplyOption=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD")
+}
+
+/// One thread per cluster (an unknown host's message threads with its event).
+fn thread_key(msg: &Outgoing) -> String {
+    match msg.context.get("cluster").and_then(Value::as_str) {
+        Some(c) if !c.is_empty() => format!("failover-notify-{c}"),
+        _ => format!("failover-notify-event-{}", msg.event),
+    }
+}
+
+/// A Google Chat `cardsV2` message: the subject as the header, the body as one paragraph
+/// (Chat's small HTML subset: text escaped, lines broken with `<br>`), in the cluster's
+/// thread.
+pub fn google_chat_card(msg: &Outgoing) -> Value {
+    let escaped = msg
+        .body
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', "<br>");
+    json!({
+        "cardsV2": [{
+            "cardId": format!("failover-{}", msg.event),
+            "card": {
+                "header": {
+                    "title": msg.subject,
+                    "subtitle": format!("{} · event {}", msg.verdict, msg.event),
+                },
+                "sections": [{ "widgets": [{ "textParagraph": { "text": escaped } }] }],
+            },
+        }],
+        "thread": { "threadKey": thread_key(msg) },
+    })
 }
 
 /// A Teams Workflows message: an Adaptive Card 1.2 in the `attachments` envelope, its title
@@ -186,6 +255,40 @@ pub fn adaptive_card(msg: &Outgoing) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outgoing(verdict: &str, cluster: Option<&str>) -> Outgoing {
+        Outgoing {
+            delivery: 7,
+            event: "42".into(),
+            verdict: verdict.into(),
+            subject: "UNPLANNED failover: db".into(),
+            body: "db1 <failed>\nover & out".into(),
+            context: cluster.map_or(Value::Null, |c| json!({ "cluster": c })),
+        }
+    }
+
+    #[test]
+    fn google_chat_replies_in_the_clusters_thread() {
+        assert_eq!(
+            threaded("https://chat.googleapis.com/v1/spaces/S/messages?key=K&token=T"),
+            "https://chat.googleapis.com/v1/spaces/S/messages?key=K&token=T&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
+        );
+        assert_eq!(
+            threaded("http://127.0.0.1:9/hook"),
+            "http://127.0.0.1:9/hook?messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
+        );
+        let own = "https://chat.example/m?messageReplyOption=REPLY_MESSAGE_OR_FAIL";
+        assert_eq!(threaded(own), own, "the URL's own choice stays");
+        let card = google_chat_card(&outgoing("unplanned", Some("db")));
+        assert_eq!(card["thread"]["threadKey"], "failover-notify-db");
+        assert_eq!(
+            card["cardsV2"][0]["card"]["sections"][0]["widgets"][0]["textParagraph"]["text"],
+            "db1 &lt;failed&gt;<br>over &amp; out"
+        );
+        assert_eq!(card["cardsV2"][0]["cardId"], "failover-42");
+        let unknown = google_chat_card(&outgoing("unknown-host", None));
+        assert_eq!(unknown["thread"]["threadKey"], "failover-notify-event-42");
+    }
 
     #[test]
     fn the_card_title_is_coloured_by_verdict() {

@@ -195,6 +195,8 @@ pub struct Receiver {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// The `Idempotency-Key` of each request, in order.
     pub keys: Arc<Mutex<Vec<String>>>,
+    /// The query string of each request, in order.
+    pub queries: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
@@ -206,14 +208,22 @@ impl Receiver {
             statuses: Arc::new(Mutex::new(statuses.iter().rev().copied().collect())),
             received: Arc::new(Mutex::new(Vec::new())),
             keys: Arc::new(Mutex::new(Vec::new())),
+            queries: Arc::new(Mutex::new(Vec::new())),
         };
         let state = r.clone();
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(
-                move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                move |headers: axum::http::HeaderMap,
+                      axum::extract::RawQuery(query): axum::extract::RawQuery,
+                      axum::Json(body): axum::Json<Value>| {
                     let state = state.clone();
                     async move {
+                        state
+                            .queries
+                            .lock()
+                            .expect("lock")
+                            .push(query.unwrap_or_default());
                         let key = headers
                             .get("idempotency-key")
                             .and_then(|v| v.to_str().ok())

@@ -273,7 +273,7 @@ pub enum ConfigErrorKind {
     #[error("`{value}` is not an e-mail address")]
     Email { value: String },
     #[error(
-        "unknown webhook format `{value}`: use `slack`, `teams`, `teams-connector` or `generic`"
+        "unknown webhook format `{value}`: use `slack`, `teams`, `teams-connector`, `mattermost`, `googlechat`, `googlechat-card` or `generic`"
     )]
     WebhookFormat { value: String },
     #[error("unknown tls mode `{value}`: use `starttls`, `tls` or `none`")]

@@ -35,6 +35,9 @@ pub(super) fn build(ctx: &mut Ctx, f: &mut Fields<'_>) -> Option<ChannelKind> {
             "slack" => Some(WebhookFormat::Slack),
             "teams" => Some(WebhookFormat::Teams),
             "teams-connector" => Some(WebhookFormat::TeamsConnector),
+            "mattermost" => Some(WebhookFormat::Mattermost),
+            "googlechat" => Some(WebhookFormat::GoogleChat),
+            "googlechat-card" => Some(WebhookFormat::GoogleChatCard),
             other => {
                 ctx.err(
                     v.span(),
