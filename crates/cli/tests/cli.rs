@@ -141,6 +141,63 @@ fn check_text_says_why() {
 }
 
 #[test]
+fn check_explain_names_the_channels_and_renders_the_message() {
+    let o = check_at("db1", "2026-12-09T22:30:00+01:00", &["--explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("\n  channels log, acme-mail\n"), "{out}");
+    assert!(
+        out.contains("\n  subject  Planned failover: db is now active on db1.example.com\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n    | This was likely due to patching: it happened at 2026-12-09 22:30:00 CET (Europe/Berlin)"),
+        "{out}"
+    );
+    // Outside the window: the unplanned message.
+    let o = check_at(
+        "db1",
+        "2026-12-16T10:00:00Z",
+        &["--explain", "--format", "json"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(json["verdict"], "unplanned");
+    let explain = &json["explain"];
+    assert!(
+        explain["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("UNPLANNED failover: db")),
+        "{json}"
+    );
+    assert!(
+        explain["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("no maintenance window of db was open")),
+        "{json}"
+    );
+    assert!(
+        explain["channels"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+    // An unknown host goes to the admin routes.
+    let o = check_at(
+        "who-is-this",
+        "2026-12-16T10:00:00Z",
+        &["--explain", "--format", "json"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(
+        json["explain"]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("unknown host who-is-this")),
+        "{json}"
+    );
+    // Without --explain the JSON contract is unchanged.
+    assert!(check_json("db1").get("explain").is_none());
+}
+
+#[test]
 fn errors_are_one_clear_line_and_usage_errors_exit_2() {
     let o = check_at("db1", "tomorrow", &[]);
     assert_eq!(o.status.code(), Some(1));

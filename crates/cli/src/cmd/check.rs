@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use failover_core::classify::{ClassificationView, classify};
+use failover_core::decide::{Decision, History, decide};
 use failover_core::inventory::Inventory;
+use failover_core::report::{Action, FailoverReport};
+use jiff::Timestamp;
+use serde::Serialize;
 
 use crate::{load, time_arg};
 
@@ -31,6 +35,51 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also the channels the message is routed to and its rendered subject and body (as a
+    /// failover of a running cluster: flapping and failback need the stored history).
+    #[arg(long)]
+    explain: bool,
+}
+
+/// What `--explain` adds: where the message goes and what it says.
+#[derive(Debug, Serialize)]
+struct Explained {
+    channels: Vec<String>,
+    subject: String,
+    body: String,
+}
+
+/// The message a failover reported by `host` at `at` would send, and to which channels.
+fn explain(inv: &Inventory, host: &str, at: Timestamp) -> anyhow::Result<Explained> {
+    let report = FailoverReport {
+        hostname: host.to_owned(),
+        occurred_at: at,
+        previous: None,
+        action: Action::Takeover,
+        resource: None,
+        source: None,
+        id: None,
+    };
+    let c = classify(inv, &[], host, None, at);
+    // A cluster with older events: a failover, not its start.
+    let history = History {
+        events: Vec::new(),
+        older: true,
+    };
+    let Decision::New(event) = decide(inv, &[], &report, &c, &history) else {
+        anyhow::bail!("no new event for `{host}`: nothing would be sent");
+    };
+    let cluster = c.cluster;
+    let customer = cluster.and_then(|id| inv.cluster(id).customer);
+    let msg = inv
+        .templates
+        .render(&event.context, event.verdict, cluster, customer)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", e.source))?;
+    Ok(Explained {
+        channels: event.channels.clone(),
+        subject: msg.subject,
+        body: msg.body,
+    })
 }
 
 /// Runs `check`.
@@ -44,9 +93,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => time_arg::now(),
     };
     let view = classify(&inv, &[], &args.host, None, at).view(&inv, &[], &args.host, at);
+    let explained = args
+        .explain
+        .then(|| explain(&inv, &args.host, at))
+        .transpose()?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
-        Format::Text => print!("{}", text(&inv, &view)),
+        Format::Json => {
+            let mut json = serde_json::to_value(&view)?;
+            if let (Some(e), Some(o)) = (&explained, json.as_object_mut()) {
+                o.insert("explain".to_owned(), serde_json::to_value(e)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Format::Text => {
+            print!("{}", text(&inv, &view));
+            if let Some(e) = &explained {
+                print!("{}", explained_text(e));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -85,6 +149,20 @@ fn text(inv: &Inventory, v: &ClassificationView) -> String {
             out.push_str("  no maintenance window of the cluster, its nodes or its customer is open (grace included)\n");
         }
         None => {}
+    }
+    out
+}
+
+fn explained_text(e: &Explained) -> String {
+    let channels = if e.channels.is_empty() {
+        "none: no route carries this verdict".to_owned()
+    } else {
+        e.channels.join(", ")
+    };
+    let mut out = format!("  channels {channels}\n  subject  {}\n  body\n", e.subject);
+    for line in e.body.lines() {
+        out.push_str(&format!("    | {line}").trim_end());
+        out.push('\n');
     }
     out
 }
