@@ -161,7 +161,7 @@ fn explained_text(e: &Explained) -> String {
     };
     let mut out = format!("  channels {channels}\n  subject  {}\n  body\n", e.subject);
     for line in e.body.lines() {
-        out.push_str(&format!("    | {line}").trim_end());
+        out.push_str(format!("    | {line}").trim_end());
         out.push('\n');
     }
     out
