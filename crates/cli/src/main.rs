@@ -47,6 +47,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
+    /// Check channels: send a test message through one.
+    #[command(subcommand)]
+    Notify(cmd::notify::Command),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Windows(args) => cmd::windows::run(&args),
         Command::ImportLambda(args) => cmd::import_lambda::run(&args),
         Command::Keys(command) => cmd::keys::run(&command),
+        Command::Notify(command) => cmd::notify::run(&command),
     };
     match result {
         Ok(code) => code,

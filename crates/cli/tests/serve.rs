@@ -977,3 +977,65 @@ channels = ["pager"]
     let pager = std::fs::read_to_string(dir.path().join("pager.log")).expect("pager log");
     assert_eq!(pager.lines().count(), 1, "{pager}");
 }
+
+#[test]
+fn notify_test_sends_one_message_and_says_what_the_peer_answered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hook = Receiver::start(&[404]);
+    let config = dir.path().join("inventory.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[clusters]]\nname = \"db\"\nnodes = [\"db1\", \"db2\"]\n\n\
+             [[channels]]\nname = \"hook\"\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}?token=T0KEN-s3cr3t\"\n\n\
+             [[routes]]\nchannels = [\"hook\"]\n",
+            hook.url
+        ),
+    )
+    .expect("inventory written");
+    let notify = |channel: &str| {
+        Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+            .args(["notify", "test", channel, "-c"])
+            .arg(&config)
+            .output()
+            .expect("runs")
+    };
+    // The receiver refuses the first: exit 1, the status and what it means, no secret.
+    let out = notify("hook");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not take the test message: HTTP 404")
+            && err.contains("a permanent failure"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t"), "{err}");
+    // Then it takes one: exit 0, and the receiver has a Slack-shaped test message.
+    let out = notify("hook");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok: channel `hook` took the test message\n"
+    );
+    let received = hook.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 2);
+    assert!(
+        received[1]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("*failover-notify test message through channel hook*")),
+        "{received:?}"
+    );
+    // An unknown channel names the ones there are.
+    let out = notify("pager");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no channel `pager` in")
+            && String::from_utf8_lossy(&out.stderr).contains("its channels: hook"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

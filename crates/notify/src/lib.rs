@@ -86,9 +86,13 @@ fn redact_urls(text: &str) -> String {
         let start = rest[..at]
             .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '.' && c != '-')
             .map_or(0, |i| i + 1);
-        let end = rest[at..]
+        let mut end = rest[at..]
             .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
             .map_or(rest.len(), |i| at + i);
+        // A URL redacted already (a channel's own error names it so) keeps its one `>`.
+        if rest[..end].ends_with("/<redacted") && rest[end..].starts_with('>') {
+            end += 1;
+        }
         out.push_str(&rest[..start]);
         out.push_str(&failover_core::inventory::redact_url(&rest[start..end]));
         rest = &rest[end..];
@@ -237,6 +241,9 @@ mod tests {
             e.into_message(),
             "HTTP 400 from http://10.0.0.1:8080/<redacted> and ftp://y/<redacted>"
         );
+        // Redacted once already (a webhook's error names its URL so): unchanged.
+        let once = "https://hooks.slack.example/<redacted>: error sending request";
+        assert_eq!(DeliveryError::retryable(once).into_message(), once);
         // Nothing to cut, and edges.
         for plain in ["smtp down", "", "://", "a://"] {
             let m = DeliveryError::permanent(plain).into_message();

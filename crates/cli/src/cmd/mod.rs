@@ -7,6 +7,7 @@ pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod maintenance;
+pub mod notify;
 pub mod report;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod serve;

@@ -1,0 +1,80 @@
+//! `notify test CHANNEL -c FILE`: one test message through one channel of the inventory,
+//! and what the channel's peer answered, to check a channel before a failover needs it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use failover_channels::{Notifier, Outgoing};
+use serde_json::json;
+
+use crate::{load, time_arg};
+
+/// `notify` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Send a test message through one channel and say what its peer answered (exit 1
+    /// when the channel did not take it).
+    Test {
+        /// The channel's name in the inventory.
+        channel: String,
+        /// Inventory file.
+        #[arg(long, short, env = "FAILOVER_NOTIFY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Runs a `notify` subcommand.
+///
+/// # Errors
+/// Unreadable or invalid inventory, an unknown channel, or one that cannot be built (a
+/// missing secret).
+pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
+    let Command::Test { channel, config } = command;
+    let inv = load::inventory(config)?;
+    let Some(c) = inv.channels.iter().find(|c| c.name == *channel) else {
+        let names: Vec<&str> = inv.channels.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "no channel `{channel}` in `{}`; its channels: {}",
+            config.display(),
+            names.join(", ")
+        );
+    };
+    let now = time_arg::now();
+    let msg = Outgoing {
+        delivery: 0,
+        event: format!("test-{}", now.as_second()),
+        // Planned: the colour and wording of a message nobody needs to act on.
+        verdict: "planned".to_owned(),
+        subject: format!("failover-notify test message through channel {channel}"),
+        body: format!(
+            "This is a test of the channel `{channel}`, sent by `failover-notify notify test` at {now}. No failover happened."
+        ),
+        context: json!({ "test": true, "channel": channel }),
+    };
+    let timeout = std::time::Duration::try_from(inv.delivery.timeout)
+        .unwrap_or(std::time::Duration::from_secs(15));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let sent = runtime.block_on(async {
+        let notifier = Notifier::build(c, timeout).await?;
+        anyhow::Ok(notifier.send(&msg).await)
+    })?;
+    match sent {
+        Ok(()) => {
+            println!("ok: channel `{channel}` took the test message");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let kind = if e.is_retryable() {
+                "a temporary failure: the service would try again"
+            } else {
+                "a permanent failure: the service would give the delivery up"
+            };
+            eprintln!("error: channel `{channel}` did not take the test message: {e} ({kind})");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
