@@ -317,7 +317,20 @@ try {
   assert.equal(ics.status(), 200);
   assert.match(ics.headers()["content-type"], /text\/calendar/);
   assert.match(await ics.text(), /BEGIN:VCALENDAR[\s\S]*nightly-patch/);
+  step("a calendar app subscribes with a link that reads only the feed");
+  await page.goto(BASE + "/ui/windows?cluster=db");
+  await page.click("text=Subscribe in a calendar app");
+  const feedUrl = await page.inputValue("#feed-url");
+  assert.match(feedUrl, new RegExp(`^${BASE}/ui/feed\\.ics\\?token=[0-9a-f]{64}&cluster=db$`));
+  const feed = await fetch(feedUrl); // no cookie, as a calendar app
+  assert.equal(feed.status, 200);
+  assert.match(await feed.text(), /BEGIN:VCALENDAR[\s\S]*nightly-patch/);
+  const token = new URL(feedUrl).searchParams.get("token");
+  assert.equal((await fetch(feedUrl.replace(token, "0".repeat(64)))).status, 401, "a wrong token");
+  const asCookie = await fetch(BASE + "/ui/now", { headers: { cookie: `failover_session=${token}` }, redirect: "manual" });
+  assert.equal(asCookie.status, 303, "a feed token opens no session");
   const badZone = await page.goto(BASE + "/ui/windows?zone=Mars/Olympus");
+
   assert.equal(badZone.status(), 400);
   assert.match(await page.textContent(".notice.error"), /unknown time zone `Mars\/Olympus`/);
 

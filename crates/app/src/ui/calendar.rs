@@ -329,3 +329,99 @@ pub async fn ics<S: Store>(
     )
         .into_response())
 }
+
+/// The subscribe form's fields: the Windows page's filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeForm {
+    csrf: Option<String>,
+    customer: Option<String>,
+    cluster: Option<String>,
+}
+
+/// `POST /ui/windows/subscribe`: a link a calendar app can subscribe to (it cannot sign in):
+/// the feed of the page's filters, with a token that only reads this feed, for a year.
+///
+/// # Errors
+/// [`PageError`] 403 without the CSRF token, 400 for a bad filter.
+pub async fn subscribe<S: Store>(
+    signed: Signed,
+    State(state): State<AppState<S>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<SubscribeForm>,
+) -> Result<Response, PageError> {
+    signed.check_csrf(form.csrf.as_deref())?;
+    let caller = &signed.caller;
+    let customer = customer_filter(caller, form.customer.as_deref())?;
+    filter(caller, form.cluster.as_deref())?;
+    let token = super::session::new_feed(&state, &signed).await?;
+    let mut path = format!("/ui/feed.ics?token={token}");
+    if let Some(c) = form.cluster.as_deref().filter(|c| !c.is_empty()) {
+        path.push_str(&format!("&cluster={}", super::session::encode(c)));
+    } else if let Some(c) = customer
+        .as_deref()
+        .filter(|_| caller.customer_name().is_none())
+    {
+        path.push_str(&format!("&customer={}", super::session::encode(c)));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let url = format!("{}://{host}{path}", if https { "https" } else { "http" });
+    Ok(page(
+        StatusCode::OK,
+        "feed.html",
+        json!({
+            "title": "Subscribe",
+            "tab": "windows",
+            "me": signed.context(),
+            "url": url,
+            "days": ICS_AHEAD.as_hours() / 24,
+        }),
+    ))
+}
+
+/// Query of the subscription feed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedParams {
+    token: Option<String>,
+    customer: Option<String>,
+    cluster: Option<String>,
+}
+
+/// `GET /ui/feed.ics?token=...`: the iCalendar feed for calendar apps, authorised by its
+/// token instead of a session.
+///
+/// # Errors
+/// [`PageError`] 401 for a missing, ended or wrong token, 400 for a bad filter.
+pub async fn feed<S: Store>(
+    State(state): State<AppState<S>>,
+    params: Result<Query<FeedParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let p = query(params)?;
+    let token = p.token.as_deref().unwrap_or_default();
+    let Some(caller) = super::session::feed_caller(&state, token).await? else {
+        return Err(ApiError::client(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this calendar link is not valid (any more): make a new one on the Windows page",
+        )
+        .into());
+    };
+    let customer = customer_filter(&caller, p.customer.as_deref())?;
+    let filter = filter(&caller, p.cluster.as_deref())?;
+    let now = clock::now();
+    let listed = rows(&caller, customer.as_deref(), filter, now, now + ICS_AHEAD)?;
+    let body = failover_core::ics::calendar(caller.inventory(), &listed, now);
+    Ok((
+        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}

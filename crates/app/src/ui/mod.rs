@@ -38,7 +38,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The templates, by name.
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 9] = [
+    ("feed.html", include_str!("templates/feed.html")),
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("signin.html", include_str!("templates/signin.html")),
@@ -86,6 +87,8 @@ pub fn routes<S: Store>() -> Router<AppState<S>> {
         )
         .route("/windows", get(calendar::windows::<S>))
         .route("/windows.ics", get(calendar::ics::<S>))
+        .route("/windows/subscribe", post(calendar::subscribe::<S>))
+        .route("/feed.ics", get(calendar::feed::<S>))
         .route(
             "/maintenance",
             get(maintenance::show::<S>).post(maintenance::submit::<S>),

@@ -130,22 +130,80 @@ impl<S: Store> FromRequestParts<AppState<S>> for Signed {
             .session(&token_hash, clock::now())
             .await
             .map_err(|e| NotSigned::Error(e.into()))?;
-        let live = state.live();
-        let key = found.and_then(|s| {
-            live.inventory
-                .keys
-                .iter()
-                .position(|k| k.name == s.key && key_check(k) == s.key_check)
-        });
-        let Some(key) = key else {
+        let Some(caller) = holder(state, found, key_check) else {
             return Err(refuse());
         };
         Ok(Signed {
-            caller: Caller::of(live, key),
+            caller,
             csrf: csrf_of(token),
             token_hash,
         })
     }
+}
+
+/// The caller a stored session (or feed) stands for: its key, if that is still in the
+/// inventory with the same hash (`check` tells sessions from feeds).
+fn holder<S: Store>(
+    state: &AppState<S>,
+    found: Option<Session>,
+    check: fn(&ApiKey) -> String,
+) -> Option<Caller> {
+    let live = state.live();
+    let found = found?;
+    let key = live
+        .inventory
+        .keys
+        .iter()
+        .position(|k| k.name == found.key && check(k) == found.key_check)?;
+    Some(Caller::of(live, key))
+}
+
+/// How long a calendar subscription link works.
+pub const FEED_LIFETIME: SignedDuration = SignedDuration::from_hours(365 * 24);
+
+/// A new calendar subscription token for the signed-in key: stored like a session, with a
+/// fingerprint of its own, so a feed token opens no session and a session token is no feed.
+///
+/// # Errors
+/// [`PageError`] 503 when the store fails or the system has no randomness.
+pub(crate) async fn new_feed<S: Store>(
+    state: &AppState<S>,
+    signed: &Signed,
+) -> Result<String, PageError> {
+    let token = random_token().ok_or_else(|| {
+        PageError(ApiError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_randomness",
+            "the server cannot draw a random token just now: try again",
+        ))
+    })?;
+    let key = signed.caller.key();
+    let now = clock::now();
+    let feed = Session {
+        token_hash: hex(&Sha256::digest(token.as_bytes())),
+        key: key.name.clone(),
+        key_check: feed_check(key),
+        expires: now.saturating_add(FEED_LIFETIME).unwrap_or(Timestamp::MAX),
+    };
+    state.store.add_session(feed, now).await?;
+    tracing::info!(key = %key.name, "calendar subscription link made");
+    Ok(token)
+}
+
+/// The caller a calendar subscription token stands for, if it is one.
+///
+/// # Errors
+/// [`PageError`] 503 when the store fails.
+pub(crate) async fn feed_caller<S: Store>(
+    state: &AppState<S>,
+    token: &str,
+) -> Result<Option<Caller>, PageError> {
+    if token.len() != 64 {
+        return Ok(None);
+    }
+    let hash = hex(&Sha256::digest(token.as_bytes()));
+    let found = state.store.session(&hash, clock::now()).await?;
+    Ok(holder(state, found, feed_check))
 }
 
 /// Query of the sign-in form.
@@ -372,6 +430,15 @@ fn csrf_of(token: &str) -> String {
 fn key_check(key: &ApiKey) -> String {
     hex(&Sha256::digest(format!(
         "failover-notify session\0{}",
+        key.hash
+    )))[..32]
+        .to_owned()
+}
+
+/// A fingerprint of `key`'s hash for its calendar feeds.
+fn feed_check(key: &ApiKey) -> String {
+    hex(&Sha256::digest(format!(
+        "failover-notify feed\0{}",
         key.hash
     )))[..32]
         .to_owned()
