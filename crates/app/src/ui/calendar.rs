@@ -202,15 +202,10 @@ pub async fn windows<S: Store>(
         format!("/ui/windows?{q}")
     };
     let view = if month { "month" } else { "week" };
-    let mut ics = String::from("/ui/windows.ics");
-    if let Some(c) = p.cluster.as_deref().filter(|c| !c.is_empty()) {
-        ics.push_str(&format!("?cluster={}", super::session::encode(c)));
-    } else if let Some(c) = customer
-        .as_deref()
-        .filter(|_| caller.customer_name().is_none())
-    {
-        ics.push_str(&format!("?customer={}", super::session::encode(c)));
-    }
+    let ics = match feed_filter(caller, customer.as_deref(), p.cluster.as_deref()) {
+        Some(f) => format!("/ui/windows.ics?{f}"),
+        None => "/ui/windows.ics".to_owned(),
+    };
     let clusters: Vec<&str> = inv
         .clusters
         .iter()
@@ -250,6 +245,19 @@ pub async fn windows<S: Store>(
             "ics": ics,
         }),
     ))
+}
+
+/// The query of a feed of the page's windows: its cluster, else an admin's chosen customer
+/// (a customer's key is limited to its own anyway).
+fn feed_filter(caller: &Caller, customer: Option<&str>, cluster: Option<&str>) -> Option<String> {
+    let encode = super::session::encode;
+    match (cluster.filter(|c| !c.is_empty()), customer) {
+        (Some(c), _) => Some(format!("cluster={}", encode(c))),
+        (None, Some(c)) if caller.customer_name().is_none() => {
+            Some(format!("customer={}", encode(c)))
+        }
+        _ => None,
+    }
 }
 
 fn monday_on_or_before(d: Date) -> Date {
@@ -356,23 +364,19 @@ pub async fn subscribe<S: Store>(
     filter(caller, form.cluster.as_deref())?;
     let token = super::session::new_feed(&state, &signed).await?;
     let mut path = format!("/ui/feed.ics?token={token}");
-    if let Some(c) = form.cluster.as_deref().filter(|c| !c.is_empty()) {
-        path.push_str(&format!("&cluster={}", super::session::encode(c)));
-    } else if let Some(c) = customer
-        .as_deref()
-        .filter(|_| caller.customer_name().is_none())
-    {
-        path.push_str(&format!("&customer={}", super::session::encode(c)));
+    if let Some(f) = feed_filter(caller, customer.as_deref(), form.cluster.as_deref()) {
+        path.push_str(&format!("&{f}"));
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let url = format!("{}://{host}{path}", if https { "https" } else { "http" });
+    let scheme = if super::session::https(&headers) {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{host}{path}");
     Ok(page(
         StatusCode::OK,
         "feed.html",

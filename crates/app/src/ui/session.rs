@@ -170,13 +170,7 @@ pub(crate) async fn new_feed<S: Store>(
     state: &AppState<S>,
     signed: &Signed,
 ) -> Result<String, PageError> {
-    let token = random_token().ok_or_else(|| {
-        PageError(ApiError::client(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_randomness",
-            "the server cannot draw a random token just now: try again",
-        ))
-    })?;
+    let token = random_token().ok_or_else(no_token)?;
     let key = signed.caller.key();
     let now = clock::now();
     let feed = Session {
@@ -228,7 +222,7 @@ fn signin_page(
     error: Option<&str>,
 ) -> Response {
     let Some(csrf) = random_token() else {
-        return no_token();
+        return no_token().into_response();
     };
     let mut response = page(
         status,
@@ -309,7 +303,7 @@ pub async fn signin<S: Store>(
     };
     let key = caller.key();
     let Some(token) = random_token() else {
-        return no_token();
+        return no_token().into_response();
     };
     let now = clock::now();
     let lifetime = match key.role {
@@ -397,13 +391,17 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// `; Secure` when the request came over HTTPS (directly or through a TLS proxy).
-fn secure(headers: &HeaderMap) -> &'static str {
-    let https = headers
+/// The request came over HTTPS, as a TLS proxy says with `X-Forwarded-Proto`.
+pub(crate) fn https(headers: &HeaderMap) -> bool {
+    headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    if https { "; Secure" } else { "" }
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// `; Secure` for a cookie sent over HTTPS.
+fn secure(headers: &HeaderMap) -> &'static str {
+    if https(headers) { "; Secure" } else { "" }
 }
 
 /// The value of cookie `name`, if sent once.
@@ -457,14 +455,13 @@ fn random_token() -> Option<String> {
     }
 }
 
-/// The page for a token that could not be drawn.
-fn no_token() -> Response {
+/// The error for a token that could not be drawn.
+fn no_token() -> PageError {
     PageError(ApiError::client(
         StatusCode::SERVICE_UNAVAILABLE,
         "no_randomness",
         "the server cannot draw a random token just now: try again",
     ))
-    .into_response()
 }
 
 fn hex(bytes: &[u8]) -> String {
