@@ -361,5 +361,9 @@ fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
         subject: msg.subject,
         body: msg.body,
         context: d.context.clone(),
+        link: inv
+            .public_url
+            .as_ref()
+            .map(|u| format!("{u}/ui/events/{}", d.event.0)),
     })
 }

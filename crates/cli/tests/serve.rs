@@ -60,6 +60,29 @@ fn serve_one_report(
     (serve, e)
 }
 
+/// Runs the Python `script` with `input` on stdin: its stderr when it fails.
+fn python_check(script: &str, input: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writes");
+    let out = child.wait_with_output().expect("python ends");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// The delivery of event `e` to channel `name`.
 fn delivery(e: &Value, name: &str) -> Value {
     e["deliveries"]
@@ -715,25 +738,9 @@ import json, sys, pathlib, jsonschema, adaptive_cards
 schema = json.loads((pathlib.Path(adaptive_cards.__file__).parent / "schemas/schema-1.2.json").read_text())
 jsonschema.validate(json.loads(sys.stdin.read()), schema)
 "#;
-    let mut child = Command::new(python())
-        .args(["-c", check])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(card.to_string().as_bytes())
-        .expect("writes");
-    let out = child.wait_with_output().expect("python ends");
-    assert!(
-        out.status.success(),
-        "the card is not a valid Adaptive Card 1.2: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = python_check(check, &card.to_string()) {
+        panic!("the card is not a valid Adaptive Card 1.2: {e}");
+    }
 }
 
 #[test]
@@ -1038,4 +1045,112 @@ fn notify_test_sends_one_message_and_says_what_the_peer_answered() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// PagerDuty (Events API v2): an unplanned failover triggers an alert keyed by the event id,
+/// with the verdict's severity and a link to the dashboard; its failback resolves that key;
+/// 429 is retried, 400 given up; every request is valid against the documented schema; the
+/// routing key shows nowhere.
+#[test]
+fn pagerduty_triggers_on_a_failover_and_resolves_on_its_failback() {
+    const ROUTING_KEY: &str = "R0UT1NGKEYs3cr3t0000000000000000";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pd = Receiver::start(&[429]);
+    let rejecting = Receiver::start(&[400, 400, 400, 400]);
+    std::fs::write(dir.path().join("routing-key"), format!("{ROUTING_KEY}\n")).expect("writes");
+    let channel = |name: &str, url: &str| {
+        format!(
+            "[[channels]]\nname = \"{name}\"\nkind = \"pagerduty\"\nurl = \"{url}\"\n\
+             routing_key_file = \"{}\"\nseverity = {{ unplanned = \"error\" }}\n\n",
+            dir.path().join("routing-key").display()
+        )
+    };
+    let extra = [
+        channel("pager", &pd.url),
+        channel("rejecting", &rejecting.url),
+        "[server]\npublic_url = \"https://failover.example.org/\"\n".to_owned(),
+    ]
+    .concat();
+    let config = routed_inventory(
+        dir.path(),
+        "http://127.0.0.1:1/unused",
+        &extra,
+        r#"["pager", "rejecting"]"#,
+    );
+    let mut serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let first = a["event_id"].as_str().expect("id").to_owned();
+    let e = serve.settled(&first);
+    assert_eq!(delivery(&e, "pager")["status"], "delivered", "{e}");
+    assert_eq!(delivery(&e, "pager")["attempts"], 2, "429 is retried");
+    assert_eq!(delivery(&e, "rejecting")["status"], "failed", "{e}");
+    assert_eq!(
+        delivery(&e, "rejecting")["attempts"],
+        1,
+        "400 is not retried"
+    );
+
+    // The cluster goes back to app2: a failback, which resolves the first alert.
+    let (_, b) = serve.report(KEY, r#"{"hostname":"app2"}"#);
+    assert_eq!(b["failback_of"], first.as_str(), "{b}");
+    let second = b["event_id"].as_str().expect("id").to_owned();
+    serve.settled(&second);
+
+    let received = pd.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 3, "{received:?}");
+    let trigger = &received[1];
+    assert_eq!(trigger, &received[0], "the retry sends the same request");
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["routing_key"], ROUTING_KEY);
+    assert_eq!(trigger["dedup_key"], first.as_str());
+    let payload = &trigger["payload"];
+    assert_eq!(payload["severity"], "error", "the configured severity");
+    assert_eq!(payload["source"], "app1");
+    assert_eq!(payload["component"], "app");
+    assert_eq!(payload["group"], "acme");
+    assert_eq!(payload["class"], "unplanned");
+    assert!(
+        payload["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("UNPLANNED failover")),
+        "{trigger}"
+    );
+    assert_eq!(payload["custom_details"]["active"], "app1");
+    assert_eq!(payload["custom_details"]["previous"], "app2");
+    assert_eq!(
+        payload["timestamp"], e["classification"]["at"],
+        "{trigger} {e}"
+    );
+    let link = format!("https://failover.example.org/ui/events/{first}");
+    assert_eq!(trigger["client_url"], link.as_str());
+    assert_eq!(trigger["links"][0]["href"], link.as_str());
+    assert_eq!(
+        received[2],
+        json!({ "routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": first })
+    );
+    let check = format!(
+        "import json, sys, jsonschema\n\
+         schema = json.load(open({:?}))\n\
+         for event in json.loads(sys.stdin.read()): jsonschema.validate(event, schema)\n",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pagerduty-events-v2.schema.json"
+        )
+    );
+    let mut all = received.clone();
+    all.extend(rejecting.received.lock().expect("lock").iter().cloned());
+    if let Err(e) = python_check(&check, &Value::from(all).to_string()) {
+        panic!("not a valid Events API v2 request: {e}");
+    }
+
+    // The key shows in no answer and no stored byte.
+    let admin = serve.get("/v1/events").to_string();
+    serve.stop();
+    assert!(!admin.contains(ROUTING_KEY), "{admin}");
+    for f in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        if f.file_name().to_string_lossy().starts_with("events.db") {
+            let bytes = std::fs::read(f.path()).expect("reads");
+            assert!(!String::from_utf8_lossy(&bytes).contains(ROUTING_KEY));
+        }
+    }
 }

@@ -14,6 +14,7 @@ use crate::event::{PastEvent, assess, event_at};
 use crate::inventory::{ClusterId, Inventory, NodeId, Verdict};
 use crate::message::{HistoryFlags, context};
 use crate::report::{Action, FailoverReport};
+use crate::template::MessageContext;
 use crate::window::MaintenanceWindow;
 
 /// An event's id, unique within a store.
@@ -323,30 +324,46 @@ fn new_event(
         verdict: c.verdict,
         at: r.occurred_at,
         flapping: flags.flapping,
-        failback_of,
+        failback_of: failback_of.clone(),
         classification: serde_json::to_value(c.view(inv, ad_hoc, &r.hostname, r.occurred_at))
             .unwrap_or(Value::Null),
-        context: serde_json::to_value(context(
-            inv,
-            ad_hoc,
-            c,
-            &r.hostname,
-            r.previous.as_deref(),
-            r.occurred_at,
-            flags,
-        ))
+        context: serde_json::to_value(MessageContext {
+            failback_of_event: failback_of
+                .as_ref()
+                .map(|e| e.0.clone())
+                .unwrap_or_default(),
+            ..context(
+                inv,
+                ad_hoc,
+                c,
+                &r.hostname,
+                r.previous.as_deref(),
+                r.occurred_at,
+                flags,
+            )
+        })
         .unwrap_or(Value::Null),
         channels: if silent {
             Vec::new()
         } else {
-            channels_for(inv, c.verdict, c.cluster)
+            channels_for(inv, c.verdict, c.cluster, failback_of.is_some())
         },
     }
 }
 
 /// The channels of every route that carries this verdict for this cluster; an unknown host
-/// goes to the routes that name no customer and no cluster (the operators').
-pub fn channels_for(inv: &Inventory, verdict: Verdict, cluster: Option<ClusterId>) -> Vec<String> {
+/// goes to the routes that name no customer and no cluster (the operators'). A failback
+/// also goes to every channel that resolves alerts ([`ChannelKind::resolves`]) on the
+/// cluster's routes, whatever verdicts they carry: the alert the failover it undoes raised
+/// there is resolved even when the failback itself is routed elsewhere.
+///
+/// [`ChannelKind::resolves`]: crate::inventory::ChannelKind::resolves
+pub fn channels_for(
+    inv: &Inventory,
+    verdict: Verdict,
+    cluster: Option<ClusterId>,
+    failback: bool,
+) -> Vec<String> {
     let customer = cluster.and_then(|c| inv.cluster(c).customer);
     let mut out: Vec<String> = Vec::new();
     for route in &inv.routes {
@@ -357,9 +374,14 @@ pub fn channels_for(inv: &Inventory, verdict: Verdict, cluster: Option<ClusterId
                     && route.customer.is_none_or(|rc| Some(rc) == customer)
             }
         };
-        if applies && route.verdicts.contains(&verdict) {
-            for &i in &route.channels {
-                let name = &inv.channels[i].name;
+        if !applies {
+            continue;
+        }
+        let carried = route.verdicts.contains(&verdict);
+        for &i in &route.channels {
+            let channel = &inv.channels[i];
+            if carried || (failback && channel.kind.resolves()) {
+                let name = &channel.name;
                 if !out.contains(name) {
                     out.push(name.clone());
                 }
@@ -454,6 +476,9 @@ channels = ["log"]
         )
         .expect("new event");
         assert_eq!(back.failback_of, Some(EventId("1".into())));
+        // Its message context names the event it undoes (a pager resolves that alert).
+        assert_eq!(back.context["failback_of_event"], "1");
+        assert_eq!(e.context["failback_of_event"], "");
         // With three nodes nobody can tell.
         let e = decided(
             &report("web2", Action::Takeover, "2026-12-09T21:00:00Z"),
@@ -634,7 +659,8 @@ kind = "log"
 
 [[channels]]
 name = "acme-pager"
-kind = "log"
+kind = "pagerduty"
+routing_key_env = "ACME_PD_KEY"
 
 [[channels]]
 name = "db-team"
@@ -657,12 +683,25 @@ channels = ["db-team"]
         let db = inv.find_cluster("db");
         let web = inv.find_cluster("web");
         assert_eq!(
-            channels_for(&inv, Verdict::Unplanned, db),
+            channels_for(&inv, Verdict::Unplanned, db, false),
             ["ops", "acme-pager", "db-team"]
         );
-        assert_eq!(channels_for(&inv, Verdict::Planned, db), ["ops", "db-team"]);
-        assert_eq!(channels_for(&inv, Verdict::Unplanned, web), ["ops"]);
+        assert_eq!(
+            channels_for(&inv, Verdict::Planned, db, false),
+            ["ops", "db-team"]
+        );
+        // A planned failback also reaches the pager that the unplanned failover it undoes
+        // paged, so that alert is resolved; not another customer's.
+        assert_eq!(
+            channels_for(&inv, Verdict::Planned, db, true),
+            ["ops", "acme-pager", "db-team"]
+        );
+        assert_eq!(channels_for(&inv, Verdict::Planned, web, true), ["ops"]);
+        assert_eq!(channels_for(&inv, Verdict::Unplanned, web, false), ["ops"]);
         // An unknown host has no customer or cluster: only the operators' routes.
-        assert_eq!(channels_for(&inv, Verdict::UnknownHost, None), ["ops"]);
+        assert_eq!(
+            channels_for(&inv, Verdict::UnknownHost, None, false),
+            ["ops"]
+        );
     }
 }

@@ -140,6 +140,43 @@ pub enum WebhookFormat {
     Generic,
 }
 
+/// A PagerDuty alert's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// `critical`.
+    Critical,
+    /// `error`.
+    Error,
+    /// `warning`.
+    Warning,
+    /// `info`.
+    Info,
+}
+
+impl Severity {
+    /// Its spelling in the inventory and in PagerDuty's API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+
+    /// The severity spelled `name`.
+    pub fn from_name(name: &str) -> Option<Severity> {
+        [
+            Severity::Critical,
+            Severity::Error,
+            Severity::Warning,
+            Severity::Info,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
 /// A credential written in the inventory, or where to find it; read by the channel when it
 /// is built, never printed (`Debug` shows only where it comes from).
 #[derive(Clone, PartialEq, Eq)]
@@ -230,11 +267,28 @@ pub enum ChannelKind {
         /// Extra headers; values may be credentials.
         headers: Vec<(String, Secret)>,
     },
+    /// PagerDuty's Events API v2: trigger on an event, resolve on its failback.
+    PagerDuty {
+        /// The integration's routing key (a credential).
+        routing_key: Secret,
+        /// The enqueue URL (the EU service region has its own).
+        url: String,
+        /// The alert's severity for each verdict.
+        severity: [(Verdict, Severity); 4],
+    },
     /// A line of JSON to stdout or to a file.
     Log {
         /// File to append to; `None` = stdout.
         path: Option<String>,
     },
+}
+
+impl ChannelKind {
+    /// It raises alerts that a failback resolves (a paging service), so a failback is sent
+    /// to it whatever verdict the route carries.
+    pub fn resolves(&self) -> bool {
+        matches!(self, ChannelKind::PagerDuty { .. })
+    }
 }
 
 /// One destination.
@@ -391,6 +445,9 @@ pub struct Inventory {
     pub delivery: RetryPolicy,
     /// Connection limits of `serve`.
     pub server: ServerPolicy,
+    /// Where people reach the service (`[server] public_url`, no trailing `/`): messages
+    /// link to the dashboard's event page under it.
+    pub public_url: Option<String>,
     /// Limits of ad-hoc windows.
     pub maintenance: MaintenancePolicy,
     /// Message templates.

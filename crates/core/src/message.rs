@@ -95,6 +95,7 @@ pub fn context(
             .failback_of
             .map(|t| local_time(t, tz))
             .unwrap_or_default(),
+        failback_of_event: String::new(),
     }
 }
 

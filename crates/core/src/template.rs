@@ -127,6 +127,8 @@ pub struct MessageContext {
     pub failback: bool,
     /// Local time of the failover it undoes, or empty.
     pub failback_of: String,
+    /// The id of the event it undoes, or empty (a paging channel resolves that alert).
+    pub failback_of_event: String,
 }
 
 /// A rendered message.
@@ -297,5 +299,6 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         flapping_within: "30m".into(),
         failback: true,
         failback_of: "2026-12-09 21:50:00 CET".into(),
+        failback_of_event: "41".into(),
     }
 }

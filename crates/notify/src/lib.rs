@@ -9,12 +9,14 @@
 //! - [`sns`]: AWS SNS publish (aws-sdk-sns, rustls with ring)
 //! - [`email`]: SMTP with STARTTLS, TLS or plain, optional AUTH (lettre)
 //! - [`webhook`]: HTTP POST shaped for Slack, Teams, or the event as JSON (reqwest)
+//! - [`pagerduty`]: PagerDuty's Events API v2, trigger and resolve (reqwest)
 //! - [`log`]: a JSON line to stdout or to a file, fsynced, deduplicated after a crash
 
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod email;
 pub mod log;
+pub mod pagerduty;
 #[cfg(feature = "sns")]
 pub mod sns;
 pub mod webhook;
@@ -37,6 +39,9 @@ pub struct Outgoing {
     pub body: String,
     /// The template context: cluster, nodes, window, times.
     pub context: serde_json::Value,
+    /// The event's page on the dashboard, when `[server] public_url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// A failed attempt: whether trying again may help, and why, with every URL in the message
@@ -128,6 +133,8 @@ pub enum Notifier {
     Email(Box<email::Email>),
     /// HTTP POST.
     Webhook(webhook::Webhook),
+    /// PagerDuty Events API v2.
+    PagerDuty(pagerduty::PagerDuty),
     /// JSON lines.
     Log(log::Log),
 }
@@ -187,6 +194,13 @@ impl Notifier {
             } => Notifier::Webhook(
                 webhook::Webhook::new(url, *format, headers, timeout).map_err(err)?,
             ),
+            ChannelKind::PagerDuty {
+                routing_key,
+                url,
+                severity,
+            } => Notifier::PagerDuty(
+                pagerduty::PagerDuty::new(routing_key, url, *severity, timeout).map_err(err)?,
+            ),
             ChannelKind::Log { path } => {
                 Notifier::Log(log::Log::open(path.as_deref()).map_err(|e| err(e.to_string()))?)
             }
@@ -203,6 +217,7 @@ impl Notifier {
             Notifier::Sns(c) => c.send(msg).await,
             Notifier::Email(c) => c.send(msg).await,
             Notifier::Webhook(c) => c.send(msg).await,
+            Notifier::PagerDuty(c) => c.send(msg).await,
             Notifier::Log(c) => c.send(msg).await,
         }
     }

@@ -264,6 +264,7 @@ mod tests {
             subject: "UNPLANNED failover: db".into(),
             body: "db1 <failed>\nover & out".into(),
             context: cluster.map_or(Value::Null, |c| json!({ "cluster": c })),
+            link: None,
         }
     }
 
@@ -300,6 +301,7 @@ mod tests {
                 subject: "s".into(),
                 body: "b".into(),
                 context: Value::Null,
+                link: None,
             });
             card["attachments"][0]["content"]["body"][0]["color"].clone()
         };

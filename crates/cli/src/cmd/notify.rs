@@ -51,6 +51,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
             "This is a test of the channel `{channel}`, sent by `failover-notify notify test` at {now}. No failover happened."
         ),
         context: json!({ "test": true, "channel": channel }),
+        link: None,
     };
     let timeout = std::time::Duration::try_from(inv.delivery.timeout)
         .unwrap_or(std::time::Duration::from_secs(15));
@@ -58,13 +59,28 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // A paging channel's test alert is resolved again at once, so nobody is left on call
+    // for it.
+    let resolve = c.kind.resolves().then(|| Outgoing {
+        context: json!({ "test": true, "channel": channel, "failback_of_event": msg.event }),
+        ..msg.clone()
+    });
     let sent = runtime.block_on(async {
         let notifier = Notifier::build(c, timeout).await?;
-        anyhow::Ok(notifier.send(&msg).await)
+        let mut sent = notifier.send(&msg).await;
+        if let (Ok(()), Some(resolve)) = (&sent, &resolve) {
+            sent = notifier.send(resolve).await;
+        }
+        anyhow::Ok(sent)
     })?;
     match sent {
         Ok(()) => {
-            println!("ok: channel `{channel}` took the test message");
+            let resolved = if resolve.is_some() {
+                ", and resolved the test alert"
+            } else {
+                ""
+            };
+            println!("ok: channel `{channel}` took the test message{resolved}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

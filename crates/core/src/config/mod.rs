@@ -288,8 +288,10 @@ pub enum ConfigErrorKind {
         "header value for `{name}` must be a string, `{{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"
     )]
     HeaderValue { name: String },
-    #[error("give exactly one of `url`, `url_env` and `url_file`")]
-    WebhookUrl,
+    #[error("give exactly one of {fields}")]
+    OneOf { fields: &'static str },
+    #[error("unknown severity `{value}`: use `critical`, `error`, `warning` or `info`")]
+    Severity { value: String },
     #[error(
         "unknown verdict `{value}`: use `planned`, `unplanned`, `unknown-host` or `cluster-start`"
     )]

@@ -141,6 +141,7 @@ pub struct ServerSection {
     pub idle_timeout: Option<S<String>>,
     pub request_timeout: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
+    pub public_url: Option<S<String>>,
 }
 
 /// `[maintenance]`: limits of ad-hoc windows.

@@ -421,6 +421,15 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         .map_or_else(ServerPolicy::default, |e| {
             server_policy(&mut ctx, e.get_ref())
         });
+    let public_url = file
+        .server
+        .as_ref()
+        .and_then(|e| e.get_ref().public_url.as_ref())
+        .map(|u| {
+            super::channels::url(&mut ctx, u)
+                .trim_end_matches('/')
+                .to_owned()
+        });
     let maintenance = file
         .maintenance
         .as_ref()
@@ -447,6 +456,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         events,
         delivery,
         server,
+        public_url,
         maintenance,
         templates,
         hosts: HostIndex::new(&nodes),

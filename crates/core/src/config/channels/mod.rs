@@ -4,6 +4,7 @@
 
 mod email;
 mod log;
+mod pagerduty;
 mod sns;
 mod webhook;
 
@@ -12,7 +13,7 @@ use std::ops::Range;
 use super::ConfigErrorKind as K;
 use super::schema::{ChannelSection, ChannelValue, S};
 use super::validate::{Ctx, Names};
-use crate::inventory::{Channel, ChannelKind};
+use crate::inventory::{Channel, ChannelKind, Secret};
 
 /// Reads a kind's settings from `fields`, taking each one it knows; `None` after an error.
 type Build = fn(&mut Ctx, &mut Fields<'_>) -> Option<ChannelKind>;
@@ -23,6 +24,7 @@ const KINDS: &[(&str, Build)] = &[
     ("sns", sns::build),
     ("email", email::build),
     ("webhook", webhook::build),
+    ("pagerduty", pagerduty::build),
     ("log", log::build),
 ];
 
@@ -216,6 +218,49 @@ impl<'a> Fields<'a> {
                 self.wrong_type(ctx, name, v, "a table");
                 None
             }
+        }
+    }
+}
+
+/// An inline credential's field and the function that checks and keeps its value.
+type Inline = (&'static str, fn(&mut Ctx, &S<String>) -> String);
+
+/// A credential given as exactly one of `inline` (checked and kept by its function), `env`
+/// (a variable's name) or `file` (a path); `fields` names them all for the error.
+pub(super) fn secret(
+    ctx: &mut Ctx,
+    f: &mut Fields<'_>,
+    inline: Option<Inline>,
+    [env, file]: [&'static str; 2],
+    fields: &'static str,
+) -> Option<Secret> {
+    let named = inline
+        .iter()
+        .map(|(name, _)| *name)
+        .chain([env, file])
+        .filter(|s| f.has(s))
+        .count();
+    let given = (
+        inline.and_then(|(name, check)| f.string(ctx, name).map(|v| check(ctx, &v))),
+        f.string(ctx, env),
+        f.string(ctx, file),
+    );
+    match given {
+        (Some(v), None, None) => Some(Secret::Inline(v)),
+        (None, Some(e), None) => Some(Secret::Env(e.into_inner())),
+        (None, None, Some(p)) => Some(Secret::File(p.into_inner())),
+        _ if named > 1 => {
+            f.error(ctx, K::OneOf { fields });
+            None
+        }
+        // Given, but not as a string: said already.
+        _ if named == 1 => None,
+        _ => {
+            match inline {
+                Some((name, _)) => f.missing(ctx, name),
+                None => f.error(ctx, K::OneOf { fields }),
+            }
+            None
         }
     }
 }

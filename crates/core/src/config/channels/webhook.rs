@@ -1,33 +1,18 @@
 //! `kind = "webhook"`: an HTTP POST, shaped for Slack, Teams, or the event as JSON.
 
-use super::{Fields, url};
+use super::{Fields, secret, url};
 use crate::config::ConfigErrorKind as K;
 use crate::config::validate::Ctx;
 use crate::inventory::{ChannelKind, Secret, WebhookFormat};
 
 pub(super) fn build(ctx: &mut Ctx, f: &mut Fields<'_>) -> Option<ChannelKind> {
-    let sources = ["url", "url_env", "url_file"];
-    let named = sources.iter().filter(|s| f.has(s)).count();
-    let given = (
-        f.string(ctx, "url"),
-        f.string(ctx, "url_env"),
-        f.string(ctx, "url_file"),
+    let u = secret(
+        ctx,
+        f,
+        Some(("url", url)),
+        ["url_env", "url_file"],
+        "`url`, `url_env` and `url_file`",
     );
-    let u = match given {
-        (Some(u), None, None) => Some(Secret::Inline(url(ctx, &u))),
-        (None, Some(e), None) => Some(Secret::Env(e.into_inner())),
-        (None, None, Some(p)) => Some(Secret::File(p.into_inner())),
-        _ if named > 1 => {
-            f.error(ctx, K::WebhookUrl);
-            None
-        }
-        // Given, but not as a string: said already.
-        _ if named == 1 => None,
-        _ => {
-            f.missing(ctx, "url");
-            None
-        }
-    };
     let format = match f.string(ctx, "format") {
         None => Some(WebhookFormat::Generic),
         Some(v) => match v.get_ref().as_str() {
