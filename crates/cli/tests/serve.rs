@@ -1154,3 +1154,78 @@ fn pagerduty_triggers_on_a_failover_and_resolves_on_its_failback() {
         }
     }
 }
+
+/// Alertmanager (Debian's own, on loopback): a failover is an alert with the cluster's
+/// labels and the rendered subject and body, firing until its failback resolves it; one
+/// Alertmanager of two being down does not fail the delivery.
+#[test]
+fn alertmanager_fires_on_a_failover_and_resolves_on_its_failback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = Receiver::start(&[]);
+    let am = common::Alertmanager::start(&receiver.url);
+    let extra = format!(
+        "[[channels]]\nname = \"am\"\nkind = \"alertmanager\"\n\
+         urls = [\"http://127.0.0.1:1\", \"{}/\"]\nlabels = {{ team = \"dba\" }}\n\n\
+         [server]\npublic_url = \"https://failover.example.org\"\n",
+        am.url
+    );
+    let config = routed_inventory(dir.path(), "http://127.0.0.1:1/unused", &extra, r#"["am"]"#);
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let first = a["event_id"].as_str().expect("id").to_owned();
+    let e = serve.settled(&first);
+    assert_eq!(delivery(&e, "am")["status"], "delivered", "{e}");
+
+    // Read back from Alertmanager's own API.
+    let event = format!("event=\"{first}\"");
+    let alerts = am.alerts(&[&event]);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["labels"],
+        json!({ "alertname": "ClusterFailover", "cluster": "app", "customer": "acme",
+                "verdict": "unplanned", "active": "app1", "event": first, "team": "dba" })
+    );
+    assert_eq!(alert["status"]["state"], "active", "{alert}");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("UNPLANNED failover")),
+        "{alert}"
+    );
+    assert!(
+        alert["annotations"]["description"]
+            .as_str()
+            .is_some_and(|s| s.contains("app1")),
+        "{alert}"
+    );
+    assert_eq!(
+        alert["generatorURL"],
+        format!("https://failover.example.org/ui/events/{first}").as_str()
+    );
+    // And Alertmanager routed it to its receiver, firing.
+    let notified =
+        |status: &str| {
+            receiver.received.lock().expect("lock").iter().any(|n| {
+                n["status"] == status && n["alerts"][0]["labels"]["event"] == first.as_str()
+            })
+        };
+    wait_for("Alertmanager's firing notification", 30, || {
+        notified("firing").then_some(())
+    });
+
+    // The failback resolves it: gone from the firing alerts, and a resolved notification.
+    let (_, b) = serve.report(KEY, r#"{"hostname":"app2"}"#);
+    assert_eq!(b["failback_of"], first.as_str(), "{b}");
+    let second = b["event_id"].as_str().expect("id").to_owned();
+    let e = serve.settled(&second);
+    assert_eq!(delivery(&e, "am")["status"], "delivered", "{e}");
+    assert!(am.alerts(&[&event]).is_empty(), "still firing");
+    assert!(
+        am.alerts(&[&format!("event=\"{second}\"")]).is_empty(),
+        "a failback raises no alert of its own"
+    );
+    wait_for("Alertmanager's resolved notification", 30, || {
+        notified("resolved").then_some(())
+    });
+}

@@ -276,6 +276,16 @@ pub enum ChannelKind {
         /// The alert's severity for each verdict.
         severity: [(Verdict, Severity); 4],
     },
+    /// Alertmanager's `/api/v2/alerts`: an alert per event, resolved by its failback.
+    Alertmanager {
+        /// Each Alertmanager's base URL (`http://am1:9093`, no trailing `/`); all get each
+        /// alert, as Prometheus sends to every member of an HA pair.
+        urls: Vec<String>,
+        /// Labels added to every alert (`team = "dba"`), for the Alertmanager's routing.
+        labels: Vec<(String, String)>,
+        /// An alert not resolved by a failback ends this long after it started.
+        resolve_after: SignedDuration,
+    },
     /// A line of JSON to stdout or to a file.
     Log {
         /// File to append to; `None` = stdout.
@@ -287,7 +297,10 @@ impl ChannelKind {
     /// It raises alerts that a failback resolves (a paging service), so a failback is sent
     /// to it whatever verdict the route carries.
     pub fn resolves(&self) -> bool {
-        matches!(self, ChannelKind::PagerDuty { .. })
+        matches!(
+            self,
+            ChannelKind::PagerDuty { .. } | ChannelKind::Alertmanager { .. }
+        )
     }
 }
 

@@ -10,8 +10,10 @@
 //! - [`email`]: SMTP with STARTTLS, TLS or plain, optional AUTH (lettre)
 //! - [`webhook`]: HTTP POST shaped for Slack, Teams, or the event as JSON (reqwest)
 //! - [`pagerduty`]: PagerDuty's Events API v2, trigger and resolve (reqwest)
+//! - [`alertmanager`]: Alertmanager's `/api/v2/alerts`, firing and resolved (reqwest)
 //! - [`log`]: a JSON line to stdout or to a file, fsynced, deduplicated after a crash
 
+pub mod alertmanager;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod email;
@@ -135,6 +137,8 @@ pub enum Notifier {
     Webhook(webhook::Webhook),
     /// PagerDuty Events API v2.
     PagerDuty(pagerduty::PagerDuty),
+    /// Alertmanager API v2.
+    Alertmanager(alertmanager::Alertmanager),
     /// JSON lines.
     Log(log::Log),
 }
@@ -201,6 +205,14 @@ impl Notifier {
             } => Notifier::PagerDuty(
                 pagerduty::PagerDuty::new(routing_key, url, *severity, timeout).map_err(err)?,
             ),
+            ChannelKind::Alertmanager {
+                urls,
+                labels,
+                resolve_after,
+            } => Notifier::Alertmanager(
+                alertmanager::Alertmanager::new(urls, labels, *resolve_after, timeout)
+                    .map_err(err)?,
+            ),
             ChannelKind::Log { path } => {
                 Notifier::Log(log::Log::open(path.as_deref()).map_err(|e| err(e.to_string()))?)
             }
@@ -218,6 +230,7 @@ impl Notifier {
             Notifier::Email(c) => c.send(msg).await,
             Notifier::Webhook(c) => c.send(msg).await,
             Notifier::PagerDuty(c) => c.send(msg).await,
+            Notifier::Alertmanager(c) => c.send(msg).await,
             Notifier::Log(c) => c.send(msg).await,
         }
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use failover_channels::{Notifier, Outgoing};
+use failover_core::inventory::ChannelKind;
 use serde_json::json;
 
 use crate::{load, time_arg};
@@ -50,6 +51,8 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         body: format!(
             "This is a test of the channel `{channel}`, sent by `failover-notify notify test` at {now}. No failover happened."
         ),
+        // No `at_utc`: an Alertmanager stamps its own time and ends the test alert after its
+        // `resolve_timeout`, once its receivers have had it.
         context: json!({ "test": true, "channel": channel }),
         link: None,
     };
@@ -59,9 +62,8 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    // A paging channel's test alert is resolved again at once, so nobody is left on call
-    // for it.
-    let resolve = c.kind.resolves().then(|| Outgoing {
+    // A PagerDuty test alert is resolved again at once, so nobody is left on call for it.
+    let resolve = matches!(c.kind, ChannelKind::PagerDuty { .. }).then(|| Outgoing {
         context: json!({ "test": true, "channel": channel, "failback_of_event": msg.event }),
         ..msg.clone()
     });

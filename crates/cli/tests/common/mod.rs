@@ -187,6 +187,59 @@ impl Smtp {
     }
 }
 
+/// Debian's `prometheus-alertmanager` on a loopback port, clustering off, routing every
+/// alert to `webhook` (firing and resolved) after a second.
+pub struct Alertmanager {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    _proc: Proc,
+}
+
+impl Alertmanager {
+    pub fn start(webhook: &str) -> Alertmanager {
+        let binary = std::env::var("FAILOVER_ALERTMANAGER")
+            .unwrap_or_else(|_| "/usr/bin/prometheus-alertmanager".into());
+        assert!(
+            Path::new(&binary).exists(),
+            "no Alertmanager at {binary}: install Debian's prometheus-alertmanager (scripts/test does)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: hook\n  group_by: [cluster, event]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                 receivers:\n  - name: hook\n    webhook_configs:\n      - url: {webhook}\n        send_resolved: true\n"
+            ),
+        )
+        .expect("writes config");
+        let port = free_port();
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=");
+        Alertmanager {
+            url: format!("http://127.0.0.1:{port}"),
+            _proc: peer(&mut command, port, "prometheus-alertmanager"),
+            _dir: dir,
+        }
+    }
+
+    /// Its alerts (firing, silenced or inhibited) matching the `filter` matchers.
+    pub fn alerts(&self, filter: &[&str]) -> Vec<Value> {
+        let query: Vec<(&str, &str)> = filter.iter().map(|f| ("filter", *f)).collect();
+        http()
+            .get(format!("{}/api/v2/alerts", self.url))
+            .query(&query)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json::<Vec<Value>>())
+            .expect("Alertmanager answers")
+    }
+}
+
 /// A webhook receiver answering with the queued statuses, then 200.
 #[derive(Clone)]
 pub struct Receiver {

@@ -250,7 +250,7 @@ pub enum ConfigErrorKind {
     EndBeforeStart,
     #[error("unknown channel kind `{value}`: use {}", channels::kind_names())]
     ChannelKind { value: String },
-    #[error("`{field}` does not apply to a `{kind}` channel")]
+    #[error("`{field}` does not apply to `kind = \"{kind}\"`")]
     ChannelField { field: String, kind: &'static str },
     #[error("`{field}` must be {expected}, not {found}")]
     ChannelFieldType {
@@ -258,7 +258,7 @@ pub enum ConfigErrorKind {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("a `{kind}` channel needs `{field}`")]
+    #[error("`kind = \"{kind}\"` needs `{field}`")]
     ChannelMissing {
         field: &'static str,
         kind: &'static str,
@@ -290,6 +290,10 @@ pub enum ConfigErrorKind {
     HeaderValue { name: String },
     #[error("give exactly one of {fields}")]
     OneOf { fields: &'static str },
+    #[error(
+        "label `{name}`: a label name is letters, digits and `_`, not starting with a digit, and not one failover-notify sets (`alertname`, `cluster`, `customer`, `verdict`, `active`, `event`); its value is a string"
+    )]
+    Label { name: String },
     #[error("unknown severity `{value}`: use `critical`, `error`, `warning` or `info`")]
     Severity { value: String },
     #[error(

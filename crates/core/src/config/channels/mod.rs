@@ -2,6 +2,7 @@
 //! kind; each kind is one file here that reads and checks its own settings, registered in
 //! [`KINDS`]. A setting the kind does not read is an error rather than silently ignored.
 
+mod alertmanager;
 mod email;
 mod log;
 mod pagerduty;
@@ -25,6 +26,7 @@ const KINDS: &[(&str, Build)] = &[
     ("email", email::build),
     ("webhook", webhook::build),
     ("pagerduty", pagerduty::build),
+    ("alertmanager", alertmanager::build),
     ("log", log::build),
 ];
 
