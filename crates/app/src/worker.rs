@@ -360,6 +360,7 @@ fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
         verdict: d.verdict.as_str().to_owned(),
         subject: msg.subject,
         body: msg.body,
+        sms: msg.sms,
         context: d.context.clone(),
         link: inv
             .public_url

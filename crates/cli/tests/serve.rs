@@ -1229,3 +1229,43 @@ fn alertmanager_fires_on_a_failover_and_resolves_on_its_failback() {
         notified("resolved").then_some(())
     });
 }
+
+/// SNS with `sms = true`: one JSON message structure whose `sms` text is one segment (the
+/// template's output cut to 140 bytes) and whose `default` is the whole body.
+#[test]
+fn sns_gives_phones_one_short_segment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let moto = Moto::start();
+    let topic = moto.topic("texts");
+    let extra = format!(
+        "[[channels]]\nname = \"texts\"\nkind = \"sns\"\ntopic_arn = \"{topic}\"\n\
+         endpoint_url = \"{}\"\nsms = true\n\n\
+         [templates.unplanned]\n\
+         sms = \"{{{{ cluster }}}} on {{{{ host }}}}:\\n{{% for i in range(100) %}}é{{% endfor %}}\"\n",
+        moto.url
+    );
+    let (_serve, e) = serve_one_report(
+        dir.path(),
+        "http://127.0.0.1:1/unused",
+        &extra,
+        r#"["texts"]"#,
+    );
+    assert_eq!(delivery(&e, "texts")["status"], "delivered", "{e}");
+    let published = moto.published(&topic);
+    assert_eq!(published.len(), 1, "{published:?}");
+    let (subject, message) = &published[0];
+    assert!(subject.starts_with("UNPLANNED failover"), "{subject}");
+    let message: Value = serde_json::from_str(message).expect("a JSON message structure");
+    let sms = message["sms"].as_str().expect("an sms entry");
+    assert!(sms.len() <= 140, "{} bytes: {sms}", sms.len());
+    assert!(
+        sms.starts_with("app on app1: éé") && sms.ends_with("..."),
+        "{sms}"
+    );
+    assert!(
+        message["default"]
+            .as_str()
+            .is_some_and(|b| b.contains("Server app1 is currently the active host")),
+        "{message}"
+    );
+}

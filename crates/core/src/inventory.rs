@@ -237,6 +237,9 @@ pub enum ChannelKind {
         region: Option<String>,
         /// Endpoint override (tests, VPC endpoints).
         endpoint_url: Option<String>,
+        /// Publish with `MessageStructure = json`: SMS subscribers get the short `sms` text,
+        /// every other protocol the body.
+        sms: bool,
     },
     /// E-mail over SMTP.
     Email {

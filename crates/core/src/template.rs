@@ -32,6 +32,37 @@ pub const DEFAULT_SUBJECTS: [(Verdict, &str); 4] = [
     ),
 ];
 
+/// The most an SMS text may take: one segment of 140 bytes (160 GSM-7 characters).
+pub const SMS_MAX: usize = 140;
+
+/// Default SMS texts, by verdict: who is active now, since when, and why.
+pub fn default_sms(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Planned => {
+            "Planned failover {{ cluster }}: now on {{ host }} since {{ at }} ({{ window.name }}){% if flapping %}, flapping{% endif %}"
+        }
+        Verdict::Unplanned => {
+            "UNPLANNED failover {{ cluster }}: now on {{ host }} since {{ at }}{% if flapping %}, flapping{% endif %}{% if failback %}, a failback{% endif %}"
+        }
+        Verdict::UnknownHost => "Failover report from unknown host {{ host }} at {{ at }}",
+        Verdict::ClusterStart => "Cluster {{ cluster }} started on {{ host }} at {{ at }}",
+    }
+}
+
+/// `text` as one SMS segment: its lines joined by spaces, cut to [`SMS_MAX`] bytes on a
+/// character boundary with `...` marking the cut.
+pub fn fit_sms(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.len() <= SMS_MAX {
+        return one_line;
+    }
+    let mut end = SMS_MAX - 3;
+    while !one_line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", one_line[..end].trim_end())
+}
+
 const FOOTER: &str = "{% if flapping %}\n\n{{ cluster }} is flapping: it failed over more than \
 {{ flapping_count }} times within {{ flapping_within }}.{% endif %}{% if failback %}\n\nThis is a \
 failback: {{ host }} was active before the failover at {{ failback_of }}.{% endif %}\n\n\
@@ -138,6 +169,8 @@ pub struct Message {
     pub subject: String,
     /// Body text.
     pub body: String,
+    /// One SMS segment: one line, at most [`SMS_MAX`] bytes.
+    pub sms: String,
 }
 
 /// A template failed to compile or render.
@@ -158,13 +191,15 @@ pub struct Templates {
     present: HashMap<(Scope, Verdict, Part), String>,
 }
 
-/// Subject or body.
+/// Subject, body or SMS text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
     /// The subject line.
     Subject,
     /// The body.
     Body,
+    /// The short text for SMS subscribers of an SNS topic.
+    Sms,
 }
 
 impl Part {
@@ -172,6 +207,7 @@ impl Part {
         match self {
             Part::Subject => "subject",
             Part::Body => "body",
+            Part::Sms => "sms",
         }
     }
 }
@@ -189,6 +225,12 @@ impl Default for Templates {
             // The built-in templates are constants covered by tests; they always compile.
             let _ = t.add(Scope::Global, verdict, Part::Subject, subject.to_owned());
             let _ = t.add(Scope::Global, verdict, Part::Body, default_body(verdict));
+            let _ = t.add(
+                Scope::Global,
+                verdict,
+                Part::Sms,
+                default_sms(verdict).to_owned(),
+            );
         }
         t
     }
@@ -271,6 +313,7 @@ impl Templates {
         Ok(Message {
             subject: render(Part::Subject)?.trim().to_owned(),
             body: render(Part::Body)?,
+            sms: fit_sms(&render(Part::Sms)?),
         })
     }
 }
@@ -300,5 +343,32 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         failback: true,
         failback_of: "2026-12-09 21:50:00 CET".into(),
         failback_of_event: "41".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sms_is_one_line_of_at_most_one_segment() {
+        assert_eq!(fit_sms(""), "");
+        assert_eq!(fit_sms("  a\n\n b\tc "), "a b c");
+        let exact = "x".repeat(SMS_MAX);
+        assert_eq!(fit_sms(&exact), exact);
+        let cut = fit_sms(&"x".repeat(SMS_MAX + 1));
+        assert_eq!((cut.len(), cut.ends_with("...")), (SMS_MAX, true));
+        // Two-byte characters: cut on a boundary, never above the limit.
+        let cut = fit_sms(&format!("x{}", "é".repeat(200)));
+        assert!(cut.len() <= SMS_MAX && cut.ends_with("..."), "{cut}");
+        // The defaults fit with room to spare for long names.
+        let t = Templates::default();
+        for (verdict, _) in DEFAULT_SUBJECTS {
+            let m = t
+                .render(&sample_context(verdict), verdict, None, None)
+                .expect("renders");
+            assert!(m.sms.len() <= SMS_MAX - 20, "{verdict:?}: {}", m.sms);
+            assert!(m.sms.contains("cluster01-b"), "{}", m.sms);
+        }
     }
 }

@@ -254,6 +254,7 @@ mod tests {
             verdict: "unplanned".into(),
             subject: "s".into(),
             body: "b".into(),
+            sms: String::new(),
             context,
             link: None,
         }

@@ -39,6 +39,9 @@ pub struct Outgoing {
     pub subject: String,
     /// Rendered body.
     pub body: String,
+    /// Rendered SMS text (one segment), for SNS channels with `sms = true`.
+    #[serde(skip)]
+    pub sms: String,
     /// The template context: cluster, nodes, window, times.
     pub context: serde_json::Value,
     /// The event's page on the dashboard, when `[server] public_url` is set.
@@ -179,11 +182,13 @@ impl Notifier {
                 topic_arn,
                 region,
                 endpoint_url,
+                sms,
             } => Notifier::Sns(Box::new(
                 sns::Sns::new(
                     topic_arn,
                     region.as_deref(),
                     endpoint_url.as_deref(),
+                    *sms,
                     timeout,
                 )
                 .await,

@@ -201,6 +201,7 @@ mod tests {
             verdict: verdict.into(),
             subject: subject.into(),
             body: "b".into(),
+            sms: String::new(),
             context,
             link: None,
         }

@@ -1,4 +1,6 @@
-//! AWS SNS: publish the subject and body to a topic.
+//! AWS SNS: publish the subject and body to a topic; with `sms = true` as a JSON message
+//! structure whose `sms` entry (one short segment) goes to phones and whose `default` (the
+//! body) to every other protocol.
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ const MAX_SUBJECT: usize = 100;
 pub struct Sns {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    sms: bool,
 }
 
 impl Sns {
@@ -23,6 +26,7 @@ impl Sns {
         topic_arn: &str,
         region: Option<&str>,
         endpoint_url: Option<&str>,
+        sms: bool,
         timeout: Duration,
     ) -> Sns {
         let region = region
@@ -33,6 +37,7 @@ impl Sns {
         Sns {
             client: aws_sdk_sns::Client::new(&config),
             topic_arn: topic_arn.to_owned(),
+            sms,
         }
     }
 
@@ -41,14 +46,19 @@ impl Sns {
     /// # Errors
     /// Permanent for 4xx answers (unknown topic, no permission), retryable otherwise.
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
-        let result = self
+        let publish = self
             .client
             .publish()
             .topic_arn(&self.topic_arn)
-            .subject(subject(&msg.subject))
-            .message(&msg.body)
-            .send()
-            .await;
+            .subject(subject(&msg.subject));
+        let publish = if self.sms {
+            publish
+                .message_structure("json")
+                .message(serde_json::json!({ "default": msg.body, "sms": msg.sms }).to_string())
+        } else {
+            publish.message(&msg.body)
+        };
+        let result = publish.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => {

@@ -263,6 +263,7 @@ mod tests {
             verdict: verdict.into(),
             subject: "UNPLANNED failover: db".into(),
             body: "db1 <failed>\nover & out".into(),
+            sms: String::new(),
             context: cluster.map_or(Value::Null, |c| json!({ "cluster": c })),
             link: None,
         }
@@ -300,6 +301,7 @@ mod tests {
                 verdict: verdict.into(),
                 subject: "s".into(),
                 body: "b".into(),
+                sms: String::new(),
                 context: Value::Null,
                 link: None,
             });

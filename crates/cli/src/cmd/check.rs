@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use failover_core::classify::{ClassificationView, classify};
 use failover_core::decide::{Decision, History, decide};
-use failover_core::inventory::Inventory;
+use failover_core::inventory::{ChannelKind, Inventory};
 use failover_core::report::{Action, FailoverReport};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -47,6 +47,9 @@ struct Explained {
     channels: Vec<String>,
     subject: String,
     body: String,
+    /// The SMS text, when an SNS channel with `sms = true` is routed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms: Option<String>,
 }
 
 /// The message a failover reported by `host` at `at` would send, and to which channels.
@@ -75,10 +78,16 @@ fn explain(inv: &Inventory, host: &str, at: Timestamp) -> anyhow::Result<Explain
         .templates
         .render(&event.context, event.verdict, cluster, customer)
         .map_err(|e| anyhow::anyhow!("{e}: {}", e.source))?;
+    let texts = event.channels.iter().any(|name| {
+        inv.channels
+            .iter()
+            .any(|ch| ch.name == *name && matches!(ch.kind, ChannelKind::Sns { sms: true, .. }))
+    });
     Ok(Explained {
         channels: event.channels.clone(),
         subject: msg.subject,
         body: msg.body,
+        sms: texts.then_some(msg.sms),
     })
 }
 
@@ -163,6 +172,9 @@ fn explained_text(e: &Explained) -> String {
     for line in e.body.lines() {
         out.push_str(format!("    | {line}").trim_end());
         out.push('\n');
+    }
+    if let Some(sms) = &e.sms {
+        out.push_str(&format!("  sms      {sms}\n"));
     }
     out
 }

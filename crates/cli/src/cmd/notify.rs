@@ -51,6 +51,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         body: format!(
             "This is a test of the channel `{channel}`, sent by `failover-notify notify test` at {now}. No failover happened."
         ),
+        sms: format!("failover-notify test of channel {channel}, no failover"),
         // No `at_utc`: an Alertmanager stamps its own time and ends the test alert after its
         // `resolve_timeout`, once its receivers have had it.
         context: json!({ "test": true, "channel": channel }),

@@ -151,12 +151,13 @@ pub struct MaintenanceSection {
     pub max_duration: Option<S<String>>,
 }
 
-/// `subject`/`body` for one verdict.
+/// `subject`/`body`/`sms` for one verdict.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePair {
     pub subject: Option<S<String>>,
     pub body: Option<S<String>>,
+    pub sms: Option<S<String>>,
 }
 
 /// `[templates]` (global) or `templates` inside a customer or cluster.
@@ -342,9 +343,9 @@ impl<'de> Deserialize<'de> for ChannelSection {
 pub enum ChannelValue {
     String(String),
     Integer(i64),
-    /// No kind reads a float or a boolean yet: only its type is kept, for the error.
+    /// No kind reads a float: only its type is kept, for the error.
     Float,
-    Boolean,
+    Boolean(bool),
     Array(Vec<S<ChannelValue>>),
     Table(toml::Table),
 }
@@ -356,7 +357,7 @@ impl ChannelValue {
             ChannelValue::String(_) => "a string",
             ChannelValue::Integer(_) => "an integer",
             ChannelValue::Float => "a float",
-            ChannelValue::Boolean => "a boolean",
+            ChannelValue::Boolean(_) => "a boolean",
             ChannelValue::Array(_) => "an array",
             ChannelValue::Table(_) => "a table",
         }
@@ -388,8 +389,8 @@ impl<'de> Deserialize<'de> for ChannelValue {
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<ChannelValue, E> {
                 Ok(ChannelValue::Float)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<ChannelValue, E> {
-                Ok(ChannelValue::Boolean)
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<ChannelValue, E> {
+                Ok(ChannelValue::Boolean(b))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(
                 self,

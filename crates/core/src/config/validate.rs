@@ -558,7 +558,11 @@ fn add_templates(
         (Verdict::ClusterStart, &set.cluster_start),
     ] {
         let Some(pair) = pair else { continue };
-        for (part, src) in [(Part::Subject, &pair.subject), (Part::Body, &pair.body)] {
+        for (part, src) in [
+            (Part::Subject, &pair.subject),
+            (Part::Body, &pair.body),
+            (Part::Sms, &pair.sms),
+        ] {
             if let Some(src) = src
                 && let Err(e) = templates.add(scope, verdict, part, src.get_ref().clone())
             {

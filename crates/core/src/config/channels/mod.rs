@@ -174,6 +174,18 @@ impl<'a> Fields<'a> {
         ctx.err(self.kind_span.clone(), kind);
     }
 
+    /// A boolean setting.
+    pub(super) fn boolean(&mut self, ctx: &mut Ctx, name: &'static str) -> Option<bool> {
+        let v = self.take(name)?;
+        match v.get_ref() {
+            ChannelValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(ctx, name, v, "a boolean");
+                None
+            }
+        }
+    }
+
     /// An integer setting.
     pub(super) fn integer(&mut self, ctx: &mut Ctx, name: &'static str) -> Option<S<i64>> {
         let v = self.take(name)?;

@@ -18,9 +18,11 @@ pub(super) fn build(ctx: &mut Ctx, f: &mut Fields<'_>) -> Option<ChannelKind> {
     }
     let region = f.string(ctx, "region").map(|r| r.into_inner());
     let endpoint_url = f.string(ctx, "endpoint_url").map(|e| url(ctx, &e));
+    let sms = f.boolean(ctx, "sms").unwrap_or(false);
     Some(ChannelKind::Sns {
         topic_arn: arn?.into_inner(),
         region,
         endpoint_url,
+        sms,
     })
 }
