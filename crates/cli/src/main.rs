@@ -50,6 +50,12 @@ enum Command {
     /// Check channels: send a test message through one.
     #[command(subcommand)]
     Notify(cmd::notify::Command),
+    /// Write the manual pages (failover-notify.1 and one per command) into DIR.
+    #[cfg(feature = "assets")]
+    Man(cmd::assets::ManArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    #[cfg(feature = "assets")]
+    Completions(cmd::assets::CompletionArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,12 @@ fn main() -> ExitCode {
         Command::ImportLambda(args) => cmd::import_lambda::run(&args),
         Command::Keys(command) => cmd::keys::run(&command),
         Command::Notify(command) => cmd::notify::run(&command),
+        #[cfg(feature = "assets")]
+        Command::Man(args) => cmd::assets::man(&args, <Cli as clap::CommandFactory>::command()),
+        #[cfg(feature = "assets")]
+        Command::Completions(args) => {
+            cmd::assets::completions(&args, <Cli as clap::CommandFactory>::command())
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 //! One file per command.
 
+#[cfg(feature = "assets")]
+pub mod assets;
 pub mod check;
 pub mod events;
 pub mod import_lambda;
