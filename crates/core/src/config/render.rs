@@ -66,8 +66,9 @@ pub fn render_errors(file: &str, src: &str, errors: &ConfigErrors) -> String {
     out
 }
 
-/// A config line as a snippet shows it: the values of `url`, `password` and `headers` lines
-/// (credentials: a webhook URL's path, a header's token) masked with `*`, one for each
+/// A config line as a snippet shows it: the values of `url`, `urls`, `password`,
+/// `routing_key` and `headers` lines (credentials: a webhook URL's path, a header's token, a
+/// routing key given inline by mistake) masked with `*`, one for each
 /// character so the caret still points at the right column. A URL keeps its scheme and host.
 fn masked(text: &str) -> String {
     let key = text
@@ -75,9 +76,11 @@ fn masked(text: &str) -> String {
         .split(['=', ' '])
         .next()
         .unwrap_or_default();
-    if !["url", "password", "headers"].contains(&key) {
+    if !["url", "urls", "password", "routing_key", "headers"].contains(&key) {
         return text.to_owned();
     }
+    // In a list every string is a value; in a table only those after an `=`.
+    let list = key == "urls";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     // Only strings after an `=` are values (a header's name is a string too).
@@ -95,7 +98,7 @@ fn masked(text: &str) -> String {
         let close = body.find('"').unwrap_or(body.len());
         let value = &body[..close];
         out.push('"');
-        if after_equals {
+        if after_equals || list {
             let keep = value.find("://").map_or(0, |i| {
                 i + 3
                     + value[i + 3..]
@@ -149,6 +152,14 @@ mod tests {
         assert_eq!(
             masked(r#"headers = { "X-Token" = "abc", "X-Src" = { env = "T" } }"#),
             r#"headers = { "X-Token" = "***", "X-Src" = { env = "*" } }"#
+        );
+        assert_eq!(
+            masked(r#"urls = ["http://am1:9093", "http://u:pw@am2/x"]"#),
+            r#"urls = ["http://am1:9093", "http://*****am2**"]"#
+        );
+        assert_eq!(
+            masked(r#"routing_key = "R0UTINGKEY""#),
+            r#"routing_key = "**********""#
         );
         assert_eq!(masked(r#"name = "hook""#), r#"name = "hook""#);
         let line = r#"url = "https://h.example/secret""#;
