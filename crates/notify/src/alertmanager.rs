@@ -73,24 +73,15 @@ impl Alertmanager {
             } else {
                 self.resolve(url, undoes, msg).await
             };
-            match sent {
-                Ok(()) => return self.rest(url, msg, undoes).await,
-                Err(e) => errors.push(e),
+            if let Err(e) = sent {
+                errors.push(e);
             }
         }
-        Err(worst(errors))
-    }
-
-    /// After `first` took it: the others, whose failures no longer fail the delivery.
-    async fn rest(&self, first: &str, msg: &Outgoing, undoes: &str) -> Result<(), DeliveryError> {
-        for url in self.urls.iter().skip_while(|u| *u != first).skip(1) {
-            let _ = if undoes.is_empty() {
-                self.post(url, &json!([self.alert(msg)])).await
-            } else {
-                self.resolve(url, undoes, msg).await
-            };
+        if errors.len() < self.urls.len() {
+            Ok(())
+        } else {
+            Err(worst(errors))
         }
-        Ok(())
     }
 
     /// The alert of a failover.
