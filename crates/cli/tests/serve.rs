@@ -1143,6 +1143,32 @@ fn pagerduty_triggers_on_a_failover_and_resolves_on_its_failback() {
         panic!("not a valid Events API v2 request: {e}");
     }
 
+    // `notify test` triggers a test alert and resolves it at once, under one key.
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+        .args(["notify", "test", "pager", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok: channel `pager` took the test message, and resolved the test alert\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tested = pd.received.lock().expect("lock")[3..].to_vec();
+    assert_eq!(tested.len(), 2, "{tested:?}");
+    assert_eq!(
+        (&tested[0]["event_action"], &tested[1]["event_action"]),
+        (&json!("trigger"), &json!("resolve"))
+    );
+    assert!(
+        tested[0]["dedup_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("test-"))
+            && tested[0]["dedup_key"] == tested[1]["dedup_key"],
+        "{tested:?}"
+    );
+
     // The key shows in no answer and no stored byte.
     let admin = serve.get("/v1/events").to_string();
     serve.stop();
