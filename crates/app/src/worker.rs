@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use failover_channels::{DeliveryError, Notifier, Outgoing};
-use failover_core::inventory::Inventory;
-use failover_store::{DeliveryState, DueDelivery, Outcome, Recorded, Store, StoreError};
+use failover_core::inventory::{Inventory, Verdict};
+use failover_store::{
+    DeliveryState, DueDelivery, EventQuery, Outcome, Recorded, Store, StoreError, event_number,
+};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -293,7 +295,54 @@ async fn skip_logged<S: Store>(state: &AppState<S>) {
     }
 }
 
+/// Why a `not-back` reminder is not to be sent: its cluster is no longer on the node its
+/// event made active (a later event moved it). `None` when it is still there, or when the
+/// store cannot tell (then the reminder is sent: better one too many than none).
+async fn moved<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Option<String> {
+    let ours = match state.store.event(&d.event).await {
+        Ok(Some(e)) => e.event.event,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(event = %d.event, error = ?e, "cannot read the event of a reminder; sending it");
+            return None;
+        }
+    };
+    let query = EventQuery {
+        cluster: ours.cluster.clone(),
+        since: Some(ours.at),
+        limit: 100,
+        ..EventQuery::default()
+    };
+    let later = match state.store.events(query).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(event = %d.event, error = ?e, "cannot read the cluster's later events; sending the reminder");
+            return None;
+        }
+    };
+    let now_on = later
+        .iter()
+        .filter(|e| e.id != d.event && e.event.active.is_some())
+        .max_by_key(|e| (e.event.at, event_number(&e.id).unwrap_or_default()))?;
+    (now_on.event.active != ours.active).then(|| {
+        format!(
+            "not sent: {} moved to {} at {} (event {})",
+            ours.cluster.unwrap_or_default(),
+            now_on.event.active.as_deref().unwrap_or_default(),
+            now_on.event.at,
+            now_on.id
+        )
+    })
+}
+
 async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
+    if d.verdict == Verdict::NotBack
+        && let Some(reason) = moved(state, d).await
+    {
+        tracing::info!(delivery = d.id, event = %d.event, channel = %d.channel, %reason, "reminder cancelled");
+        state.metrics.delivery(&d.channel, "cancelled");
+        return Outcome::Cancelled { reason };
+    }
     let live = state.live();
     let policy = live.inventory.delivery;
     let result = match live.notifiers.get(&d.channel) {
@@ -341,6 +390,7 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
         Outcome::Failed { error } => {
             tracing::error!(delivery = d.id, event = %d.event, channel = %d.channel, %error, "delivery given up");
         }
+        Outcome::Cancelled { .. } => {}
     }
     state.metrics.delivery(&d.channel, label);
     outcome

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::classify::Classification;
 use crate::event::{PastEvent, assess, event_at};
 use crate::inventory::{ClusterId, Inventory, NodeId, Verdict};
-use crate::message::{HistoryFlags, context};
+use crate::message::{HistoryFlags, context, local_time};
 use crate::report::{Action, FailoverReport};
 use crate::template::MessageContext;
 use crate::window::MaintenanceWindow;
@@ -43,6 +43,10 @@ pub struct HistoryEvent {
     pub at: Timestamp,
     /// It was flagged as flapping.
     pub flapping: bool,
+    /// When its cluster was expected back on its usual node, for a planned failover with
+    /// `not-back` reminders ([`NewEvent::back_by`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_by: Option<Timestamp>,
 }
 
 /// A cluster's history as [`decide`] sees it.
@@ -80,6 +84,15 @@ pub struct NewEvent {
     pub context: Value,
     /// Channel names to deliver to.
     pub channels: Vec<String>,
+    /// For a planned failover away from the cluster's usual node: when it is expected back
+    /// (the end of the window's occurrence plus its after-grace), if a route carries
+    /// `not-back` reminders for the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_by: Option<Timestamp>,
+    /// Channels to send the `not-back` reminder to at [`NewEvent::back_by`], unless the
+    /// cluster has moved by then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<String>,
 }
 
 /// What to do with a report, decided on the history inside the write transaction.
@@ -222,7 +235,7 @@ pub fn decide(
     };
     // Flapping is said once: later events of the same flapping spell are only recorded.
     let silent = a.flapping && !a.flapping_started;
-    let event = Box::new(new_event(
+    let mut event = Box::new(new_event(
         inv,
         ad_hoc,
         r,
@@ -231,6 +244,13 @@ pub fn decide(
         failback.map(|h| h.id.clone()),
         silent,
     ));
+    if !silent {
+        match failback.and_then(|h| h.back_by) {
+            Some(due) if r.occurred_at > due => back(inv, cluster, due, &mut event),
+            Some(_) => {}
+            None => expect_back(inv, ad_hoc, cluster, c, &mut event),
+        }
+    }
     match released {
         // A graceful switchover (heartbeat's `hb_standby`: `release` from the old node, then
         // `takeover` from the new one) is one failover: the release's event becomes it.
@@ -291,6 +311,62 @@ fn infer_previous(
     last_active.or_else(only_other)
 }
 
+/// A planned failover away from the cluster's usual node (its `preferred` node, else the one
+/// active before) expects the cluster back when the window's occurrence ends, plus its
+/// after-grace: the `not-back` reminder is due then, to the channels that carry it.
+fn expect_back(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    cluster: ClusterId,
+    c: &Classification,
+    event: &mut NewEvent,
+) {
+    let (Verdict::Planned, Some(e)) = (event.verdict, &c.explanation) else {
+        return;
+    };
+    let cl = inv.cluster(cluster);
+    let usual = cl
+        .preferred
+        .map(|n| inv.node(n).name.clone())
+        .or_else(|| event.previous.clone());
+    let Some(usual) = usual.filter(|u| event.active.as_ref() != Some(u)) else {
+        return;
+    };
+    let grace = e.window.resolve(inv, ad_hoc).grace.after;
+    let Some(due) = e.occurrence.end.timestamp().checked_add(grace).ok() else {
+        return;
+    };
+    let reminders = channels_for(inv, Verdict::NotBack, Some(cluster), false);
+    if reminders.is_empty() {
+        return;
+    }
+    set_context(&mut event.context, &usual, due, &cl.time_zone);
+    event.back_by = Some(due);
+    event.reminders = reminders;
+}
+
+/// A failback after the reminder of the failover it undoes was due: the `back` message, to
+/// the channels that carry it (and those that resolve alerts). Routed by its verdict as
+/// before when no route carries `back`.
+fn back(inv: &Inventory, cluster: ClusterId, due: Timestamp, event: &mut NewEvent) {
+    if channels_for(inv, Verdict::Back, Some(cluster), false).is_empty() {
+        return;
+    }
+    let tz = &inv.cluster(cluster).time_zone;
+    let usual = event.active.clone().unwrap_or_default();
+    set_context(&mut event.context, &usual, due, tz);
+    event.context["verdict"] = Value::from(Verdict::Back.as_str());
+    event.verdict = Verdict::Back;
+    event.channels = channels_for(inv, Verdict::Back, Some(cluster), true);
+}
+
+fn set_context(context: &mut Value, usual: &str, due: Timestamp, tz: &jiff::tz::TimeZone) {
+    if let Value::Object(m) = context {
+        m.insert("usual".into(), Value::from(usual));
+        m.insert("back_by".into(), Value::from(local_time(due, tz)));
+    }
+}
+
 fn new_event(
     inv: &Inventory,
     ad_hoc: &[MaintenanceWindow],
@@ -348,6 +424,8 @@ fn new_event(
         } else {
             channels_for(inv, c.verdict, c.cluster, failback_of.is_some())
         },
+        back_by: None,
+        reminders: Vec::new(),
     }
 }
 
@@ -436,6 +514,7 @@ channels = ["log"]
             previous: previous.map(str::to_owned),
             at: at(when),
             flapping: false,
+            back_by: None,
         }
     }
 

@@ -57,6 +57,9 @@ pub struct Cluster {
     pub nodes: Vec<NodeId>,
     /// Zone for messages and for windows that name none.
     pub time_zone: TimeZone,
+    /// The node it normally runs on (`preferred`), if named: where it is expected back
+    /// after a planned failover.
+    pub preferred: Option<NodeId>,
     /// Every window that can make this cluster's failover planned: the cluster's, its
     /// nodes' and its customer's.
     pub windows: Vec<WindowId>,
@@ -94,15 +97,24 @@ pub enum Verdict {
     /// the cluster starting (or failover-notify's first report from a cluster already
     /// running), not as a failover. Decided on the history, never by `classify`.
     ClusterStart,
+    /// Not an event's verdict but a reminder's: the cluster is still away from its usual
+    /// node when the window of its planned failover has ended (plus its after-grace). A
+    /// route that carries it gets one reminder per such failover.
+    NotBack,
+    /// The failback that brings a cluster back to its usual node after the reminder of its
+    /// planned failover was due. Decided on the history, never by `classify`.
+    Back,
 }
 
 impl Verdict {
     /// All verdicts.
-    pub const ALL: [Verdict; 4] = [
+    pub const ALL: [Verdict; 6] = [
         Verdict::Planned,
         Verdict::Unplanned,
         Verdict::UnknownHost,
         Verdict::ClusterStart,
+        Verdict::NotBack,
+        Verdict::Back,
     ];
 
     /// The spelling used in config, JSON and templates.
@@ -112,6 +124,8 @@ impl Verdict {
             Verdict::Unplanned => "unplanned",
             Verdict::UnknownHost => "unknown-host",
             Verdict::ClusterStart => "cluster-start",
+            Verdict::NotBack => "not-back",
+            Verdict::Back => "back",
         }
     }
 

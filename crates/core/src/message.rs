@@ -96,6 +96,8 @@ pub fn context(
             .map(|t| local_time(t, tz))
             .unwrap_or_default(),
         failback_of_event: String::new(),
+        usual: String::new(),
+        back_by: String::new(),
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::inventory::{ClusterId, CustomerId, Verdict};
 
 /// Default subjects, by verdict.
-pub const DEFAULT_SUBJECTS: [(Verdict, &str); 4] = [
+pub const DEFAULT_SUBJECTS: [(Verdict, &str); 6] = [
     (
         Verdict::Planned,
         "Planned failover: {{ cluster }} is now active on {{ host }}",
@@ -29,6 +29,14 @@ pub const DEFAULT_SUBJECTS: [(Verdict, &str); 4] = [
     (
         Verdict::ClusterStart,
         "Cluster started: {{ cluster }} is now active on {{ host }}",
+    ),
+    (
+        Verdict::NotBack,
+        "Still not back: {{ cluster }} is on {{ host }} after its maintenance window",
+    ),
+    (
+        Verdict::Back,
+        "Back: {{ cluster }} is active on {{ host }} again",
     ),
 ];
 
@@ -46,6 +54,12 @@ pub fn default_sms(verdict: Verdict) -> &'static str {
         }
         Verdict::UnknownHost => "Failover report from unknown host {{ host }} at {{ at }}",
         Verdict::ClusterStart => "Cluster {{ cluster }} started on {{ host }} at {{ at }}",
+        Verdict::NotBack => {
+            "STILL NOT BACK {{ cluster }}: on {{ host }} after its window, expected on {{ usual }} by {{ back_by }}"
+        }
+        Verdict::Back => {
+            "Back: {{ cluster }} on {{ host }} again since {{ at }}, after its window"
+        }
     }
 }
 
@@ -63,11 +77,13 @@ pub fn fit_sms(text: &str) -> String {
     format!("{}...", one_line[..end].trim_end())
 }
 
-const FOOTER: &str = "{% if flapping %}\n\n{{ cluster }} is flapping: it failed over more than \
+/// What the history says about an event: flapping, failback.
+const HISTORY: &str = "{% if flapping %}\n\n{{ cluster }} is flapping: it failed over more than \
 {{ flapping_count }} times within {{ flapping_within }}.{% endif %}{% if failback %}\n\nThis is a \
-failback: {{ host }} was active before the failover at {{ failback_of }}.{% endif %}\n\n\
-Please reach out to your Support Team if you notice any errors or issues in the meantime.\n\n\
-This is an automated message.";
+failback: {{ host }} was active before the failover at {{ failback_of }}.{% endif %}";
+
+const LAST_LINES: &str = "\n\nPlease reach out to your Support Team if you notice any errors or \
+issues in the meantime.\n\nThis is an automated message.";
 
 /// Default bodies, by verdict. The first sentence is the original's.
 pub fn default_body(verdict: Verdict) -> String {
@@ -95,8 +111,28 @@ This is the first report from {{ cluster }}, so it is taken as the cluster start
 failover.  If {{ cluster }} was already running on another node before, this was a failover: \
 check why."
         }
+        Verdict::NotBack => {
+            "{{ cluster }} failed over to {{ host }} at {{ at }}, inside the \
+maintenance window \"{{ window.name }}\" of {{ window.owner }} ({{ window.start }} to \
+{{ window.end }}, {{ window.time_zone }}).\n\n\
+That window has ended and {{ cluster }} is still running on {{ host }}, not on its usual node \
+{{ usual }}: it was expected back by {{ back_by }} ({{ time_zone }}).  Check that the work on \
+{{ usual }} is finished and fail the cluster back, or tell DevOps why it stays on {{ host }}.\n\n\
+A message follows when {{ cluster }} is back on {{ usual }}."
+        }
+        Verdict::Back => {
+            "{{ cluster }} failed back to {{ host }} at {{ at }} ({{ time_zone }}).  It had run on \
+{{ previous }} since the planned failover at {{ failback_of }}, and was expected back by \
+{{ back_by }}: the reminder that it was not back has been sent.  Nothing more to do unless \
+{{ previous }} shows a problem."
+        }
     };
-    format!("{head}{FOOTER}")
+    let history = match verdict {
+        // They follow a failover already told: the history would repeat it.
+        Verdict::NotBack | Verdict::Back => "",
+        _ => HISTORY,
+    };
+    format!("{head}{history}{LAST_LINES}")
 }
 
 /// Where a template set applies.
@@ -160,6 +196,12 @@ pub struct MessageContext {
     pub failback_of: String,
     /// The id of the event it undoes, or empty (a paging channel resolves that alert).
     pub failback_of_event: String,
+    /// The node the cluster is expected back on after a planned failover (its `preferred`
+    /// node, else the one active before), or empty.
+    pub usual: String,
+    /// Local time by which it is expected back there (its window's end plus after-grace),
+    /// or empty. For a `back` failback: when the failover it undoes was due back.
+    pub back_by: String,
 }
 
 /// A rendered message.
@@ -330,7 +372,7 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         at: "2026-12-09 22:14:03 CET".into(),
         at_utc: "2026-12-09T21:14:03Z".into(),
         time_zone: "Europe/Berlin".into(),
-        window: (verdict == Verdict::Planned).then(|| WindowContext {
+        window: matches!(verdict, Verdict::Planned | Verdict::NotBack).then(|| WindowContext {
             name: "patch-b".into(),
             owner: "cluster01-b".into(),
             start: "2026-12-09 22:00".into(),
@@ -343,6 +385,8 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         failback: true,
         failback_of: "2026-12-09 21:50:00 CET".into(),
         failback_of_event: "41".into(),
+        usual: "cluster01-a".into(),
+        back_by: "2026-12-10 02:30:00 CET".into(),
     }
 }
 

@@ -52,6 +52,9 @@ impl Expr {
     }
 }
 
+/// The kind (`k_i`) of a delivery that is its event's `not-back` reminder.
+const REMINDER: &str = "not-back";
+
 /// One delivery inside an event item.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
@@ -114,6 +117,7 @@ impl Row {
                         .unwrap_or(0),
                     last_error: str_of(item, &format!("e_{i}")).map(str::to_owned),
                     finished_at: ms(format!("f_{i}")),
+                    reminder: str_of(item, &format!("k_{i}")) == Some(REMINDER),
                 },
                 next_at: ms(format!("n_{i}")).unwrap_or_default(),
                 claimed_until: ms(format!("c_{i}")),
@@ -173,6 +177,9 @@ impl Row {
         for (i, d) in self.deliveries.iter().enumerate() {
             item.insert(format!("ch_{i}"), s(&d.status.channel));
             item.insert(format!("a_{i}"), n(0));
+            if d.status.reminder {
+                item.insert(format!("k_{i}"), s(REMINDER));
+            }
         }
         item
     }

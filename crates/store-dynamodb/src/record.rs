@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
-    Decide, Decision, DeliveryState, DeliveryStatus, History, HistoryEvent, Lease, NewReport,
+    Decide, Decision, DeliveryState, DeliveryStatus, History, HistoryEvent, Lease, NewEvent,
+    NewReport,
     Recorded, StoreError, StoredReport, event_number, numbered_event,
 };
 use jiff::Timestamp;
@@ -134,7 +135,7 @@ impl Dynamo {
                     let id = new_event_id(now);
                     let row = Row {
                         id,
-                        deliveries: deliveries(id, &event.channels, now, report.claim.as_ref()),
+                        deliveries: deliveries(id, &event, now, report.claim.as_ref()),
                         event: *event,
                         received_at: now,
                         reports: 1,
@@ -155,7 +156,7 @@ impl Dynamo {
                     received.push(stored_report.clone());
                     let row = Row {
                         id: number,
-                        deliveries: deliveries(number, &event.channels, now, None),
+                        deliveries: deliveries(number, &event, now, None),
                         event: *event,
                         received_at: old.received_at,
                         reports: old.reports + 1,
@@ -178,6 +179,7 @@ impl Dynamo {
                     previous: e.previous.clone(),
                     at: e.at,
                     flapping: e.flapping,
+                    back_by: e.back_by,
                 });
             }
             if let Some((pk, since)) = &cluster {
@@ -311,7 +313,7 @@ impl Dynamo {
     ) -> Result<TransactWriteItem, StoreError> {
         let mut item = row.to_item();
         for (i, d) in row.deliveries.iter().enumerate() {
-            item.insert(format!("n_{i}"), n(now.as_millisecond()));
+            item.insert(format!("n_{i}"), n(d.next_at.as_millisecond()));
             if let Some(c) = d.claimed_until {
                 item.insert(format!("c_{i}"), n(c.as_millisecond()));
             }
@@ -327,16 +329,15 @@ impl Dynamo {
     }
 }
 
-/// One pending delivery per channel of event `id`, due at `now`, held by `claim` if given.
-fn deliveries(
-    id: i64,
-    channels: &[String],
-    now: Timestamp,
-    claim: Option<&Lease>,
-) -> Vec<Delivery> {
+/// One pending delivery per channel of event `id`, due at `now`, held by `claim` if given;
+/// then one per reminder channel, due at its `back_by`, held by nobody.
+fn deliveries(id: i64, event: &NewEvent, now: Timestamp, claim: Option<&Lease>) -> Vec<Delivery> {
+    let due = event.back_by.unwrap_or(now).max(now);
+    let own = event.channels.iter().map(|c| (c, false, now, claim));
+    let reminders = event.reminders.iter().map(|c| (c, true, due, None));
     (0..)
-        .zip(channels)
-        .map(|(i, channel)| Delivery {
+        .zip(own.chain(reminders))
+        .map(|(i, (channel, reminder, next_at, claim))| Delivery {
             status: DeliveryStatus {
                 id: id * PER_EVENT + i,
                 channel: channel.clone(),
@@ -344,8 +345,9 @@ fn deliveries(
                 attempts: 0,
                 last_error: None,
                 finished_at: None,
+                reminder,
             },
-            next_at: now,
+            next_at,
             claimed_until: claim.map(|l| l.until),
             claimed_by: claim.map(|l| l.owner.clone()),
             resent: None,

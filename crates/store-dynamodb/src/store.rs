@@ -263,7 +263,8 @@ impl Store for Dynamo {
             .await?
             .into_iter()
             .collect();
-        self.claim(rows, lease, now, usize::MAX, |_| true).await
+        self.claim(rows, lease, now, usize::MAX, |d| !d.status.reminder)
+            .await
     }
 
     async fn finish(
@@ -482,6 +483,10 @@ fn outcome_update(outcomes: &[(i64, Outcome)], owner: &str, now: Timestamp) -> E
                 u.value(&format!(":e{i}"), s(error));
                 u.set(format!("st_{i} = :failed, e_{i} = :e{i}, f_{i} = :now"));
             }
+            Outcome::Cancelled { reason } => {
+                u.value(&format!(":e{i}"), s(reason));
+                u.set(format!("st_{i} = :cancelled, e_{i} = :e{i}, f_{i} = :now"));
+            }
         }
     }
     u.value(":one", n(1));
@@ -489,6 +494,7 @@ fn outcome_update(outcomes: &[(i64, Outcome)], owner: &str, now: Timestamp) -> E
     u.value(":now", n(now.as_millisecond()));
     u.value(":delivered", s(DeliveryState::Delivered.as_str()));
     u.value(":failed", s(DeliveryState::Failed.as_str()));
+    u.value(":cancelled", s(DeliveryState::Cancelled.as_str()));
     // DynamoDB refuses values the expression does not use.
     let used = format!(
         "{} {} {}",

@@ -125,6 +125,8 @@ fn new_event_fields(at: &str, channels: &[&str]) -> NewEvent {
         classification: serde_json::json!({"verdict": "unplanned"}),
         context: serde_json::json!({}),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        back_by: None,
+        reminders: Vec::new(),
     }
 }
 

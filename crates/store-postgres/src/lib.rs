@@ -47,6 +47,7 @@ pub use url::{UrlError, redacted};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_events_reports_deliveries_maintenance.sql"),
     include_str!("../migrations/0002_sessions.sql"),
+    include_str!("../migrations/0003_reminders.sql"),
 ];
 
 /// The advisory lock held while migrating (any constant; "fn-migr").
@@ -289,7 +290,8 @@ async fn apply(client: &Object) -> Result<i32, StoreError> {
 }
 
 const EVENT_COLUMNS: &str = "id, cluster, customer, active, previous, verdict, at_ms, \
-    received_ms, flapping, failback_of, classification, context, channels, reports";
+    received_ms, flapping, failback_of, classification, context, channels, reports, back_by_ms, \
+    reminders";
 
 fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
@@ -306,6 +308,8 @@ fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
             classification: row_json("classification", r.get(10))?,
             context: row_json("context", r.get(11))?,
             channels: row_json("channels", r.get(12))?,
+            back_by: r.get::<_, Option<i64>>(14).map(row_ts).transpose()?,
+            reminders: row_json("reminders", r.get(15))?,
         },
         received_at: row_ts(r.get(7))?,
         reports: count(r.get(13)),
@@ -313,7 +317,8 @@ fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
-const DELIVERY_COLUMNS: &str = "event_id, id, channel, status, attempts, last_error, finished_ms";
+const DELIVERY_COLUMNS: &str =
+    "event_id, id, channel, status, attempts, last_error, finished_ms, reminder";
 
 fn delivery_row(r: &Row) -> Result<(i64, DeliveryStatus), StoreError> {
     Ok((
@@ -325,6 +330,7 @@ fn delivery_row(r: &Row) -> Result<(i64, DeliveryStatus), StoreError> {
             attempts: count(r.get(4)),
             last_error: r.get(5),
             finished_at: r.get::<_, Option<i64>>(6).map(row_ts).transpose()?,
+            reminder: r.get(7),
         },
     ))
 }
@@ -380,6 +386,47 @@ fn push_report(values: &mut Vec<Box<dyn ToSql + Sync + Send>>, r: &NewReport) {
     values.push(Box::new(r.source.clone()));
     values.push(Box::new(ms(r.occurred_at)));
     values.push(Box::new(ms(r.received_at)));
+}
+
+/// `INSERT INTO deliveries` of the event `from` returns (a CTE with its `id`): one per
+/// element of the arrays `channels` and `reminder` (parameters, [`delivery_arrays`]), the
+/// event's own due at `now` and held by `claim`, its reminders due at `back_by` (or `now`)
+/// and held by nobody.
+fn insert_deliveries(
+    from: &str,
+    now: &str,
+    channels: &str,
+    reminder: &str,
+    claim: Option<(&str, &str)>,
+    back_by: &str,
+) -> String {
+    let (owner, until) = claim.unwrap_or(("NULL", "NULL"));
+    format!(
+        "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed_by,
+             claimed_until_ms, reminder)
+         SELECT {from}.id, t.c, t.due, t.due, CASE WHEN t.r THEN NULL ELSE {owner} END,
+             CASE WHEN t.r THEN NULL ELSE {until}::bigint END, t.r
+         FROM {from}, LATERAL (SELECT c, r, n,
+                 CASE WHEN r THEN greatest({back_by}::bigint, {now}) ELSE {now} END AS due
+             FROM unnest({channels}::text[], {reminder}::bool[]) WITH ORDINALITY AS u (c, r, n)) t
+         ORDER BY t.n"
+    )
+}
+
+/// The channels of an event's deliveries, its own then its reminders, and which are
+/// reminders.
+fn delivery_arrays(e: &NewEvent) -> (Vec<String>, Vec<bool>) {
+    let own = e.channels.iter().map(|c| (c.clone(), false));
+    own.chain(e.reminders.iter().map(|c| (c.clone(), true)))
+        .unzip()
+}
+
+/// Appends the event's `back_by_ms` and `reminders` columns.
+fn push_reminders(values: &mut Vec<Box<dyn ToSql + Sync + Send>>, e: &NewEvent) {
+    values.push(Box::new(e.back_by.map(ms)));
+    values.push(Box::new(
+        serde_json::to_string(&e.reminders).unwrap_or_else(|_| "[]".into()),
+    ));
 }
 
 /// `INSERT INTO reports` of one report whose event id is `event` (an expression) and merged
@@ -452,10 +499,10 @@ async fn record_in_transaction(
         .map_err(db)?;
     let history = client
         .prepare_cached(
-            "SELECT id, active, previous, at_ms, flapping, false FROM events
+            "SELECT id, active, previous, at_ms, flapping, false, back_by_ms FROM events
              WHERE cluster = $1 AND at_ms >= $2
              UNION ALL
-             SELECT NULL, NULL, NULL, NULL, NULL, true
+             SELECT NULL, NULL, NULL, NULL, NULL, true, NULL
              WHERE EXISTS (SELECT 1 FROM events WHERE cluster = $1 AND at_ms < $2)
              ORDER BY 4",
         )
@@ -518,6 +565,7 @@ async fn record_in_transaction(
             previous: r.get(2),
             at: row_ts(r.get(3))?,
             flapping: r.get(4),
+            back_by: r.get::<_, Option<i64>>(6).map(row_ts).transpose()?,
         });
     }
     let windows = windows
@@ -555,17 +603,16 @@ async fn record_new(
     let sql = format!(
         "WITH e AS (
              INSERT INTO events (active, previous, verdict, at_ms, flapping, failback_of,
-                 classification, context, channels, cluster, customer, received_ms, reports)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $20, 1) RETURNING id),
-         d AS (
-             INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed_by,
-                 claimed_until_ms)
-             SELECT e.id, t.c, $20, $20, $22, $23
-             FROM e, unnest($21::text[]) WITH ORDINALITY AS t (c, n) ORDER BY t.n
+                 classification, context, channels, cluster, customer, received_ms, reports,
+                 back_by_ms, reminders)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $20, 1, $24, $25)
+             RETURNING id),
+         d AS ({}
              RETURNING id),
          r AS ({})
          SELECT e.id, coalesce((SELECT array_agg(d.id ORDER BY d.id) FROM d), '{{}}')
          FROM e",
+        insert_deliveries("e", "$20", "$21", "$26", Some(("$22", "$23")), "$24"),
         insert_report("e.id", false, 12) + " FROM e"
     );
     let statement = client.prepare_cached(&sql).await.map_err(db)?;
@@ -573,13 +620,16 @@ async fn record_new(
     values.push(Box::new(e.cluster.clone()));
     values.push(Box::new(e.customer.clone()));
     push_report(&mut values, report);
-    values.push(Box::new(e.channels.clone()));
+    let (channels, reminder) = delivery_arrays(e);
+    values.push(Box::new(channels));
     let (owner, until) = match &report.claim {
         Some(l) => (Some(l.owner.clone()), Some(ms(l.until))),
         None => (None, None),
     };
     values.push(Box::new(owner));
     values.push(Box::new(until));
+    push_reminders(&mut values, e);
+    values.push(Box::new(reminder));
     let row = match with_commit(client, client.query_one(&statement, &params(&values))).await {
         Ok(row) => row,
         Err(err) if is(&err, &SqlState::UNIQUE_VIOLATION) => return Ok(Attempt::LostRace),
@@ -595,14 +645,15 @@ async fn record_new(
             reports: 1,
             deliveries: ids
                 .into_iter()
-                .zip(&e.channels)
-                .map(|(id, channel)| DeliveryStatus {
+                .zip(e.channels.iter().map(|c| (c, false)).chain(e.reminders.iter().map(|c| (c, true))))
+                .map(|(id, (channel, reminder))| DeliveryStatus {
                     id,
                     channel: channel.clone(),
                     status: DeliveryState::Pending,
                     attempts: 0,
                     last_error: None,
                     finished_at: None,
+                    reminder,
                 })
                 .collect(),
         },
@@ -672,22 +723,23 @@ async fn record_complete(
         "WITH u AS (
              UPDATE events SET active = $1, previous = $2, verdict = $3, at_ms = $4,
                  flapping = $5, failback_of = $6, classification = $7, context = $8,
-                 channels = $9, reports = reports + 1
+                 channels = $9, reports = reports + 1, back_by_ms = $21, reminders = $22
              WHERE id = $10 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = $10)
              RETURNING id),
-         d AS (
-             INSERT INTO deliveries (event_id, channel, created_ms, next_ms)
-             SELECT u.id, t.c, $19, $19
-             FROM u, unnest($20::text[]) WITH ORDINALITY AS t (c, n) ORDER BY t.n),
+         d AS ({}),
          r AS ({} FROM u)
          SELECT id FROM u",
+        insert_deliveries("u", "$19", "$20", "$23", None, "$21"),
         insert_report("u.id", true, 11)
     );
     let statement = client.prepare_cached(&sql).await.map_err(db)?;
     let mut values = event_params(e)?;
     values.push(Box::new(id));
     push_report(&mut values, report);
-    values.push(Box::new(e.channels.clone()));
+    let (channels, reminder) = delivery_arrays(e);
+    values.push(Box::new(channels));
+    push_reminders(&mut values, e);
+    values.push(Box::new(reminder));
     match with_commit(client, client.query_opt(&statement, &params(&values))).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(StoreError::NotFound(into.clone())),
@@ -807,7 +859,11 @@ fn claimed(rows: &[Row]) -> Result<Vec<DueDelivery>, StoreError> {
                     attempts: count(r.get(2)),
                     created_at: row_ts(r.get(3))?,
                     event: numbered_event(r.get(4)),
-                    verdict: row_verdict(r.get(5))?,
+                    verdict: if r.get(10) {
+                        Verdict::NotBack
+                    } else {
+                        row_verdict(r.get(5))?
+                    },
                     cluster: r.get(6),
                     customer: r.get(7),
                     context: row_json("context", r.get(8))?,
@@ -835,7 +891,7 @@ async fn claim(
          UPDATE deliveries d SET claimed_by = $3, claimed_until_ms = $4
          FROM due, events e WHERE d.id = due.id AND e.id = d.event_id
          RETURNING d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
-                   e.customer, e.context, d.next_ms"
+                   e.customer, e.context, d.next_ms, d.reminder"
     );
     let statement = client.prepare_cached(&sql).await.map_err(db)?;
     claimed(&client.query(&statement, values).await.map_err(db)?)
@@ -876,6 +932,12 @@ async fn finish(
                 DeliveryState::Failed,
                 None,
                 Some(text(error)),
+                Some(ms(now)),
+            ),
+            Outcome::Cancelled { reason } => (
+                DeliveryState::Cancelled,
+                None,
+                Some(text(reason)),
                 Some(ms(now)),
             ),
         };
@@ -997,7 +1059,7 @@ impl Store for Postgres {
         self.run(move |client| async move {
             claim(
                 &client,
-                "event_id = $2",
+                "event_id = $2 AND NOT reminder",
                 &[&ms(now), &event, &lease.owner, &ms(lease.until)],
             )
             .await

@@ -48,6 +48,8 @@ fn merge_or_new(cluster: &str) -> Decide {
             classification: serde_json::json!({}),
             context: serde_json::json!({}),
             channels: vec!["log".into()],
+            back_by: None,
+            reminders: Vec::new(),
         })),
     })
 }

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_events_reports_deliveries_maintenance.sql"),
     include_str!("../migrations/0002_delivery_leases.sql"),
     include_str!("../migrations/0003_sessions.sql"),
+    include_str!("../migrations/0004_reminders.sql"),
 ];
 
 type Reply = Box<dyn FnOnce(bool) + Send>;
@@ -206,7 +207,8 @@ fn writer(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
 }
 
 const EVENT_COLUMNS: &str = "SELECT id, cluster, customer, active, previous, verdict, at_ms,
-    received_ms, flapping, failback_of, classification, context, channels, reports FROM events";
+    received_ms, flapping, failback_of, classification, context, channels, reports, back_by_ms,
+    reminders FROM events";
 
 fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
     let event = conn
@@ -222,7 +224,7 @@ fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
 fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEvent, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, channel, status, attempts, last_error, finished_ms
+            "SELECT id, channel, status, attempts, last_error, finished_ms, reminder
              FROM deliveries WHERE event_id = ?1 ORDER BY id",
         )
         .map_err(db)?;
@@ -235,6 +237,7 @@ fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEv
                 attempts: r.get(3)?,
                 last_error: r.get(4)?,
                 finished_at: r.get::<_, Option<i64>>(5)?.map(row_ts).transpose()?,
+                reminder: r.get(6)?,
             })
         })
         .and_then(Iterator::collect)
@@ -281,6 +284,8 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             classification: row_json("classification", r.get(10)?)?,
             context: row_json("context", r.get(11)?)?,
             channels: row_json("channels", r.get(12)?)?,
+            back_by: r.get::<_, Option<i64>>(14)?.map(row_ts).transpose()?,
+            reminders: row_json("reminders", r.get(15)?)?,
         },
         received_at: row_ts(r.get(7)?)?,
         reports: r.get(13)?,
@@ -312,7 +317,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
     if let Some((cluster, since)) = &report.history {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, active, previous, at_ms, flapping FROM events
+                "SELECT id, active, previous, at_ms, flapping, back_by_ms FROM events
                  WHERE cluster = ?1 AND at_ms >= ?2 ORDER BY at_ms",
             )
             .map_err(db)?;
@@ -324,6 +329,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                     previous: r.get(2)?,
                     at: row_ts(r.get(3)?)?,
                     flapping: r.get(4)?,
+                    back_by: r.get::<_, Option<i64>>(5)?.map(row_ts).transpose()?,
                 })
             })
             .and_then(Iterator::collect)
@@ -349,8 +355,9 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
             let e = *e;
             conn.prepare_cached(
                 "INSERT INTO events (cluster, customer, active, previous, verdict, at_ms,
-                     received_ms, flapping, failback_of, classification, context, channels)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     received_ms, flapping, failback_of, classification, context, channels,
+                     back_by_ms, reminders)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .map_err(db)?
             .execute(params![
@@ -366,16 +373,12 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 e.classification.to_string(),
                 e.context.to_string(),
                 channels_json(&e.channels),
+                e.back_by.map(ms),
+                channels_json(&e.reminders),
             ])
             .map_err(db)?;
             let id = conn.last_insert_rowid();
-            add_deliveries(
-                conn,
-                id,
-                &e.channels,
-                report.received_at,
-                report.claim.as_ref(),
-            )?;
+            add_deliveries(conn, id, &e, report.received_at, report.claim.as_ref())?;
             (id, false)
         }
         Decision::Complete(into, e) => {
@@ -384,7 +387,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 .prepare_cached(
                     "UPDATE events SET active = ?2, previous = ?3, verdict = ?4, at_ms = ?5,
                          flapping = ?6, failback_of = ?7, classification = ?8, context = ?9,
-                         channels = ?10
+                         channels = ?10, back_by_ms = ?11, reminders = ?12
                      WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
                 )
                 .map_err(db)?
@@ -399,13 +402,15 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                     e.classification.to_string(),
                     e.context.to_string(),
                     channels_json(&e.channels),
+                    e.back_by.map(ms),
+                    channels_json(&e.reminders),
                 ])
                 .map_err(db)?;
             if changed == 0 {
                 return Err(StoreError::NotFound(into));
             }
             // Unclaimed: the caller claims a merged report's deliveries itself.
-            add_deliveries(conn, id, &e.channels, report.received_at, None)?;
+            add_deliveries(conn, id, &e, report.received_at, None)?;
             (id, true)
         }
     };
@@ -477,24 +482,33 @@ fn channels_json(channels: &[String]) -> String {
     serde_json::to_string(channels).unwrap_or_else(|_| "[]".into())
 }
 
+/// The deliveries of new event `id`: one per channel due at `at` (held by `claim` if given),
+/// then one reminder per reminder channel due at its `back_by`, its give-up clock started
+/// then.
 fn add_deliveries(
     conn: &Connection,
     event: i64,
-    channels: &[String],
+    e: &NewEvent,
     at: Timestamp,
     claim: Option<&Lease>,
 ) -> Result<(), StoreError> {
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, claimed_by,
-                 claimed_until_ms)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+                 claimed_until_ms, reminder)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
         )
         .map_err(db)?;
     let (owner, until) = (claim.map(|l| &l.owner), claim.map(|l| ms(l.until)));
-    for channel in channels {
+    for channel in &e.channels {
         insert
-            .execute(params![event, channel, ms(at), owner, until])
+            .execute(params![event, channel, ms(at), owner, until, false])
+            .map_err(db)?;
+    }
+    let due = e.back_by.unwrap_or(at).max(at);
+    for channel in &e.reminders {
+        insert
+            .execute(params![event, channel, ms(due), None::<String>, None::<i64>, true])
             .map_err(db)?;
     }
     Ok(())
@@ -573,7 +587,7 @@ fn claim_event(
     let ids: Vec<i64> = conn
         .prepare_cached(&format!(
             "UPDATE deliveries SET claimed_by = ?3, claimed_until_ms = ?4
-             WHERE event_id = ?2 AND status = 'pending' AND {FREE}
+             WHERE event_id = ?2 AND status = 'pending' AND NOT reminder AND {FREE}
              RETURNING id"
         ))
         .map_err(db)?
@@ -590,7 +604,7 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
     let mut stmt = conn
         .prepare_cached(
             "SELECT d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
-                    e.customer, e.context
+                    e.customer, e.context, d.reminder
              FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.id IN (SELECT value FROM json_each(?1))
              ORDER BY d.next_ms",
@@ -604,7 +618,11 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
             attempts: r.get(2)?,
             created_at: row_ts(r.get(3)?)?,
             event: numbered_event(r.get(4)?),
-            verdict: row_verdict(r.get(5)?)?,
+            verdict: if r.get(9)? {
+                Verdict::NotBack
+            } else {
+                row_verdict(r.get(5)?)?
+            },
             cluster: r.get(6)?,
             customer: r.get(7)?,
             context: row_json("context", r.get(8)?)?,
@@ -635,6 +653,9 @@ fn finish(
                 (DeliveryState::Pending, Some(ms(*at)), Some(error), None)
             }
             Outcome::Failed { error } => (DeliveryState::Failed, None, Some(error), Some(ms(now))),
+            Outcome::Cancelled { reason } => {
+                (DeliveryState::Cancelled, None, Some(reason), Some(ms(now)))
+            }
         };
         let changed = stmt
             .execute(params![id, status.as_str(), next, error, finished, owner])

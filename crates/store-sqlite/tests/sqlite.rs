@@ -52,6 +52,8 @@ fn new_event(active: &str, at: &str, channels: &[&str]) -> NewEvent {
         classification: serde_json::json!({"verdict": "unplanned"}),
         context: serde_json::json!({"host": active}),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        back_by: None,
+        reminders: Vec::new(),
     }
 }
 

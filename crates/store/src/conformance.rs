@@ -92,6 +92,7 @@ pub async fn run<S: Store>(fresh: impl AsyncFn() -> S) {
     resending(&fresh().await).await;
     sessions(&fresh().await).await;
     listing(&fresh().await).await;
+    reminders(&fresh().await).await;
 }
 
 fn t(s: &str) -> Timestamp {
@@ -129,6 +130,8 @@ fn event(cluster: &str, customer: &str, active: &str, at: &str, channels: &[&str
         classification: serde_json::json!({"verdict": "unplanned"}),
         context: serde_json::json!({"host": active}),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        back_by: None,
+        reminders: Vec::new(),
     }
 }
 
@@ -1174,4 +1177,185 @@ async fn sessions<S: Store>(store: &S) {
         .end_session(&one)
         .await
         .expect("sessions: ending it again changes nothing");
+}
+
+/// A planned event's reminder: recorded with it, due at its `back_by` (not before, and not
+/// claimed with the event's own deliveries), sent as `not-back`, cancellable; `back_by` in
+/// the history; the same through a completed release.
+async fn reminders<S: Store>(store: &S) {
+    let at = "2026-12-10T01:00:00Z";
+    let back_by = t("2026-12-10T03:30:00Z");
+    let planned = NewEvent {
+        verdict: Verdict::Planned,
+        back_by: Some(back_by),
+        reminders: vec!["pager".into(), "mail".into()],
+        ..event("db", "acme", "db2", at, &["log"])
+    };
+    let (recorded, _, _) = record_new(
+        store,
+        NewReport {
+            claim: Some(lease(A, t(at))),
+            ..report("r1", "acme", "db", "db2", at)
+        },
+        planned.clone(),
+    )
+    .await;
+    let id = recorded.event.id.clone();
+    assert_eq!(recorded.event.event, planned, "reminders: the event as recorded");
+    let kinds: Vec<_> = recorded
+        .event
+        .deliveries
+        .iter()
+        .map(|d| (d.channel.as_str(), d.reminder, d.status))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("log", false, DeliveryState::Pending),
+            ("pager", true, DeliveryState::Pending),
+            ("mail", true, DeliveryState::Pending),
+        ],
+        "reminders: deliveries as recorded"
+    );
+    let read = store.event(&id).await.expect("reads").expect("found");
+    assert_eq!(
+        (read.event.event, read.event.deliveries),
+        (planned.clone(), recorded.event.deliveries.clone()),
+        "reminders: read back"
+    );
+    // The event's own delivery is held by the report's claim; the reminders by nobody, and
+    // a delivery within the request never takes them.
+    let now = t("2026-12-10T01:00:01Z");
+    assert!(
+        store
+            .claim_event(&id, &lease("other", now), now)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "reminders: not claimed with the event"
+    );
+    let own = recorded.event.deliveries[0].id;
+    store
+        .finish(A, vec![(own, Outcome::Delivered)], now)
+        .await
+        .expect("finishes");
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(back_by),
+        "reminders: next due at back_by"
+    );
+    let early = back_by - SignedDuration::from_secs(1);
+    assert!(
+        store
+            .claim_due(&lease(A, early), early, 10)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "reminders: not due before back_by"
+    );
+    let due = store
+        .claim_due(&lease(A, back_by), back_by, 10)
+        .await
+        .expect("claims");
+    let seen: Vec<_> = due
+        .iter()
+        .map(|d| (d.channel.as_str(), d.verdict, d.created_at, &d.event))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pager", Verdict::NotBack, back_by, &id),
+            ("mail", Verdict::NotBack, back_by, &id)
+        ],
+        "reminders: due at back_by, as not-back, the give-up clock started then"
+    );
+    assert_eq!(due[0].context["host"], "db2", "reminders: the event's context");
+    let reason = "db failed back to db1 at 2026-12-10T02:00:00Z (event 9)";
+    store
+        .finish(
+            A,
+            vec![
+                (
+                    due[0].id,
+                    Outcome::Cancelled {
+                        reason: reason.into(),
+                    },
+                ),
+                (due[1].id, Outcome::Delivered),
+            ],
+            back_by,
+        )
+        .await
+        .expect("finishes");
+    let read = store.event(&id).await.expect("reads").expect("found");
+    let pager = &read.event.deliveries[1];
+    assert_eq!(
+        (
+            pager.status,
+            pager.last_error.as_deref(),
+            pager.finished_at,
+            pager.reminder
+        ),
+        (DeliveryState::Cancelled, Some(reason), Some(back_by), true),
+        "reminders: cancelled"
+    );
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        None,
+        "reminders: nothing left"
+    );
+    // The history a later report of the cluster sees holds back_by.
+    let later = "2026-12-10T03:40:00Z";
+    let (_, history, _) = record_new(
+        store,
+        report("r2", "acme", "db", "db1", later),
+        event("db", "acme", "db1", later, &[]),
+    )
+    .await;
+    let h = history.events.iter().find(|h| h.id == id).expect("in the history");
+    assert_eq!(h.back_by, Some(back_by), "reminders: back_by in the history");
+
+    // A release completed by a planned takeover gets its reminders too.
+    let released = store
+        .record(
+            report("r3", "acme", "web", "web1", "2026-12-11T01:00:00Z"),
+            Box::new(|_, _| {
+                new(NewEvent {
+                    active: None,
+                    previous: Some("web1".into()),
+                    ..event("web", "acme", "web1", "2026-12-11T01:00:00Z", &[])
+                })
+            }),
+        )
+        .await
+        .expect("reminders: the release");
+    let takeover = NewEvent {
+        verdict: Verdict::Planned,
+        previous: Some("web1".into()),
+        back_by: Some(t("2026-12-11T02:00:00Z")),
+        reminders: vec!["pager".into()],
+        ..event("web", "acme", "web2", "2026-12-11T01:00:10Z", &["log"])
+    };
+    let into = released.event.id.clone();
+    let completed = store
+        .record(
+            report("r4", "acme", "web", "web2", "2026-12-11T01:00:10Z"),
+            Box::new(move |_, _| Decision::Complete(into.clone(), Box::new(takeover.clone()))),
+        )
+        .await
+        .expect("reminders: the takeover");
+    let kinds: Vec<_> = completed
+        .event
+        .deliveries
+        .iter()
+        .map(|d| (d.channel.as_str(), d.reminder))
+        .collect();
+    assert_eq!(
+        (kinds, completed.event.event.back_by),
+        (
+            vec![("log", false), ("pager", true)],
+            Some(t("2026-12-11T02:00:00Z"))
+        ),
+        "reminders: completed with its reminders"
+    );
 }

@@ -90,14 +90,18 @@ pub enum DeliveryState {
     Delivered,
     /// Given up.
     Failed,
+    /// Not sent, and never will be: a `not-back` reminder whose cluster had moved when it
+    /// was due.
+    Cancelled,
 }
 
 impl DeliveryState {
     /// All states.
-    pub const ALL: [DeliveryState; 3] = [
+    pub const ALL: [DeliveryState; 4] = [
         DeliveryState::Pending,
         DeliveryState::Delivered,
         DeliveryState::Failed,
+        DeliveryState::Cancelled,
     ];
 
     /// Its spelling in JSON, columns and metrics.
@@ -106,6 +110,7 @@ impl DeliveryState {
             DeliveryState::Pending => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
+            DeliveryState::Cancelled => "cancelled",
         }
     }
 
@@ -177,8 +182,12 @@ pub struct DeliveryStatus {
     /// The error of the last failed attempt, if any (kept after a later success: it tells
     /// why a delivery took more than one attempt).
     pub last_error: Option<String>,
-    /// When it was delivered or given up.
+    /// When it was delivered, given up or cancelled.
     pub finished_at: Option<Timestamp>,
+    /// It is the event's `not-back` reminder ([`NewEvent::reminders`]), due at its
+    /// [`NewEvent::back_by`], not the event's own message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reminder: bool,
 }
 
 /// An event as stored.
@@ -198,15 +207,20 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// One of its deliveries, with what its channel needs to send it.
+    /// One of its deliveries, with what its channel needs to send it. A reminder is sent
+    /// as the `not-back` message, its give-up clock started when it fell due.
     pub fn due(&self, delivery: &DeliveryStatus) -> DueDelivery {
+        let (verdict, created_at) = match (delivery.reminder, self.event.back_by) {
+            (true, Some(due)) => (Verdict::NotBack, due.max(self.received_at)),
+            _ => (self.event.verdict, self.received_at),
+        };
         DueDelivery {
             id: delivery.id,
             channel: delivery.channel.clone(),
             attempts: delivery.attempts,
-            created_at: self.received_at,
+            created_at,
             event: self.id.clone(),
-            verdict: self.event.verdict,
+            verdict,
             cluster: self.event.cluster.clone(),
             customer: self.event.customer.clone(),
             context: self.event.context.clone(),
@@ -274,7 +288,8 @@ pub struct DueDelivery {
     pub created_at: Timestamp,
     /// The event's id.
     pub event: EventId,
-    /// Its verdict.
+    /// Its verdict; [`Verdict::NotBack`] for a reminder (which the sender sends only while
+    /// the cluster is still away from its usual node).
     pub verdict: Verdict,
     /// Cluster name (template scope).
     pub cluster: Option<String>,
@@ -300,6 +315,11 @@ pub enum Outcome {
     Failed {
         /// Why.
         error: String,
+    },
+    /// Not sent, and never to be: a reminder whose cluster has moved.
+    Cancelled {
+        /// Why (kept as its last error).
+        reason: String,
     },
 }
 
@@ -362,8 +382,9 @@ pub enum StoreError {
 pub trait Store: Clone + Send + Sync + 'static {
     /// Records a report: a retry of a known client id answers as before; otherwise
     /// `decide` sees the cluster's history and the report is merged, becomes a new event
-    /// with one pending delivery per channel, or completes an event without deliveries, all
-    /// in one durable transaction.
+    /// with one pending delivery per channel (due now) and one reminder per reminder channel
+    /// (due at its `back_by`), or completes an event without deliveries, all in one durable
+    /// transaction. [`HistoryEvent::back_by`] is the event's `back_by`.
     ///
     /// # Errors
     /// [`StoreError`] when nothing could be written.
@@ -417,8 +438,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Claims with `lease` every pending delivery of one event that nobody holds (or whose
-    /// lease has ended), due or not: delivery within the request, where a reporter's retry
-    /// tries again at once.
+    /// lease has ended), due or not, except its reminders: delivery within the request,
+    /// where a reporter's retry tries again at once.
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.

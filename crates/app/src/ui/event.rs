@@ -62,12 +62,23 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
     let c = &e.event.classification;
     let host = c.get("host").and_then(Value::as_str).unwrap_or("?");
     let cluster = e.event.cluster.as_deref().unwrap_or("?");
+    let ctx = |k: &str| {
+        e.event.context.get(k).and_then(Value::as_str).unwrap_or("?").to_owned()
+    };
     match e.event.verdict {
         Verdict::Planned => {
             let w = &c["window"];
             let s = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+            let back = match e.event.back_by {
+                Some(_) => format!(
+                    " Expected back on {} by {}; a reminder goes out if it is not.",
+                    ctx("usual"),
+                    ctx("back_by")
+                ),
+                None => String::new(),
+            };
             format!(
-                "Planned: {host} reported at {at}, inside window “{}” of {} ({} to {}, {}).",
+                "Planned: {host} reported at {at}, inside window “{}” of {} ({} to {}, {}).{back}",
                 s("name"),
                 s("owner"),
                 s("start"),
@@ -75,6 +86,11 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
                 s("time_zone")
             )
         }
+        Verdict::Back => format!(
+            "Back: {cluster} failed back to {host} at {at}, after the window of the planned failover it undoes: it was expected back by {}.",
+            ctx("back_by")
+        ),
+        Verdict::NotBack => format!("Not back: {cluster} was still away from {} after its window.", ctx("usual")),
         Verdict::Unplanned => format!(
             "Unplanned: no maintenance window of {cluster} was open at {at}, when {host} reported."
         ),

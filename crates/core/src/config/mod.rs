@@ -230,6 +230,12 @@ pub enum ConfigErrorKind {
     NodeInTwoClusters { node: String, cluster: String },
     #[error("cluster `{cluster}` needs at least two nodes, found {found}")]
     TooFewNodes { cluster: String, found: usize },
+    #[error("`preferred = \"{node}\"` is not a node of cluster `{cluster}` (its nodes: {nodes})")]
+    PreferredNotANode {
+        cluster: String,
+        node: String,
+        nodes: String,
+    },
     #[error(
         "`{value}` is not a valid host name (letters, digits, `-`, `_` and `.`, at most 253 bytes)"
     )]

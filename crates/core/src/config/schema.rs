@@ -190,6 +190,7 @@ pub struct ClusterSection {
     pub customer: Option<S<String>>,
     pub nodes: S<Vec<S<NodeEntry>>>,
     pub time_zone: Option<S<String>>,
+    pub preferred: Option<S<String>>,
     pub grace: Option<S<GraceSection>>,
     pub templates: Option<S<TemplateSet>>,
 }

@@ -284,11 +284,33 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
             });
             members.push(nid);
         }
+        let preferred = c.preferred.as_ref().and_then(|p| {
+            let found = members.iter().copied().find(|&n| {
+                let node = &nodes[n.index()];
+                node.name == *p.get_ref() || node.aliases.contains(p.get_ref())
+            });
+            if found.is_none() {
+                ctx.err(
+                    p.span(),
+                    K::PreferredNotANode {
+                        cluster: c.name.get_ref().clone(),
+                        node: p.get_ref().clone(),
+                        nodes: entries
+                            .iter()
+                            .map(|e| e.get_ref().name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                );
+            }
+            found
+        });
         clusters.push(Cluster {
             name: c.name.get_ref().clone(),
             customer,
             nodes: members,
             time_zone,
+            preferred,
             windows: Vec::new(),
         });
     }
