@@ -783,4 +783,129 @@ channels = ["db-team"]
             ["ops"]
         );
     }
+
+    const REMINDED: &str = r#"
+[defaults]
+grace = { before = "5m", after = "30m" }
+
+[[clusters]]
+name = "db"
+nodes = ["db1", "db2"]
+time_zone = "Europe/Berlin"
+
+[[clusters]]
+name = "web"
+nodes = ["web1", "web2", "web3"]
+preferred = "web1"
+
+[[windows]]
+name = "nightly"
+cluster = "db"
+date = "2026-12-09"
+start = "22:00"
+duration = "2h"
+
+[[windows]]
+name = "nightly"
+cluster = "web"
+date = "2026-12-09"
+start = "22:00"
+duration = "2h"
+
+[[channels]]
+name = "ops"
+kind = "log"
+
+[[channels]]
+name = "team"
+kind = "log"
+
+[[routes]]
+channels = ["ops"]
+
+[[routes]]
+verdicts = ["not-back", "back"]
+channels = ["team"]
+"#;
+
+    fn reminded(r: &FailoverReport, history: &[HistoryEvent]) -> NewEvent {
+        let inv = crate::config::parse(REMINDED).expect("valid");
+        let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
+        let history = History {
+            events: history.to_vec(),
+            older: true,
+        };
+        match decide(&inv, &[], r, &c, &history) {
+            Decision::New(e) => *e,
+            d => panic!("a new event, not {d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_planned_failover_away_from_the_usual_node_expects_it_back_after_the_window() {
+        // db fails over to db2 inside its window (22:00-24:00 Berlin = 21:00-23:00 UTC):
+        // expected back on db1, the node before, by the end plus the 30 min after-grace.
+        let e = reminded(&report("db2", Action::Takeover, "2026-12-09T21:30:00Z"), &[]);
+        assert_eq!(e.verdict, Verdict::Planned);
+        assert_eq!(e.channels, ["ops"], "routes without verdicts carry no reminders");
+        assert_eq!(e.back_by, Some(at("2026-12-09T23:30:00Z")));
+        assert_eq!(e.reminders, ["team"]);
+        assert_eq!(e.context["usual"], "db1");
+        assert_eq!(e.context["back_by"], "2026-12-10 00:30:00 CET");
+        // A failover onto the preferred node expects nothing; one between two others
+        // expects the cluster back on its preferred node.
+        let home = reminded(&report("web1", Action::Takeover, "2026-12-09T22:30:00Z"), &[]);
+        assert_eq!((home.back_by, home.reminders.len()), (None, 0));
+        let mut away = report("web3", Action::Takeover, "2026-12-09T22:30:00Z");
+        away.previous = Some("web2".into());
+        let away = reminded(&away, &[]);
+        assert_eq!(away.context["usual"], "web1");
+        assert_eq!(away.back_by, Some(at("2026-12-10T00:30:00Z")));
+        // Unplanned: nothing expected.
+        let unplanned = reminded(&report("db2", Action::Takeover, "2026-12-10T12:00:00Z"), &[]);
+        assert_eq!((unplanned.verdict, unplanned.back_by), (Verdict::Unplanned, None));
+    }
+
+    #[test]
+    fn the_failback_after_the_reminder_was_due_is_back_and_before_it_an_ordinary_failback() {
+        let planned = HistoryEvent {
+            back_by: Some(at("2026-12-09T23:30:00Z")),
+            ..past("7", Some("db2"), Some("db1"), "2026-12-09T21:30:00Z")
+        };
+        // In time: a planned failback (inside the after-grace), routed by its verdict.
+        let in_time = reminded(
+            &report("db1", Action::Takeover, "2026-12-09T23:10:00Z"),
+            std::slice::from_ref(&planned),
+        );
+        assert_eq!(
+            (in_time.verdict, in_time.channels.as_slice()),
+            (Verdict::Planned, ["ops".to_owned()].as_slice())
+        );
+        assert_eq!(in_time.failback_of, Some(EventId("7".into())));
+        // Late: `back`, to the routes that carry it, naming when it was due.
+        let late = reminded(
+            &report("db1", Action::Takeover, "2026-12-10T01:00:00Z"),
+            std::slice::from_ref(&planned),
+        );
+        assert_eq!(late.verdict, Verdict::Back);
+        assert_eq!(late.channels, ["team"]);
+        assert_eq!(late.context["verdict"], "back");
+        assert_eq!(late.context["back_by"], "2026-12-10 00:30:00 CET");
+        assert_eq!(late.context["usual"], "db1");
+        assert_eq!(late.back_by, None, "a failback expects nothing more");
+        // Without a route for `back` the late failback keeps its verdict.
+        let inv = crate::config::parse(&REMINDED.replace(r#"["not-back", "back"]"#, r#"["not-back"]"#))
+            .expect("valid");
+        let r = report("db1", Action::Takeover, "2026-12-10T01:00:00Z");
+        let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
+        let history = History {
+            events: vec![planned],
+            older: true,
+        };
+        let Decision::New(e) = decide(&inv, &[], &r, &c, &history) else {
+            panic!("a new event");
+        };
+        assert_eq!((e.verdict, e.channels.as_slice()), (Verdict::Unplanned, ["ops".to_owned()].as_slice()));
+    }
+
 }

@@ -117,6 +117,16 @@ impl Verdict {
         Verdict::Back,
     ];
 
+    /// What a route carries when it names no verdicts: every event's verdict, not the
+    /// reminder kinds `not-back` and `back`, which a route carries only when it names them
+    /// (a team whose clusters stay where they failed over wants no reminders).
+    pub const ROUTED_BY_DEFAULT: [Verdict; 4] = [
+        Verdict::Planned,
+        Verdict::Unplanned,
+        Verdict::UnknownHost,
+        Verdict::ClusterStart,
+    ];
+
     /// The spelling used in config, JSON and templates.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -291,7 +301,7 @@ pub enum ChannelKind {
         /// The enqueue URL (the EU service region has its own).
         url: String,
         /// The alert's severity for each verdict.
-        severity: [(Verdict, Severity); 4],
+        severity: [(Verdict, Severity); 6],
     },
     /// Alertmanager's `/api/v2/alerts`: an alert per event, resolved by its failback.
     Alertmanager {

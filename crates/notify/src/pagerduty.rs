@@ -23,7 +23,7 @@ pub struct PagerDuty {
     client: reqwest::Client,
     url: String,
     routing_key: String,
-    severity: [(Verdict, Severity); 4],
+    severity: [(Verdict, Severity); 6],
 }
 
 impl std::fmt::Debug for PagerDuty {
@@ -43,7 +43,7 @@ impl PagerDuty {
     pub fn new(
         routing_key: &Secret,
         url: &str,
-        severity: [(Verdict, Severity); 4],
+        severity: [(Verdict, Severity); 6],
         timeout: Duration,
     ) -> Result<PagerDuty, String> {
         let routing_key = resolve(routing_key, "the routing key")?;
@@ -188,6 +188,8 @@ mod tests {
                 (Verdict::UnknownHost, Severity::Warning),
                 (Verdict::Planned, Severity::Info),
                 (Verdict::ClusterStart, Severity::Error),
+                (Verdict::NotBack, Severity::Warning),
+                (Verdict::Back, Severity::Info),
             ],
             Duration::from_secs(1),
         )

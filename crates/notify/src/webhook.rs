@@ -160,11 +160,13 @@ impl Webhook {
     }
 }
 
-/// The colour of a verdict, as hex RGB: green planned, blue a cluster start, red otherwise.
+/// The colour of a verdict, as hex RGB: green planned or back, blue a cluster start, amber
+/// a not-back reminder, red otherwise.
 fn colour_hex(verdict: &str) -> &'static str {
     match verdict {
-        "planned" => "2EB886",
+        "planned" | "back" => "2EB886",
         "cluster-start" => "0078D7",
+        "not-back" => "E8A317",
         _ => "D00000",
     }
 }
@@ -214,12 +216,13 @@ pub fn google_chat_card(msg: &Outgoing) -> Value {
 }
 
 /// A Teams Workflows message: an Adaptive Card 1.2 in the `attachments` envelope, its title
-/// coloured by verdict (green planned, blue a cluster start, red otherwise), the body one
-/// wrapped text block per paragraph.
+/// coloured by verdict (green planned or back, blue a cluster start, amber a not-back
+/// reminder, red otherwise), the body one wrapped text block per paragraph.
 pub fn adaptive_card(msg: &Outgoing) -> Value {
     let colour = match msg.verdict.as_str() {
-        "planned" => "Good",
+        "planned" | "back" => "Good",
         "cluster-start" => "Accent",
+        "not-back" => "Warning",
         _ => "Attention",
     };
     let mut body = vec![json!({
@@ -311,6 +314,8 @@ mod tests {
         assert_eq!(colour("cluster-start"), "Accent");
         assert_eq!(colour("unplanned"), "Attention");
         assert_eq!(colour("unknown-host"), "Attention");
+        assert_eq!(colour("not-back"), "Warning");
+        assert_eq!(colour("back"), "Good");
     }
 
     #[test]

@@ -1305,7 +1305,7 @@ async fn reminders<S: Store>(store: &S) {
         "reminders: nothing left"
     );
     // The history a later report of the cluster sees holds back_by.
-    let later = "2026-12-10T03:40:00Z";
+    let later = "2026-12-10T01:50:00Z";
     let (_, history, _) = record_new(
         store,
         report("r2", "acme", "db", "db1", later),

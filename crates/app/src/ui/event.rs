@@ -150,6 +150,7 @@ pub async fn show<S: Store>(
                 "error": d.last_error,
                 "finished": d.finished_at.map(utc),
                 "resent": p.resent == Some(d.id),
+                "reminder": d.reminder,
             })
         })
         .collect();
@@ -166,6 +167,7 @@ pub async fn show<S: Store>(
             "zone": tz.iana_name().unwrap_or("UTC"),
             "reports": reports,
             "deliveries": deliveries,
+            "back_by": e.event.context.get("back_by"),
         }),
     ))
 }

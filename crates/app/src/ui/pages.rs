@@ -150,8 +150,10 @@ pub async fn now<S: Store>(
             ..EventQuery::default()
         })
         .await?;
+    // `not-back` is a reminder's, never an event's.
     let counts: Vec<Value> = Verdict::ALL
         .iter()
+        .filter(|v| **v != Verdict::NotBack)
         .map(|v| json!({"verdict": v.as_str(), "count": events.iter().filter(|e| e.event.verdict == *v).count()}))
         .collect();
     // Unplanned first, then the rest; newest first within each.

@@ -303,7 +303,7 @@ pub enum ConfigErrorKind {
     #[error("unknown severity `{value}`: use `critical`, `error`, `warning` or `info`")]
     Severity { value: String },
     #[error(
-        "unknown verdict `{value}`: use `planned`, `unplanned`, `unknown-host` or `cluster-start`"
+        "unknown verdict `{value}`: use `planned`, `unplanned`, `unknown-host`, `cluster-start`, `not-back` or `back`"
     )]
     Verdict { value: String },
     #[error("a route needs at least one channel")]

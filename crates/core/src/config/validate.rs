@@ -530,7 +530,7 @@ fn route(
         }
     }
     let verdicts = match &r.verdicts {
-        None => Verdict::ALL.to_vec(),
+        None => Verdict::ROUTED_BY_DEFAULT.to_vec(),
         Some(list) => list
             .get_ref()
             .iter()

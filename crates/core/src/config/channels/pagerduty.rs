@@ -24,6 +24,8 @@ pub(super) fn build(ctx: &mut Ctx, f: &mut Fields<'_>) -> Option<ChannelKind> {
         (Verdict::UnknownHost, Severity::Warning),
         (Verdict::Planned, Severity::Info),
         (Verdict::ClusterStart, Severity::Info),
+        (Verdict::NotBack, Severity::Warning),
+        (Verdict::Back, Severity::Info),
     ];
     if let Some(t) = f.table(ctx, "severity") {
         for (verdict, value) in *t.get_ref() {
