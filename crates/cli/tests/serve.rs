@@ -1295,3 +1295,119 @@ fn sns_gives_phones_one_short_segment() {
         "{message}"
     );
 }
+
+/// `serve` with clusters `app` and `flap` in ad-hoc windows that began half an hour ago and
+/// end seconds from now: a planned failover reported inside one expects its cluster back
+/// when it ends, and the test lets the clock run through that end.
+#[test]
+fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reminders_log = dir.path().join("reminders.log");
+    let extra = format!(
+        "[[channels]]\nname = \"team\"\nkind = \"log\"\npath = \"{}\"\n\n\
+         [[routes]]\nverdicts = [\"not-back\", \"back\"]\nchannels = [\"team\"]\n",
+        reminders_log.display()
+    );
+    let config = routed_inventory(dir.path(), "http://127.0.0.1:1/unused", &extra, r#"["file"]"#);
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    // Whole seconds: the store keeps milliseconds.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now");
+    let ago = |mins: i64| (now - jiff::SignedDuration::from_mins(mins)).to_string();
+    let end = now + jiff::SignedDuration::from_secs(4);
+    for cluster in ["app", "flap"] {
+        let r = common::http()
+            .post(format!("{}/v1/maintenance", serve.url))
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(
+                json!({"cluster": cluster, "start": ago(30), "end": end.to_string(), "reason": "patching"})
+                    .to_string(),
+            )
+            .send()
+            .expect("answers");
+        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    }
+
+    // app fails over to app2 inside its window: planned, expected back on app1 (the node
+    // before) when the window ends (an ad-hoc window has no grace).
+    let (_, a) = serve.report(
+        KEY,
+        &json!({"hostname": "app2", "occurred_at": ago(10)}).to_string(),
+    );
+    assert_eq!(a["verdict"]["verdict"], "planned", "{a}");
+    let away = a["event_id"].as_str().expect("id").to_owned();
+    let e = serve.event(&away);
+    assert_eq!(e["back_by"], end.to_string(), "{e}");
+    assert_eq!(e["reminders"], json!(["team"]), "{e}");
+    assert_eq!(e["context"]["usual"], "app1", "{e}");
+    let reminder = delivery(&e, "team");
+    assert_eq!((&reminder["status"], &reminder["reminder"]), (&json!("pending"), &json!(true)), "{e}");
+
+    // flap fails over and back inside its window: its reminder is cancelled when due.
+    let (_, f) = serve.report(
+        KEY,
+        &json!({"hostname": "flap2", "previous": "flap1", "occurred_at": ago(10)}).to_string(),
+    );
+    let flapped = f["event_id"].as_str().expect("id").to_owned();
+    let (_, fb) = serve.report(
+        KEY,
+        &json!({"hostname": "flap1", "occurred_at": ago(5)}).to_string(),
+    );
+    assert_eq!(fb["failback_of"], flapped.as_str(), "{fb}");
+    assert!(
+        std::fs::read_to_string(&reminders_log).unwrap_or_default().is_empty(),
+        "nothing is reminded before the window ends"
+    );
+
+    // The window ends; app is still on app2: one reminder.
+    let e = serve.settled(&away);
+    assert_eq!(delivery(&e, "team")["status"], "delivered", "{e}");
+    assert_eq!(delivery(&e, "file")["status"], "delivered", "{e}");
+    let cancelled = serve.settled(&flapped);
+    let c = delivery(&cancelled, "team");
+    assert_eq!(c["status"], "cancelled", "{cancelled}");
+    assert!(
+        c["last_error"].as_str().is_some_and(|e| e.starts_with("not sent: flap moved to flap1 at ")),
+        "{cancelled}"
+    );
+    let lines = |path: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .collect()
+    };
+    let sent = lines(&reminders_log);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["verdict"], "not-back");
+    assert_eq!(sent[0]["event"], away.as_str());
+    assert_eq!(
+        sent[0]["subject"],
+        "Still not back: app is on app2 after its maintenance window"
+    );
+    let body = sent[0]["body"].as_str().expect("body");
+    assert!(
+        body.contains("still running on app2, not on its usual node app1"),
+        "{body}"
+    );
+
+    // app finally fails back: `back`, to the route that carries it, not the ordinary one.
+    let (_, b) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    assert_eq!(b["failback_of"], away.as_str(), "{b}");
+    let home = serve.settled(b["event_id"].as_str().expect("id"));
+    assert_eq!(home["verdict"], "back", "{home}");
+    let routed: Vec<&str> = home["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter_map(|d| d["channel"].as_str())
+        .collect();
+    assert_eq!(routed, ["team"], "{home}");
+    let sent = lines(&reminders_log);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["verdict"], "back");
+    assert_eq!(sent[1]["subject"], "Back: app is active on app1 again");
+    // The ordinary log has the two planned failovers and the planned failback only.
+    let verdicts: Vec<Value> = log_lines(dir.path()).iter().map(|l| l["verdict"].clone()).collect();
+    assert_eq!(verdicts, [json!("planned"), json!("planned"), json!("planned")]);
+}
