@@ -171,7 +171,13 @@ async fn handle<S: Store>(
         duplicate: recorded.duplicate,
         flapping: event.event.flapping,
         failback_of: event.event.failback_of.clone(),
-        deliveries: event.deliveries.iter().map(|d| d.channel.clone()).collect(),
+        // Reminders wait for their time; the event's page lists them.
+        deliveries: event
+            .deliveries
+            .iter()
+            .filter(|d| !d.reminder)
+            .map(|d| d.channel.clone())
+            .collect(),
         error: None,
         code: None,
         failed: Vec::new(),

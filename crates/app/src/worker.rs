@@ -124,12 +124,19 @@ pub async fn deliver_recorded<S: Store>(
             .claim_event(&e.id, &state.lease(now), now)
             .await?
     } else {
-        e.deliveries.iter().map(|d| e.due(d)).collect()
+        // Recorded claimed, but for its reminders, which wait for their time.
+        e.deliveries
+            .iter()
+            .filter(|d| !d.reminder)
+            .map(|d| e.due(d))
+            .collect()
     };
     let elsewhere = e
         .deliveries
         .iter()
-        .filter(|d| d.status == DeliveryState::Pending && !due.iter().any(|x| x.id == d.id))
+        .filter(|d| {
+            d.status == DeliveryState::Pending && !d.reminder && !due.iter().any(|x| x.id == d.id)
+        })
         .map(|d| d.channel.clone())
         .collect();
     let (outcomes, by_channel): (Vec<_>, Vec<_>) = send(state, due)

@@ -154,6 +154,17 @@ fn check_explain_names_the_channels_and_renders_the_message() {
         out.contains("\n    | This was likely due to patching: it happened at 2026-12-09 22:30:00 CET (Europe/Berlin)"),
         "{out}"
     );
+    // db1 is db's preferred node: nothing expected. db2 in the same window is expected
+    // back on db1 by the window's end plus its after-grace.
+    assert!(!out.contains("reminder"), "{out}");
+    let o = check_at("db2", "2026-12-09T22:30:00+01:00", &["--explain"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "\n  reminder to acme-mail if not back on db1.example.com by 2026-12-10 02:30:00 CET\n"
+        ),
+        "{out}"
+    );
     // Outside the window: the unplanned message.
     let o = check_at(
         "db1",

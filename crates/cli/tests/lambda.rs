@@ -247,6 +247,10 @@ format = "generic"
 [[routes]]
 channels = ["sns", "hook"]
 
+[[routes]]
+verdicts = ["not-back"]
+channels = ["hook"]
+
 {keys}
 "#,
             window = window_around_now("node = \"db1\""),
@@ -380,6 +384,37 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     let (status, planned) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"app1"}"#)));
     assert_eq!(status, 200, "{planned}");
     assert_eq!(planned["verdict"]["verdict"], "planned", "{planned}");
+
+    // A planned failover away from web1 expects web back when its window ends: that
+    // reminder waits in DynamoDB for its time, it is not sent within the request.
+    let (status, m) = answer(f.emu.invoke(http_api(
+        "POST",
+        "/v1/maintenance",
+        "",
+        ADMIN,
+        r#"{"cluster":"web","duration":"1h","reason":"kernel update"}"#,
+    )));
+    assert_eq!(status, 201, "{m}");
+    let before = hook.count();
+    let (status, away) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"web2"}"#)));
+    assert_eq!(
+        (status, &away["deliveries"]),
+        (200, &json!(["sns", "hook"])),
+        "{away}"
+    );
+    assert_eq!(hook.count(), before + 1, "the event's own message only");
+    let (_, listed) = events("cluster=web");
+    let reminder: Vec<&Value> = listed["events"][0]["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter(|d| d["reminder"] == true)
+        .collect();
+    assert_eq!(reminder.len(), 1, "{listed}");
+    assert_eq!(
+        (&reminder[0]["channel"], &reminder[0]["status"]),
+        (&json!("hook"), &json!("pending"))
+    );
 
     // A burst of 200 reports of one failover (distinct ids): all acknowledged, one event,
     // one message.

@@ -1308,7 +1308,12 @@ fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_ba
          [[routes]]\nverdicts = [\"not-back\", \"back\"]\nchannels = [\"team\"]\n",
         reminders_log.display()
     );
-    let config = routed_inventory(dir.path(), "http://127.0.0.1:1/unused", &extra, r#"["file"]"#);
+    let config = routed_inventory(
+        dir.path(),
+        "http://127.0.0.1:1/unused",
+        &extra,
+        r#"["file"]"#,
+    );
     let serve = Serve::start(&config, &dir.path().join("events.db"));
     // Whole seconds: the store keeps milliseconds.
     let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now");
@@ -1341,7 +1346,11 @@ fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_ba
     assert_eq!(e["reminders"], json!(["team"]), "{e}");
     assert_eq!(e["context"]["usual"], "app1", "{e}");
     let reminder = delivery(&e, "team");
-    assert_eq!((&reminder["status"], &reminder["reminder"]), (&json!("pending"), &json!(true)), "{e}");
+    assert_eq!(
+        (&reminder["status"], &reminder["reminder"]),
+        (&json!("pending"), &json!(true)),
+        "{e}"
+    );
 
     // flap fails over and back inside its window: its reminder is cancelled when due.
     let (_, f) = serve.report(
@@ -1355,7 +1364,9 @@ fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_ba
     );
     assert_eq!(fb["failback_of"], flapped.as_str(), "{fb}");
     assert!(
-        std::fs::read_to_string(&reminders_log).unwrap_or_default().is_empty(),
+        std::fs::read_to_string(&reminders_log)
+            .unwrap_or_default()
+            .is_empty(),
         "nothing is reminded before the window ends"
     );
 
@@ -1367,7 +1378,9 @@ fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_ba
     let c = delivery(&cancelled, "team");
     assert_eq!(c["status"], "cancelled", "{cancelled}");
     assert!(
-        c["last_error"].as_str().is_some_and(|e| e.starts_with("not sent: flap moved to flap1 at ")),
+        c["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not sent: flap moved to flap1 at ")),
         "{cancelled}"
     );
     let lines = |path: &std::path::Path| -> Vec<Value> {
@@ -1408,6 +1421,12 @@ fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_ba
     assert_eq!(sent[1]["verdict"], "back");
     assert_eq!(sent[1]["subject"], "Back: app is active on app1 again");
     // The ordinary log has the two planned failovers and the planned failback only.
-    let verdicts: Vec<Value> = log_lines(dir.path()).iter().map(|l| l["verdict"].clone()).collect();
-    assert_eq!(verdicts, [json!("planned"), json!("planned"), json!("planned")]);
+    let verdicts: Vec<Value> = log_lines(dir.path())
+        .iter()
+        .map(|l| l["verdict"].clone())
+        .collect();
+    assert_eq!(
+        verdicts,
+        [json!("planned"), json!("planned"), json!("planned")]
+    );
 }

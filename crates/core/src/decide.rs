@@ -244,11 +244,14 @@ pub fn decide(
         failback.map(|h| h.id.clone()),
         silent,
     ));
-    if !silent {
-        match failback.and_then(|h| h.back_by) {
-            Some(due) if r.occurred_at > due => back(inv, cluster, due, &mut event),
-            Some(_) => {}
-            None => expect_back(inv, ad_hoc, cluster, c, &mut event),
+    // A failback returns to where the cluster was: it expects nothing more.
+    match failback {
+        _ if silent => {}
+        None => expect_back(inv, ad_hoc, cluster, c, &mut event),
+        Some(h) => {
+            if let Some(due) = h.back_by.filter(|due| r.occurred_at > *due) {
+                back(inv, cluster, due, &mut event);
+            }
         }
     }
     match released {
@@ -845,16 +848,26 @@ channels = ["team"]
     fn a_planned_failover_away_from_the_usual_node_expects_it_back_after_the_window() {
         // db fails over to db2 inside its window (22:00-24:00 Berlin = 21:00-23:00 UTC):
         // expected back on db1, the node before, by the end plus the 30 min after-grace.
-        let e = reminded(&report("db2", Action::Takeover, "2026-12-09T21:30:00Z"), &[]);
+        let e = reminded(
+            &report("db2", Action::Takeover, "2026-12-09T21:30:00Z"),
+            &[],
+        );
         assert_eq!(e.verdict, Verdict::Planned);
-        assert_eq!(e.channels, ["ops"], "routes without verdicts carry no reminders");
+        assert_eq!(
+            e.channels,
+            ["ops"],
+            "routes without verdicts carry no reminders"
+        );
         assert_eq!(e.back_by, Some(at("2026-12-09T23:30:00Z")));
         assert_eq!(e.reminders, ["team"]);
         assert_eq!(e.context["usual"], "db1");
         assert_eq!(e.context["back_by"], "2026-12-10 00:30:00 CET");
         // A failover onto the preferred node expects nothing; one between two others
         // expects the cluster back on its preferred node.
-        let home = reminded(&report("web1", Action::Takeover, "2026-12-09T22:30:00Z"), &[]);
+        let home = reminded(
+            &report("web1", Action::Takeover, "2026-12-09T22:30:00Z"),
+            &[],
+        );
         assert_eq!((home.back_by, home.reminders.len()), (None, 0));
         let mut away = report("web3", Action::Takeover, "2026-12-09T22:30:00Z");
         away.previous = Some("web2".into());
@@ -862,8 +875,14 @@ channels = ["team"]
         assert_eq!(away.context["usual"], "web1");
         assert_eq!(away.back_by, Some(at("2026-12-10T00:30:00Z")));
         // Unplanned: nothing expected.
-        let unplanned = reminded(&report("db2", Action::Takeover, "2026-12-10T12:00:00Z"), &[]);
-        assert_eq!((unplanned.verdict, unplanned.back_by), (Verdict::Unplanned, None));
+        let unplanned = reminded(
+            &report("db2", Action::Takeover, "2026-12-10T12:00:00Z"),
+            &[],
+        );
+        assert_eq!(
+            (unplanned.verdict, unplanned.back_by),
+            (Verdict::Unplanned, None)
+        );
     }
 
     #[test]
@@ -882,6 +901,7 @@ channels = ["team"]
             (Verdict::Planned, ["ops".to_owned()].as_slice())
         );
         assert_eq!(in_time.failback_of, Some(EventId("7".into())));
+        assert_eq!(in_time.back_by, None, "a failback expects nothing");
         // Late: `back`, to the routes that carry it, naming when it was due.
         let late = reminded(
             &report("db1", Action::Takeover, "2026-12-10T01:00:00Z"),
@@ -894,8 +914,9 @@ channels = ["team"]
         assert_eq!(late.context["usual"], "db1");
         assert_eq!(late.back_by, None, "a failback expects nothing more");
         // Without a route for `back` the late failback keeps its verdict.
-        let inv = crate::config::parse(&REMINDED.replace(r#"["not-back", "back"]"#, r#"["not-back"]"#))
-            .expect("valid");
+        let inv =
+            crate::config::parse(&REMINDED.replace(r#"["not-back", "back"]"#, r#"["not-back"]"#))
+                .expect("valid");
         let r = report("db1", Action::Takeover, "2026-12-10T01:00:00Z");
         let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
         let history = History {
@@ -905,7 +926,9 @@ channels = ["team"]
         let Decision::New(e) = decide(&inv, &[], &r, &c, &history) else {
             panic!("a new event");
         };
-        assert_eq!((e.verdict, e.channels.as_slice()), (Verdict::Unplanned, ["ops".to_owned()].as_slice()));
+        assert_eq!(
+            (e.verdict, e.channels.as_slice()),
+            (Verdict::Unplanned, ["ops".to_owned()].as_slice())
+        );
     }
-
 }

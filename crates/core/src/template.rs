@@ -57,9 +57,7 @@ pub fn default_sms(verdict: Verdict) -> &'static str {
         Verdict::NotBack => {
             "STILL NOT BACK {{ cluster }}: on {{ host }} after its window, expected on {{ usual }} by {{ back_by }}"
         }
-        Verdict::Back => {
-            "Back: {{ cluster }} on {{ host }} again since {{ at }}, after its window"
-        }
+        Verdict::Back => "Back: {{ cluster }} on {{ host }} again since {{ at }}, after its window",
     }
 }
 

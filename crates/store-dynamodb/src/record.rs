@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
     Decide, Decision, DeliveryState, DeliveryStatus, History, HistoryEvent, Lease, NewEvent,
-    NewReport,
-    Recorded, StoreError, StoredReport, event_number, numbered_event,
+    NewReport, Recorded, StoreError, StoredReport, event_number, numbered_event,
 };
 use jiff::Timestamp;
 

@@ -645,7 +645,12 @@ async fn record_new(
             reports: 1,
             deliveries: ids
                 .into_iter()
-                .zip(e.channels.iter().map(|c| (c, false)).chain(e.reminders.iter().map(|c| (c, true))))
+                .zip(
+                    e.channels
+                        .iter()
+                        .map(|c| (c, false))
+                        .chain(e.reminders.iter().map(|c| (c, true))),
+                )
                 .map(|(id, (channel, reminder))| DeliveryStatus {
                     id,
                     channel: channel.clone(),

@@ -508,7 +508,14 @@ fn add_deliveries(
     let due = e.back_by.unwrap_or(at).max(at);
     for channel in &e.reminders {
         insert
-            .execute(params![event, channel, ms(due), None::<String>, None::<i64>, true])
+            .execute(params![
+                event,
+                channel,
+                ms(due),
+                None::<String>,
+                None::<i64>,
+                true
+            ])
             .map_err(db)?;
     }
     Ok(())

@@ -1201,7 +1201,10 @@ async fn reminders<S: Store>(store: &S) {
     )
     .await;
     let id = recorded.event.id.clone();
-    assert_eq!(recorded.event.event, planned, "reminders: the event as recorded");
+    assert_eq!(
+        recorded.event.event, planned,
+        "reminders: the event as recorded"
+    );
     let kinds: Vec<_> = recorded
         .event
         .deliveries
@@ -1269,7 +1272,10 @@ async fn reminders<S: Store>(store: &S) {
         ],
         "reminders: due at back_by, as not-back, the give-up clock started then"
     );
-    assert_eq!(due[0].context["host"], "db2", "reminders: the event's context");
+    assert_eq!(
+        due[0].context["host"], "db2",
+        "reminders: the event's context"
+    );
     let reason = "db failed back to db1 at 2026-12-10T02:00:00Z (event 9)";
     store
         .finish(
@@ -1312,8 +1318,16 @@ async fn reminders<S: Store>(store: &S) {
         event("db", "acme", "db1", later, &[]),
     )
     .await;
-    let h = history.events.iter().find(|h| h.id == id).expect("in the history");
-    assert_eq!(h.back_by, Some(back_by), "reminders: back_by in the history");
+    let h = history
+        .events
+        .iter()
+        .find(|h| h.id == id)
+        .expect("in the history");
+    assert_eq!(
+        h.back_by,
+        Some(back_by),
+        "reminders: back_by in the history"
+    );
 
     // A release completed by a planned takeover gets its reminders too.
     let released = store

@@ -63,7 +63,12 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
     let host = c.get("host").and_then(Value::as_str).unwrap_or("?");
     let cluster = e.event.cluster.as_deref().unwrap_or("?");
     let ctx = |k: &str| {
-        e.event.context.get(k).and_then(Value::as_str).unwrap_or("?").to_owned()
+        e.event
+            .context
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
     };
     match e.event.verdict {
         Verdict::Planned => {
@@ -90,7 +95,10 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
             "Back: {cluster} failed back to {host} at {at}, after the window of the planned failover it undoes: it was expected back by {}.",
             ctx("back_by")
         ),
-        Verdict::NotBack => format!("Not back: {cluster} was still away from {} after its window.", ctx("usual")),
+        Verdict::NotBack => format!(
+            "Not back: {cluster} was still away from {} after its window.",
+            ctx("usual")
+        ),
         Verdict::Unplanned => format!(
             "Unplanned: no maintenance window of {cluster} was open at {at}, when {host} reported."
         ),

@@ -50,6 +50,18 @@ struct Explained {
     /// The SMS text, when an SNS channel with `sms = true` is routed.
     #[serde(skip_serializing_if = "Option::is_none")]
     sms: Option<String>,
+    /// The `not-back` reminder a planned failover away from the usual node schedules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reminder: Option<Reminder>,
+}
+
+/// When and where the cluster is expected back, and who is told if it is not.
+#[derive(Debug, Serialize)]
+struct Reminder {
+    usual: String,
+    /// Local time, in the cluster's zone.
+    back_by: String,
+    channels: Vec<String>,
 }
 
 /// The message a failover reported by `host` at `at` would send, and to which channels.
@@ -83,11 +95,17 @@ fn explain(inv: &Inventory, host: &str, at: Timestamp) -> anyhow::Result<Explain
             .iter()
             .any(|ch| ch.name == *name && matches!(ch.kind, ChannelKind::Sns { sms: true, .. }))
     });
+    let text = |k: &str| event.context[k].as_str().unwrap_or_default().to_owned();
     Ok(Explained {
         channels: event.channels.clone(),
         subject: msg.subject,
         body: msg.body,
         sms: texts.then_some(msg.sms),
+        reminder: event.back_by.map(|_| Reminder {
+            usual: text("usual"),
+            back_by: text("back_by"),
+            channels: event.reminders.clone(),
+        }),
     })
 }
 
@@ -175,6 +193,14 @@ fn explained_text(e: &Explained) -> String {
     }
     if let Some(sms) = &e.sms {
         out.push_str(&format!("  sms      {sms}\n"));
+    }
+    if let Some(r) = &e.reminder {
+        out.push_str(&format!(
+            "  reminder to {} if not back on {} by {}\n",
+            r.channels.join(", "),
+            r.usual,
+            r.back_by
+        ));
     }
     out
 }
