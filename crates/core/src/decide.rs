@@ -931,4 +931,43 @@ channels = ["team"]
             (Verdict::Unplanned, ["ops".to_owned()].as_slice())
         );
     }
+
+    #[test]
+    fn the_reminder_kinds_have_templates_of_their_own() {
+        let src = format!(
+            "{REMINDED}\n[templates.not-back]\nsubject = \"{{{{ cluster }}}} not on {{{{ usual }}}} by {{{{ back_by }}}}\"\n\n\
+             [templates.back]\nsubject = \"{{{{ cluster }}}} home on {{{{ host }}}}\"\n"
+        );
+        let inv = crate::config::parse(&src).expect("valid");
+        let late = reminded(&report("db2", Action::Takeover, "2026-12-09T21:30:00Z"), &[]);
+        let subject = |verdict, ctx: &Value| {
+            inv.templates
+                .render(ctx, verdict, inv.find_cluster("db"), None)
+                .expect("renders")
+                .subject
+        };
+        assert_eq!(
+            subject(Verdict::NotBack, &late.context),
+            "db not on db1 by 2026-12-10 00:30:00 CET"
+        );
+        let defaults = crate::config::parse(REMINDED).expect("valid");
+        let body = defaults
+            .templates
+            .render(&late.context, Verdict::NotBack, None, None)
+            .expect("renders")
+            .body;
+        assert!(
+            body.contains("still running on db2, not on its usual node db1: it was expected back by 2026-12-10 00:30:00 CET (Europe/Berlin)"),
+            "{body}"
+        );
+        let home = reminded(
+            &report("db1", Action::Takeover, "2026-12-10T01:00:00Z"),
+            &[HistoryEvent {
+                back_by: Some(at("2026-12-09T23:30:00Z")),
+                ..past("7", Some("db2"), Some("db1"), "2026-12-09T21:30:00Z")
+            }],
+        );
+        assert_eq!(subject(Verdict::Back, &home.context), "db home on db1");
+    }
+
 }

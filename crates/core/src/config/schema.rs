@@ -170,6 +170,9 @@ pub struct TemplateSet {
     pub unknown_host: Option<TemplatePair>,
     #[serde(rename = "cluster-start")]
     pub cluster_start: Option<TemplatePair>,
+    #[serde(rename = "not-back")]
+    pub not_back: Option<TemplatePair>,
+    pub back: Option<TemplatePair>,
 }
 
 /// `[[customers]]`.

@@ -578,6 +578,8 @@ fn add_templates(
         (Verdict::Unplanned, &set.unplanned),
         (Verdict::UnknownHost, &set.unknown_host),
         (Verdict::ClusterStart, &set.cluster_start),
+        (Verdict::NotBack, &set.not_back),
+        (Verdict::Back, &set.back),
     ] {
         let Some(pair) = pair else { continue };
         for (part, src) in [
