@@ -41,8 +41,9 @@
 //! delivery's id is `event id × 1000 + its position i`, so an outcome finds its event; its
 //! state lives in the event item as `ch_i` (channel), `st_i` (status), `a_i` (attempts),
 //! `e_i` (last error), `f_i` (finished at), `n_i` (next attempt, ms), `c_i` (claimed until,
-//! ms), `o_i` (the claim's owner) and `r_i` (when it was sent again after failing, ms: its
-//! give-up clock starts there); it is pending until it has a status. The event's
+//! ms), `o_i` (the claim's owner), `r_i` (when it was sent again after failing, ms: its
+//! give-up clock starts there) and `k_i` (`not-back` for a reminder, due at the event's
+//! `back_by`, after its own deliveries); it is pending until it has a status. The event's
 //! reports are `rl`, a list of JSON strings, appended to by each report merged into it. A claim and an outcome each update only those
 //! attributes, so they need no read and never overwrite each other.
 //!
