@@ -173,8 +173,10 @@ impl Lab {
             .unwrap_or_default();
         let mut list = e.as_array_mut().map(std::mem::take).unwrap_or_default();
         // Releases alone (heartbeat stopping a node's resources) are recorded without an
-        // active node; the story is about takeovers.
-        list.retain(|e| !e["active"].is_null());
+        // active node and without a message; the story is about what is told.
+        list.retain(|e| {
+            !e["active"].is_null() || e["channels"].as_array().is_some_and(|c| !c.is_empty())
+        });
         list.reverse();
         list
     }
@@ -197,13 +199,18 @@ impl Lab {
         std::fs::write(&notify, self.hook_wrapper(i, &hook)).expect("notify written");
         run(Command::new("chmod").arg("700").arg(&notify));
         let conf = dir.join("keepalived.conf");
+        // A non-zero number in `fault` puts the node into FAULT (weight 0).
+        let fault = dir.join("fault");
+        std::fs::write(&fault, "0\n").expect("fault file written");
         std::fs::write(
             &conf,
             format!(
                 "global_defs {{\n  router_id n{i}\n  enable_script_security\n  script_user root\n}}\n\
+                 track_file fault {{\n  file \"{}\"\n  weight 0\n}}\n\
                  vrrp_instance VI_1 {{\n  state BACKUP\n  nopreempt\n  interface eth0\n  virtual_router_id 51\n  \
                  priority {}\n  advert_int 1\n  unicast_src_ip 192.0.2.1{i}\n  unicast_peer {{\n    192.0.2.1{peer}\n  }}\n  \
-                 virtual_ipaddress {{\n    {VIP}/24\n  }}\n  notify {}\n}}\n",
+                 virtual_ipaddress {{\n    {VIP}/24\n  }}\n  track_file {{\n    fault\n  }}\n  notify {}\n}}\n",
+                fault.display(),
                 200 - 50 * i,
                 notify.display()
             ),
@@ -430,11 +437,18 @@ impl Lab {
         } else {
             String::new()
         };
+        // keepalived sends one report per failover, nothing to merge: a short merge interval
+        // keeps the standby's fault below from joining the failover just before it.
+        let merge = match self.manager {
+            Manager::Keepalived => "merge_within = \"5s\"",
+            Manager::Heartbeat => "",
+        };
         std::fs::write(
             self.path("inventory.toml"),
             format!(
                 r#"[events]
 flapping_count = 20
+{merge}
 
 [[customers]]
 name = "acme"
@@ -660,7 +674,30 @@ fn story(manager: Manager) {
     wait_for("the late message", 30, || {
         Some(lab.messages(&late["id"])).filter(|m| !m.is_empty())
     });
-    if manager != Manager::Heartbeat {
+    if manager == Manager::Keepalived {
+        // The standby goes into FAULT (its tracked file says it cannot serve): told, though
+        // no takeover follows; the active node stays.
+        lab.start_node(1);
+        lab.settle(1);
+        std::fs::write(lab.path("n1/fault"), "1\n").expect("fault written");
+        let events = lab.wait_events(5);
+        let fault = &events[4];
+        assert_eq!(
+            (&fault["active"], &fault["previous"]),
+            (&Value::Null, &Value::from("n1")),
+            "{events:?}"
+        );
+        // The window written above is still open.
+        assert_eq!(fault["verdict"], "planned", "{fault}");
+        let messages = wait_for("the fault's message", 30, || {
+            Some(lab.messages(&fault["id"])).filter(|m| !m.is_empty())
+        });
+        assert_eq!(
+            messages[0]["subject"], "Planned: n1 of web reports a fault",
+            "{messages:?}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(lab.events().len(), 5, "n2 stays active: {:?}", lab.events());
         return;
     }
 

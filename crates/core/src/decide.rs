@@ -47,6 +47,10 @@ pub struct HistoryEvent {
     /// `not-back` reminders ([`NewEvent::back_by`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_by: Option<Timestamp>,
+    /// It has deliveries: someone was told. A release recorded on its own has none (a
+    /// takeover completes it); a node's own fault has them, and is never completed.
+    #[serde(default)]
+    pub told: bool,
 }
 
 /// A cluster's history as [`decide`] sees it.
@@ -170,6 +174,9 @@ pub fn decide(
             ))),
         };
     }
+    if r.action == Action::Lost && r.previous.is_none() {
+        return fault(inv, ad_hoc, r, c, node, events);
+    }
     let customer = inv.cluster(cluster).customer;
     let past: Vec<PastEvent> = events
         .iter()
@@ -278,6 +285,7 @@ fn released_before<'h>(
         .iter()
         .filter(|h| {
             h.active.is_none()
+                && !h.told
                 && r.occurred_at.duration_since(h.at).abs() <= inv.events.merge_within
         })
         .min_by_key(|h| r.occurred_at.duration_since(h.at).abs())
@@ -287,6 +295,45 @@ fn released_before<'h>(
                 .and_then(|p| inv.find_node(p, customer))
                 .is_some_and(|n| n != node)
         })
+}
+
+/// A `lost` report naming no other node: the reporting node itself cannot serve (keepalived
+/// `FAULT`: a tracked interface or script failed). Part of a failover another node reported
+/// since this node last became active, or a repeat of this node's fault within the merge
+/// interval: merged. Otherwise its own event, with a message: no node became active
+/// (`active` is `None`), the faulted node is `previous`, and it is told (`fault` in the
+/// context), so a standby's fault is seen though no takeover follows. A takeover after it
+/// is a failover of its own (it never completes a fault, as it does a release).
+fn fault(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    node: NodeId,
+    events: &[HistoryEvent],
+) -> Decision {
+    let faulted = &inv.node(node).name;
+    let own_last = events
+        .iter()
+        .filter(|h| h.active.as_ref() == Some(faulted))
+        .map(|h| h.at)
+        .max();
+    let related = events.iter().filter(|h| {
+        let takeover = h.active.as_ref().is_some_and(|a| a != faulted)
+            && own_last.is_none_or(|own| h.at > own);
+        let repeat = h.active.is_none() && h.told && h.previous.as_ref() == Some(faulted);
+        takeover || repeat
+    });
+    if let Some(h) = event_at(related, r.occurred_at, inv.events.merge_within, |h| h.at) {
+        return Decision::Merge(h.id.clone());
+    }
+    let mut e = new_event(inv, ad_hoc, r, c, HistoryFlags::default(), None, false);
+    e.active = None;
+    e.previous = Some(faulted.clone());
+    if let Value::Object(m) = &mut e.context {
+        m.insert("fault".into(), Value::Bool(true));
+    }
+    Decision::New(Box::new(e))
 }
 
 /// The node active before a report that names none (keepalived says only "I am master
@@ -518,6 +565,7 @@ channels = ["log"]
             at: at(when),
             flapping: false,
             back_by: None,
+            told: active.is_some(),
         }
     }
 
@@ -939,7 +987,10 @@ channels = ["team"]
              [templates.back]\nsubject = \"{{{{ cluster }}}} home on {{{{ host }}}}\"\n"
         );
         let inv = crate::config::parse(&src).expect("valid");
-        let late = reminded(&report("db2", Action::Takeover, "2026-12-09T21:30:00Z"), &[]);
+        let late = reminded(
+            &report("db2", Action::Takeover, "2026-12-09T21:30:00Z"),
+            &[],
+        );
         let subject = |verdict, ctx: &Value| {
             inv.templates
                 .render(ctx, verdict, inv.find_cluster("db"), None)
@@ -970,4 +1021,81 @@ channels = ["team"]
         assert_eq!(subject(Verdict::Back, &home.context), "db home on db1");
     }
 
+    #[test]
+    fn a_node_reporting_its_own_fault_is_told_and_never_completed() {
+        // keepalived FAULT on the standby db2: no node became active, db2 is the one lost.
+        let e =
+            decided(&report("db2", Action::Lost, "2026-12-09T21:00:00Z"), &[]).expect("new event");
+        assert_eq!(
+            (e.active.as_deref(), e.previous.as_deref()),
+            (None, Some("db2"))
+        );
+        assert_eq!(
+            (e.verdict, e.channels.as_slice()),
+            (Verdict::Unplanned, ["log".to_owned()].as_slice())
+        );
+        assert_eq!(
+            (
+                &e.context["fault"],
+                &e.context["host"],
+                &e.context["previous"]
+            ),
+            (&Value::Bool(true), &Value::from("db2"), &Value::from("db1"))
+        );
+        let inv = crate::config::parse(INVENTORY).expect("valid");
+        let msg = inv
+            .templates
+            .render(&e.context, e.verdict, None, None)
+            .expect("renders");
+        assert_eq!(msg.subject, "UNPLANNED: db2 of db reports a fault");
+        assert!(
+            msg.body
+                .starts_with("Server db2 reports a fault: it cannot serve db"),
+            "{}",
+            msg.body
+        );
+        let fault = HistoryEvent {
+            told: true,
+            ..past("5", None, Some("db2"), "2026-12-09T21:00:00Z")
+        };
+        // The same fault again within the merge interval: merged.
+        assert_eq!(
+            decided(
+                &report("db2", Action::Lost, "2026-12-09T21:00:30Z"),
+                std::slice::from_ref(&fault)
+            ),
+            Err("5".to_owned())
+        );
+        // A takeover after it is a failover of its own, not the completion of a release.
+        let after = decision(
+            &report("db1", Action::Takeover, "2026-12-09T21:00:10Z"),
+            std::slice::from_ref(&fault),
+            true,
+        );
+        let Decision::New(t) = after else {
+            panic!("a new event, not {after:?}")
+        };
+        assert_eq!(
+            (t.active.as_deref(), t.previous.as_deref()),
+            (Some("db1"), Some("db2"))
+        );
+        // A fault of the node that was just taken over from: part of that failover.
+        let takeover = past("6", Some("db1"), Some("db2"), "2026-12-09T21:00:00Z");
+        assert_eq!(
+            decided(
+                &report("db2", Action::Lost, "2026-12-09T21:00:05Z"),
+                &[takeover]
+            ),
+            Err("6".to_owned())
+        );
+        // The original `lost` (the survivor names the node lost) is unchanged.
+        let mut survivor = report("db1", Action::Lost, "2026-12-09T21:00:00Z");
+        survivor.previous = Some("db2".into());
+        let s = decided(&survivor, &[]).expect("new event");
+        assert_eq!(
+            (s.active.as_deref(), s.previous.as_deref()),
+            (Some("db1"), Some("db2"))
+        );
+        assert_eq!(s.context["fault"], Value::Bool(false));
+    }
 }

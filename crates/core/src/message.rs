@@ -98,6 +98,7 @@ pub fn context(
         failback_of_event: String::new(),
         usual: String::new(),
         back_by: String::new(),
+        fault: false,
     }
 }
 

@@ -16,11 +16,11 @@ use crate::inventory::{ClusterId, CustomerId, Verdict};
 pub const DEFAULT_SUBJECTS: [(Verdict, &str); 6] = [
     (
         Verdict::Planned,
-        "Planned failover: {{ cluster }} is now active on {{ host }}",
+        "{% if fault %}Planned: {{ host }} of {{ cluster }} reports a fault{% else %}Planned failover: {{ cluster }} is now active on {{ host }}{% endif %}",
     ),
     (
         Verdict::Unplanned,
-        "UNPLANNED failover: {{ cluster }} is now active on {{ host }}",
+        "{% if fault %}UNPLANNED: {{ host }} of {{ cluster }} reports a fault{% else %}UNPLANNED failover: {{ cluster }} is now active on {{ host }}{% endif %}",
     ),
     (
         Verdict::UnknownHost,
@@ -47,10 +47,10 @@ pub const SMS_MAX: usize = 140;
 pub fn default_sms(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Planned => {
-            "Planned failover {{ cluster }}: now on {{ host }} since {{ at }} ({{ window.name }}){% if flapping %}, flapping{% endif %}"
+            "{% if fault %}Planned: {{ host }} of {{ cluster }} in fault since {{ at }} ({{ window.name }}){% else %}Planned failover {{ cluster }}: now on {{ host }} since {{ at }} ({{ window.name }}){% if flapping %}, flapping{% endif %}{% endif %}"
         }
         Verdict::Unplanned => {
-            "UNPLANNED failover {{ cluster }}: now on {{ host }} since {{ at }}{% if flapping %}, flapping{% endif %}{% if failback %}, a failback{% endif %}"
+            "{% if fault %}UNPLANNED: {{ host }} of {{ cluster }} in fault since {{ at }}{% else %}UNPLANNED failover {{ cluster }}: now on {{ host }} since {{ at }}{% if flapping %}, flapping{% endif %}{% if failback %}, a failback{% endif %}{% endif %}"
         }
         Verdict::UnknownHost => "Failover report from unknown host {{ host }} at {{ at }}",
         Verdict::ClusterStart => "Cluster {{ cluster }} started on {{ host }} at {{ at }}",
@@ -75,6 +75,14 @@ pub fn fit_sms(text: &str) -> String {
     format!("{}...", one_line[..end].trim_end())
 }
 
+/// The first sentence of the planned and unplanned bodies: the original's, or a node's own
+/// fault.
+const FAILED_OVER: &str = "{% if fault %}Server {{ host }} reports a fault: it cannot serve \
+{{ cluster }} (for keepalived, a tracked interface or script failed).  If it was the active \
+host, {{ previous }} takes over and a failover message follows; if it was the standby, \
+{{ cluster }} runs without one until {{ host }} recovers.{% else %}{{ previous }} has failed \
+over.  Server {{ host }} is currently the active host.{% endif %}";
+
 /// What the history says about an event: flapping, failback.
 const HISTORY: &str = "{% if flapping %}\n\n{{ cluster }} is flapping: it failed over more than \
 {{ flapping_count }} times within {{ flapping_within }}.{% endif %}{% if failback %}\n\nThis is a \
@@ -87,14 +95,14 @@ issues in the meantime.\n\nThis is an automated message.";
 pub fn default_body(verdict: Verdict) -> String {
     let head = match verdict {
         Verdict::Planned => {
-            "{{ previous }} has failed over.  Server {{ host }} is currently the active host.\n\n\
+            "{FAILED_OVER}\n\n\
 This was likely due to patching: it happened at {{ at }} ({{ time_zone }}), inside the \
 maintenance window \"{{ window.name }}\" of {{ window.owner }} ({{ window.start }} to \
 {{ window.end }}, {{ window.time_zone }}).  DevOps will follow up during regular business hours \
 to verify."
         }
         Verdict::Unplanned => {
-            "{{ previous }} has failed over.  Server {{ host }} is currently the active host.\n\n\
+            "{FAILED_OVER}\n\n\
 There was no known patching causing this event: no maintenance window of {{ cluster }} was open \
 at {{ at }} ({{ time_zone }}).  DevOps will investigate."
         }
@@ -125,6 +133,7 @@ A message follows when {{ cluster }} is back on {{ usual }}."
 {{ previous }} shows a problem."
         }
     };
+    let head = head.replace("{FAILED_OVER}", FAILED_OVER);
     let history = match verdict {
         // They follow a failover already told: the history would repeat it.
         Verdict::NotBack | Verdict::Back => "",
@@ -200,6 +209,9 @@ pub struct MessageContext {
     /// Local time by which it is expected back there (its window's end plus after-grace),
     /// or empty. For a `back` failback: when the failover it undoes was due back.
     pub back_by: String,
+    /// The reporting node itself cannot serve (a `lost` report naming no other node:
+    /// keepalived's `FAULT`): `host` is that node, and no node became active.
+    pub fault: bool,
 }
 
 /// A rendered message.
@@ -385,6 +397,7 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         failback_of_event: "41".into(),
         usual: "cluster01-a".into(),
         back_by: "2026-12-10 02:30:00 CET".into(),
+        fault: false,
     }
 }
 

@@ -179,6 +179,7 @@ impl Dynamo {
                     at: e.at,
                     flapping: e.flapping,
                     back_by: e.back_by,
+                    told: !row.deliveries.is_empty(),
                 });
             }
             if let Some((pk, since)) = &cluster {

@@ -499,10 +499,11 @@ async fn record_in_transaction(
         .map_err(db)?;
     let history = client
         .prepare_cached(
-            "SELECT id, active, previous, at_ms, flapping, false, back_by_ms FROM events
-             WHERE cluster = $1 AND at_ms >= $2
+            "SELECT id, active, previous, at_ms, flapping, false, back_by_ms,
+                    EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
+             FROM events WHERE cluster = $1 AND at_ms >= $2
              UNION ALL
-             SELECT NULL, NULL, NULL, NULL, NULL, true, NULL
+             SELECT NULL, NULL, NULL, NULL, NULL, true, NULL, NULL
              WHERE EXISTS (SELECT 1 FROM events WHERE cluster = $1 AND at_ms < $2)
              ORDER BY 4",
         )
@@ -566,6 +567,7 @@ async fn record_in_transaction(
             at: row_ts(r.get(3))?,
             flapping: r.get(4),
             back_by: r.get::<_, Option<i64>>(6).map(row_ts).transpose()?,
+            told: r.get(7),
         });
     }
     let windows = windows

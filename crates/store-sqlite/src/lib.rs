@@ -317,8 +317,9 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
     if let Some((cluster, since)) = &report.history {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, active, previous, at_ms, flapping, back_by_ms FROM events
-                 WHERE cluster = ?1 AND at_ms >= ?2 ORDER BY at_ms",
+                "SELECT id, active, previous, at_ms, flapping, back_by_ms,
+                        EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
+                 FROM events WHERE cluster = ?1 AND at_ms >= ?2 ORDER BY at_ms",
             )
             .map_err(db)?;
         history.events = stmt
@@ -330,6 +331,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                     at: row_ts(r.get(3)?)?,
                     flapping: r.get(4)?,
                     back_by: r.get::<_, Option<i64>>(5)?.map(row_ts).transpose()?,
+                    told: r.get(6)?,
                 })
             })
             .and_then(Iterator::collect)

@@ -1328,6 +1328,7 @@ async fn reminders<S: Store>(store: &S) {
         Some(back_by),
         "reminders: back_by in the history"
     );
+    assert!(h.told, "reminders: an event with deliveries was told");
 
     // A release completed by a planned takeover gets its reminders too.
     let released = store
