@@ -1,5 +1,8 @@
 //! A small client of the service's HTTP API, for `events` and `maintenance`.
 
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -15,8 +18,45 @@ pub struct Target {
     )]
     url: String,
     /// API key (admin, or a customer's).
-    #[arg(long, env = "FAILOVER_NOTIFY_KEY", hide_env_values = true)]
-    key: String,
+    #[arg(
+        long,
+        env = "FAILOVER_NOTIFY_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file"
+    )]
+    key: Option<String>,
+    /// File holding the API key; it must not be readable by others (chmod 600 or 640).
+    #[arg(long, env = "FAILOVER_NOTIFY_KEY_FILE")]
+    key_file: Option<PathBuf>,
+}
+
+/// The API key given directly, or read from a private file (the way cluster nodes keep it).
+///
+/// # Errors
+/// Neither is given, or the file is unreadable, readable by everyone, or empty.
+pub fn read_key(key: Option<&str>, key_file: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(k) = key {
+        return Ok(k.trim().to_owned());
+    }
+    let Some(path) = key_file else {
+        bail!("give the API key with --key, FAILOVER_NOTIFY_KEY or --key-file");
+    };
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("reading key file `{}`", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        bail!(
+            "key file `{}` is readable by everyone; run `chmod o-r {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let key = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file `{}`", path.display()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("key file `{}` is empty", path.display());
+    }
+    Ok(key.to_owned())
 }
 
 impl Target {
@@ -52,10 +92,16 @@ impl Target {
             .build()
             .context("starting the runtime")?;
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let key = read_key(self.key.as_deref(), self.key_file.as_deref())?;
         runtime.block_on(async {
-            let mut req = reqwest::Client::new()
+            // A hook calls this too: it must not hang on a service that does not answer.
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .context("building the HTTP client")?;
+            let mut req = client
                 .request(method, &url)
-                .header("x-api-key", &self.key)
+                .header("x-api-key", key)
                 .query(query);
             if let Some(b) = body {
                 req = req.json(&b);

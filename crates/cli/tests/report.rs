@@ -386,6 +386,79 @@ fn hooks_report_what_their_cluster_manager_tells_them() {
     assert_eq!(pm[0]["active"], "pm1");
     assert_eq!(pm[0]["reports"], 2);
 
+    // A node put in standby: nothing unless opted in; then an ad-hoc window for that node,
+    // so the switchover Pacemaker makes next is planned.
+    let standby = [
+        ("CRM_alert_attribute_name", "standby"),
+        ("CRM_alert_attribute_value", "on"),
+    ];
+    let windows = || -> Vec<Value> {
+        common::http()
+            .get(format!("{url}/v1/maintenance"))
+            .header("x-api-key", KEY)
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .expect("maintenance answers")["maintenance"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(alert("pm1", "attribute", &standby).status.success());
+    assert!(windows().is_empty(), "not opted in");
+    let mut opted = vec![("FAILOVER_NOTIFY_STANDBY_WINDOW", "1h")];
+    opted.extend_from_slice(&standby);
+    let off = [
+        ("FAILOVER_NOTIFY_STANDBY_WINDOW", "1h"),
+        ("CRM_alert_attribute_name", "standby"),
+        ("CRM_alert_attribute_value", "off"),
+    ];
+    assert!(alert("pm1", "attribute", &off).status.success());
+    assert!(windows().is_empty(), "standby off opens nothing");
+    assert!(alert("pm1", "attribute", &opted).status.success());
+    let open = windows();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["target"], "pm1", "{open:?}");
+    assert!(
+        open[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Pacemaker standby of pm1")),
+        "{open:?}"
+    );
+    // Pacemaker stops the resource on pm1, then starts it on pm2: a second or more later
+    // (reports carry whole seconds; the window starts at the millisecond it was added).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let moved = hook(
+        "pacemaker-alert",
+        d,
+        &url,
+        "pm2",
+        &[],
+        &[
+            ("CRM_alert_kind", "resource"),
+            ("CRM_alert_node", "pm2"),
+            ("CRM_alert_task", "start"),
+            ("CRM_alert_rc", "0"),
+            ("CRM_alert_rsc", "vip"),
+        ],
+    );
+    assert!(moved.status.success());
+    let pm = cluster_events(&serve, "pm");
+    let switchover = pm
+        .iter()
+        .find(|e| e["active"] == "pm2")
+        .expect("pm2's takeover");
+    assert_eq!(switchover["verdict"], "planned", "{pm:?}");
+
+    // keepalived FAULT: the node's own fault, told though no takeover follows.
+    assert!(keepalived("FAULT").status.success());
+    let ka = cluster_events(&serve, "ka");
+    let fault = ka
+        .iter()
+        .find(|e| e["active"].is_null())
+        .expect("the fault: {ka:?}");
+    assert_eq!(fault["previous"], "ka2", "{ka:?}");
+    assert_eq!(fault["context"]["fault"], true, "{ka:?}");
+
     // With the service down, a hook still exits 0 at once and the report waits in the spool.
     serve.stop();
     let stop = hook("heartbeat-resource", d, &url, "hb1", &["stop"], &[]);

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -312,28 +312,7 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn key(args: &Args) -> anyhow::Result<String> {
-    if let Some(k) = &args.key {
-        return Ok(k.trim().to_owned());
-    }
-    let Some(path) = &args.key_file else {
-        bail!("give the API key with --key, FAILOVER_NOTIFY_KEY or --key-file");
-    };
-    let meta =
-        fs::metadata(path).with_context(|| format!("reading key file `{}`", path.display()))?;
-    if meta.permissions().mode() & 0o004 != 0 {
-        bail!(
-            "key file `{}` is readable by everyone; run `chmod o-r {}`",
-            path.display(),
-            path.display()
-        );
-    }
-    let key = fs::read_to_string(path)
-        .with_context(|| format!("reading key file `{}`", path.display()))?;
-    let key = key.trim();
-    if key.is_empty() {
-        bail!("key file `{}` is empty", path.display());
-    }
-    Ok(key.to_owned())
+    crate::api::read_key(args.key.as_deref(), args.key_file.as_deref())
 }
 
 fn new_report(args: &Args) -> anyhow::Result<Value> {
