@@ -1,10 +1,13 @@
-//! End to end on real clusters: two keepalived or two heartbeat nodes, each in its own
-//! network, UTS, PID and mount namespaces, joined by a bridge in a third namespace where
-//! `serve` runs (addresses from 192.0.2.0/24). The nodes report through the shipped hooks and
-//! `failover-notify report`. Each cluster goes through the same story: a crash outside any
-//! window (unplanned), a crash inside a window written into the inventory (planned, and a
-//! failback), and a crash while `serve` is down (spooled, delivered later with its time).
-//! Needs root and Debian's keepalived and heartbeat (the README's test command installs them).
+//! End to end on real clusters: two keepalived, two heartbeat or two Pacemaker/Corosync
+//! nodes, each in its own network, UTS, PID and mount namespaces (and its own `/run` and
+//! `/dev/shm`), joined by a bridge in a third namespace where `serve` runs (addresses from
+//! 192.0.2.0/24). The nodes report through the shipped hooks and `failover-notify report`.
+//! keepalived and heartbeat go through the same story: a crash outside any window
+//! (unplanned), a crash inside a window written into the inventory (planned, and a failback),
+//! and a crash while `serve` is down (spooled, delivered later with its time). Pacemaker: a
+//! node put in standby (an ad-hoc window, so the switchover is planned) and a crash.
+//! Needs root and Debian's keepalived, heartbeat, pacemaker and corosync (the README's test
+//! command installs them).
 
 // Failover times are compared with the real clock.
 #![allow(clippy::disallowed_methods)]
@@ -40,6 +43,7 @@ fn ip(args: &[&str]) -> String {
 enum Manager {
     Keepalived,
     Heartbeat,
+    Pacemaker,
 }
 
 /// The namespaces of one test: `P-br` holds the bridge and `serve`, `P-n1` and `P-n2` the
@@ -55,10 +59,10 @@ struct Lab {
 impl Lab {
     fn new(manager: Manager) -> Lab {
         remove_stale_labs();
-        let tag = if manager == Manager::Keepalived {
-            "k"
-        } else {
-            "h"
+        let tag = match manager {
+            Manager::Keepalived => "k",
+            Manager::Heartbeat => "h",
+            Manager::Pacemaker => "p",
         };
         let prefix = format!("fn{tag}{}", std::process::id());
         let lab = Lab {
@@ -334,7 +338,7 @@ impl Lab {
                 }
                 cmd.args(exec.split_whitespace());
             }
-            Manager::Keepalived => {
+            Manager::Keepalived | Manager::Pacemaker => {
                 let readme = deployed(
                     std::fs::read_to_string(hooks.join("README.md")).expect("the hooks README"),
                 );
@@ -381,11 +385,95 @@ impl Lab {
         match self.manager {
             Manager::Keepalived => self.start_keepalived(i),
             Manager::Heartbeat => self.start_heartbeat(i),
+            Manager::Pacemaker => self.start_pacemaker(i),
         }
     }
 
-    /// Node `i` runs the cluster's resources: it holds the virtual address (keepalived) or
-    /// its resource script was started (heartbeat).
+    /// Corosync and Pacemaker on node `i`, with its own `/etc/corosync` (both nodes, knet on
+    /// the bridge, `two_node`), `/var/lib/pacemaker`, `/var/lib/corosync`, `/run` and
+    /// `/dev/shm` (libqb's IPC buffers). The alert agent is the shipped hook, run by
+    /// Pacemaker as `hacluster`, so the lab is readable by it and the spool its own.
+    fn start_pacemaker(&mut self, i: usize) {
+        let dir = self.path(&format!("n{i}"));
+        let etc = dir.join("corosync");
+        let lib = dir.join("pacemaker");
+        for d in [&etc, &dir.join("corosync-lib"), &dir.join("log")] {
+            std::fs::create_dir_all(d).expect("node dirs");
+        }
+        for d in ["cib", "pengine", "blackbox", "cores"] {
+            std::fs::create_dir_all(lib.join(d)).expect("pacemaker dirs");
+        }
+        let spool = dir.join("spool");
+        std::fs::create_dir_all(&spool).expect("spool");
+        for d in [&lib, &dir.join("log"), &spool] {
+            run(Command::new("chown")
+                .args(["-R", "hacluster:haclient"])
+                .arg(d));
+        }
+        run(Command::new("chmod")
+            .arg("755")
+            .arg(self.dir.path())
+            .arg(&dir));
+        // The alert agent: one path on both nodes (the CIB is shared), settings per node.
+        let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/hooks/pacemaker-alert");
+        self.hook_wrapper(i, &hook);
+        let env = dir.join("report.env");
+        let mut settings = std::fs::read_to_string(&env).expect("report.env");
+        settings.push_str("FAILOVER_NOTIFY_STANDBY_WINDOW=1h\n");
+        std::fs::write(&env, settings).expect("report.env written");
+        run(Command::new("chmod").arg("644").arg(&env));
+        let agent = self.path("alert");
+        std::fs::write(
+            &agent,
+            format!(
+                "#!/bin/sh\nset -a\n. {}/$(uname -n)/report.env\nset +a\nexport FAILOVER_NOTIFY_BIN={BIN}\nexec {} \"$@\"\n",
+                self.dir.path().display(),
+                hook.display()
+            ),
+        )
+        .expect("alert agent written");
+        run(Command::new("chmod").arg("755").arg(&agent));
+        let key = self.path("authkey");
+        if !key.exists() {
+            use std::io::Read as _;
+            let mut random = vec![0u8; 256];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut random))
+                .expect("random bytes");
+            std::fs::write(&key, random).expect("authkey");
+        }
+        std::fs::copy(&key, etc.join("authkey")).expect("authkey copied");
+        run(Command::new("chmod").arg("400").arg(etc.join("authkey")));
+        let node = |n: usize| {
+            format!(
+                "  node {{\n    ring0_addr: 192.0.2.1{n}\n    name: n{n}\n    nodeid: {n}\n  }}\n"
+            )
+        };
+        std::fs::write(
+            etc.join("corosync.conf"),
+            format!(
+                "totem {{\n  version: 2\n  cluster_name: lab\n  transport: knet\n  crypto_cipher: none\n  crypto_hash: none\n}}\n\
+                 nodelist {{\n{}{}}}\nquorum {{\n  provider: corosync_votequorum\n  two_node: 1\n}}\n\
+                 logging {{\n  to_stderr: yes\n  to_syslog: no\n  to_logfile: no\n}}\n",
+                node(1),
+                node(2)
+            ),
+        )
+        .expect("corosync.conf written");
+        let log = std::fs::File::create(dir.join("pacemaker.log")).expect("log");
+        let d = dir.display();
+        let script = format!(
+            "hostname n{i} && mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm \
+             && mount --bind {d}/corosync /etc/corosync && mount --bind {d}/pacemaker /var/lib/pacemaker \
+             && mount --bind {d}/corosync-lib /var/lib/corosync && mount --bind {d}/log /var/log/pacemaker \
+             && {{ corosync -f > {d}/corosync.log 2>&1 & }} && sleep 1 \
+             && PCMK_logfile={d}/log/pacemaker.log exec pacemakerd -f"
+        );
+        self.spawn_node(i, &script, log);
+    }
+
+    /// Node `i` runs the cluster's resources: it holds the virtual address (keepalived), its
+    /// resource script was started (heartbeat), Pacemaker locates the resource there.
     fn wait_active(&self, i: usize) {
         let dir = self.path(&format!("n{i}"));
         wait_for(&format!("n{i} to take over"), 60, || {
@@ -394,6 +482,9 @@ impl Lab {
                     ip(&["-n", &self.ns(&format!("n{i}")), "addr", "show", "eth0"]).contains(VIP)
                 }
                 Manager::Heartbeat => dir.join("active").exists(),
+                Manager::Pacemaker => self
+                    .run_on(i, "crm_resource --locate --resource vip 2>&1 || true")
+                    .contains(&format!("running on: n{i}")),
             };
             active.then_some(())
         });
@@ -415,17 +506,34 @@ impl Lab {
     }
 
     /// Runs `command` inside node `i`'s namespaces (its PID 1's), as an operator on it would.
-    fn run_on(&self, i: usize, command: &str) {
+    fn run_on(&self, i: usize, command: &str) -> String {
         let pid = self.nodes[i - 1].as_ref().expect("node runs").id();
         let init = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .expect("the node's PID 1");
         let init = init.split_whitespace().next().expect("the node's PID 1");
-        run(Command::new("nsenter").args(["-t", init, "-m", "-u", "-n", "-p", "sh", "-c", command]));
+        run(Command::new("nsenter").args(["-t", init, "-m", "-u", "-n", "-p", "sh", "-c", command]))
     }
 
-    /// Kills node `i` at once (its whole PID namespace), like a crash.
+    /// Kills node `i` at once (its whole PID namespace), like a crash: its PID 1 first
+    /// (pacemakerd outlives `unshare --kill-child`), which takes every process of the
+    /// namespace with it.
     fn crash(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i - 1].take() {
+            let pid = c.id();
+            if let Ok(children) =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            {
+                for init in children.split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", init]).status();
+                }
+                // `unshare` reaps its child and exits; then it is reaped here.
+                for _ in 0..50 {
+                    if matches!(c.try_wait(), Ok(Some(_))) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -441,7 +549,7 @@ impl Lab {
         // keeps the standby's fault below from joining the failover just before it.
         let merge = match self.manager {
             Manager::Keepalived => "merge_within = \"5s\"",
-            Manager::Heartbeat => "",
+            Manager::Heartbeat | Manager::Pacemaker => "",
         };
         std::fs::write(
             self.path("inventory.toml"),
@@ -487,7 +595,7 @@ channels = ["file"]
 }
 
 /// Namespaces left by an earlier run of these tests that was killed before it could clean up
-/// (named `fnk<pid>-…` or `fnh<pid>-…` for a process that no longer runs): their daemons are
+/// (named `fnk<pid>-…`, `fnh<pid>-…` or `fnp<pid>-…` for a process that no longer runs): their daemons are
 /// stopped and the namespaces deleted.
 fn remove_stale_labs() {
     for line in ip(&["netns", "list"]).lines() {
@@ -495,6 +603,7 @@ fn remove_stale_labs() {
         let Some(pid) = name
             .strip_prefix("fnk")
             .or_else(|| name.strip_prefix("fnh"))
+            .or_else(|| name.strip_prefix("fnp"))
             .and_then(|rest| rest.split('-').next())
             .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
         else {
@@ -519,6 +628,9 @@ impl Drop for Lab {
                 "n2/ha-log",
                 "n1/keepalived.log",
                 "n2/keepalived.log",
+                "n1/corosync.log",
+                "n1/log/pacemaker.log",
+                "n2/log/pacemaker.log",
                 "serve.log",
             ] {
                 if let Ok(text) = std::fs::read_to_string(self.path(name)) {
@@ -563,6 +675,122 @@ fn heartbeat_failovers_are_classified_and_delivered() {
         "heartbeat is not installed (the README's test command installs it; apt-get install heartbeat)"
     );
     story(Manager::Heartbeat);
+}
+
+#[test]
+fn pacemaker_standby_is_planned_and_a_crash_is_one_unplanned_failover() {
+    assert!(
+        Command::new("pacemakerd").arg("--version").output().is_ok()
+            && Command::new("corosync").arg("-v").output().is_ok(),
+        "pacemaker or corosync is not installed (the README's test command installs them; apt-get install pacemaker corosync)"
+    );
+    let mut lab = Lab::new(Manager::Pacemaker);
+    lab.write_inventory(false);
+    lab.start_serve();
+    lab.start_node(1);
+    lab.start_node(2);
+    wait_for("both Pacemaker nodes online", 90, || {
+        let status = lab.run_on(1, "crm_mon -1 2>&1 || true");
+        status.contains("Online: [ n1 n2 ]").then_some(())
+    });
+    // No fencing device here; the alert (the shipped hook, which also sees the standby
+    // attribute), then a resource that prefers n1.
+    let agent = lab.path("alert");
+    lab.run_on(
+        1,
+        &format!(
+            "crm_attribute -t crm_config -n stonith-enabled -v false \
+             && cibadmin --create -o configuration --xml-text '<alerts><alert id=\"fn\" path=\"{}\">\
+             <select><select_nodes/><select_fencing/><select_resources/>\
+             <select_attributes><attribute id=\"fn-standby\" name=\"standby\"/></select_attributes></select>\
+             <recipient id=\"fn-r\" value=\"ops\"/></alert></alerts>' \
+             && cibadmin --create -o resources --xml-text '<primitive id=\"vip\" class=\"ocf\" provider=\"pacemaker\" type=\"Dummy\">\
+             <instance_attributes id=\"vip-i\"><nvpair id=\"vip-sleep\" name=\"op_sleep\" value=\"2\"/></instance_attributes>\
+             <meta_attributes id=\"vip-m\"><nvpair id=\"vip-role\" name=\"target-role\" value=\"Stopped\"/></meta_attributes></primitive>' \
+             && cibadmin --create -o constraints --xml-text '<rsc_location id=\"prefer-n1\" rsc=\"vip\" node=\"n1\" score=\"100\"/>' \
+             && crm_resource --resource vip --meta --set-parameter target-role --parameter-value Started",
+            agent.display()
+        ),
+    );
+    let events = wait_for("the resource's start", 60, || {
+        Some(lab.events()).filter(|e| !e.is_empty())
+    });
+    assert_eq!(
+        (&events[0]["active"], &events[0]["verdict"]),
+        (&Value::from("n1"), &Value::from("cluster-start")),
+        "{events:?}"
+    );
+
+    // n1 put in standby: the hook opens a window for it, then Pacemaker moves the resource
+    // to n2: planned.
+    lab.run_on(1, "crm_standby -N n1 -v on"); // permanent, as `pcs node standby`
+    let windows = wait_for("the standby's window", 30, || {
+        let windows = lab.curl("/v1/maintenance").ok()?;
+        let windows = windows["maintenance"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!windows.is_empty()).then_some(windows)
+    });
+    assert!(
+        windows.iter().all(|w| w["target"] == "n1"
+            && w["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("Pacemaker standby of n1"))),
+        "{windows:?}"
+    );
+    let events = lab.wait_events(2);
+    let switchover = &events[1];
+    assert_eq!(
+        (&switchover["active"], &switchover["verdict"]),
+        (&Value::from("n2"), &Value::from("planned")),
+        "{events:?}"
+    );
+    // Out of standby, the resource goes back to n1: a planned failback.
+    lab.run_on(1, "crm_standby -N n1 -v off");
+    let events = lab.wait_events(3);
+    let back = &events[2];
+    assert_eq!(
+        (&back["active"], &back["verdict"], &back["failback_of"]),
+        (
+            &Value::from("n1"),
+            &Value::from("planned"),
+            &switchover["id"]
+        ),
+        "{events:?}"
+    );
+
+    // The window ended, n1 crashes: n2 reports n1 lost and starts the resource, one
+    // unplanned failover of two reports.
+    for w in &windows {
+        let id = w["id"].to_string();
+        run(Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns("br"),
+                BIN,
+                "maintenance",
+                "end",
+                &id,
+            ])
+            .args(["--url", &lab.url(), "--key", ADMIN]));
+    }
+    lab.crash(1);
+    let events = wait_for("n2's two reports of the crash", 60, || {
+        let events = lab.events();
+        (events.len() == 4 && events[3]["reports"] == 2).then_some(events)
+    });
+    let crash = &events[3];
+    assert_eq!(
+        (&crash["active"], &crash["previous"], &crash["verdict"]),
+        (
+            &Value::from("n2"),
+            &Value::from("n1"),
+            &Value::from("unplanned")
+        ),
+        "{events:?}"
+    );
 }
 
 fn story(manager: Manager) {
