@@ -451,6 +451,38 @@ fn hooks_report_what_their_cluster_manager_tells_them() {
         .expect("pm2's takeover");
     assert_eq!(switchover["verdict"], "planned", "{pm:?}");
 
+    // A fencing of pm1 seen by pm2: its own message, naming the fenced node.
+    let fencing = hook(
+        "pacemaker-alert",
+        d,
+        &url,
+        "pm2",
+        &[],
+        &[
+            ("CRM_alert_kind", "fencing"),
+            ("CRM_alert_node", "pm1"),
+            ("CRM_alert_task", "reboot"),
+            ("CRM_alert_rc", "0"),
+        ],
+    );
+    assert!(fencing.status.success());
+    let pm = cluster_events(&serve, "pm");
+    let fenced = pm
+        .iter()
+        .find(|e| e["context"]["fenced"] == true)
+        .expect("the fencing: {pm:?}");
+    assert_eq!(
+        (&fenced["active"], &fenced["previous"]),
+        (&Value::Null, &Value::from("pm1")),
+        "{pm:?}"
+    );
+    // Sent by the worker once recorded.
+    common::wait_for("the fencing's message", 30, || {
+        std::fs::read_to_string(d.join("messages.log"))
+            .ok()
+            .filter(|m| m.contains("pm1 of pm was fenced"))
+    });
+
     // keepalived FAULT: the node's own fault, told though no takeover follows.
     assert!(keepalived("FAULT").status.success());
     let ka = cluster_events(&serve, "ka");

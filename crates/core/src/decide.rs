@@ -177,6 +177,9 @@ pub fn decide(
     if r.action == Action::Lost && r.previous.is_none() {
         return fault(inv, ad_hoc, r, c, node, events);
     }
+    if r.action == Action::Fenced {
+        return fenced(inv, ad_hoc, r, c, cluster, events);
+    }
     let customer = inv.cluster(cluster).customer;
     let past: Vec<PastEvent> = events
         .iter()
@@ -332,6 +335,38 @@ fn fault(
     e.previous = Some(faulted.clone());
     if let Value::Object(m) = &mut e.context {
         m.insert("fault".into(), Value::Bool(true));
+    }
+    Decision::New(Box::new(e))
+}
+
+/// A fencing seen by the reporting node: the cluster fenced `previous` (powered it off or
+/// rebooted it). Its own event with a message that names the fenced node, as a fault's:
+/// no node became active, the fenced node is `previous`, `fenced` in the context. The
+/// failover it is part of is told by its own reports; the same fencing seen by several
+/// nodes within the merge interval is one event.
+fn fenced(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    cluster: ClusterId,
+    events: &[HistoryEvent],
+) -> Decision {
+    let named = r.previous.as_deref().unwrap_or_default();
+    let victim = inv
+        .find_node(named, inv.cluster(cluster).customer)
+        .map_or_else(|| named.to_owned(), |n| inv.node(n).name.clone());
+    let repeats = events
+        .iter()
+        .filter(|h| h.active.is_none() && h.told && h.previous.as_ref() == Some(&victim));
+    if let Some(h) = event_at(repeats, r.occurred_at, inv.events.merge_within, |h| h.at) {
+        return Decision::Merge(h.id.clone());
+    }
+    let mut e = new_event(inv, ad_hoc, r, c, HistoryFlags::default(), None, false);
+    e.active = None;
+    e.previous = Some(victim);
+    if let Value::Object(m) = &mut e.context {
+        m.insert("fenced".into(), Value::Bool(true));
     }
     Decision::New(Box::new(e))
 }
@@ -1097,5 +1132,38 @@ channels = ["team"]
             (Some("db1"), Some("db2"))
         );
         assert_eq!(s.context["fault"], Value::Bool(false));
+    }
+
+    #[test]
+    fn a_fencing_is_told_naming_the_fenced_node_once() {
+        let mut r = report("db2", Action::Fenced, "2026-12-09T21:00:20Z");
+        r.previous = Some("db1".into());
+        // After the failover it belongs to: still its own message.
+        let takeover = past("6", Some("db2"), Some("db1"), "2026-12-09T21:00:00Z");
+        let e = decided(&r, std::slice::from_ref(&takeover)).expect("new event");
+        assert_eq!(
+            (e.active.as_deref(), e.previous.as_deref()),
+            (None, Some("db1"))
+        );
+        assert_eq!(e.context["fenced"], Value::Bool(true));
+        let inv = crate::config::parse(INVENTORY).expect("valid");
+        let msg = inv
+            .templates
+            .render(&e.context, e.verdict, None, None)
+            .expect("renders");
+        assert_eq!(msg.subject, "UNPLANNED: db1 of db was fenced");
+        assert!(
+            msg.body.starts_with(
+                "Server db1 was fenced: the cluster powered it off or rebooted it, as db2 saw."
+            ),
+            "{}",
+            msg.body
+        );
+        // Seen again (another survivor, a repeated alert): the same event.
+        let seen = HistoryEvent {
+            told: true,
+            ..past("7", None, Some("db1"), "2026-12-09T21:00:20Z")
+        };
+        assert_eq!(decided(&r, &[takeover, seen]), Err("7".to_owned()));
     }
 }

@@ -99,6 +99,7 @@ pub fn context(
         usual: String::new(),
         back_by: String::new(),
         fault: false,
+        fenced: false,
     }
 }
 

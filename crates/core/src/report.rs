@@ -37,7 +37,7 @@ pub struct RawReport {
     pub occurred_at: Option<String>,
     /// The host that was active before.
     pub previous: Option<String>,
-    /// `takeover` (default), `release` or `lost`.
+    /// `takeover` (default), `release`, `lost` or `fenced`.
     pub action: Option<String>,
     /// The cluster resource concerned.
     pub resource: Option<String>,
@@ -55,8 +55,11 @@ pub enum Action {
     Takeover,
     /// The host gave its resources up.
     Release,
-    /// The host saw its peer (`previous`) disappear and is taking over.
+    /// The host saw its peer (`previous`) disappear and is taking over; naming no peer, the
+    /// host itself cannot serve (keepalived's `FAULT`).
     Lost,
+    /// The host saw the cluster fence `previous` (Pacemaker's fencing alert).
+    Fenced,
 }
 
 impl Action {
@@ -66,14 +69,20 @@ impl Action {
             Action::Takeover => "takeover",
             Action::Release => "release",
             Action::Lost => "lost",
+            Action::Fenced => "fenced",
         }
     }
 
     /// The action spelled `name` (as [`Action::as_str`] spells it).
     pub fn from_name(name: &str) -> Option<Action> {
-        [Action::Takeover, Action::Release, Action::Lost]
-            .into_iter()
-            .find(|a| a.as_str() == name)
+        [
+            Action::Takeover,
+            Action::Release,
+            Action::Lost,
+            Action::Fenced,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
     }
 }
 
@@ -161,11 +170,14 @@ pub enum ReportError {
         value: String,
     },
     /// `action` is not one of the known words.
-    #[error("`action` must be `takeover`, `release` or `lost`, not `{value}`")]
+    #[error("`action` must be `takeover`, `release`, `lost` or `fenced`, not `{value}`")]
     BadAction {
         /// The value sent.
         value: String,
     },
+    /// `action` is `fenced` without the node fenced.
+    #[error("`action` `fenced` needs `previous`: the node that was fenced")]
+    FencedWhom,
 }
 
 impl ReportError {
@@ -182,6 +194,7 @@ impl ReportError {
             | ReportError::Future { .. }
             | ReportError::TooOld { .. } => Some("occurred_at"),
             ReportError::BadAction { .. } => Some("action"),
+            ReportError::FencedWhom => Some("previous"),
         }
     }
 }
@@ -253,6 +266,8 @@ impl RawReport {
             None | Some("takeover") => Action::Takeover,
             Some("release") => Action::Release,
             Some("lost") => Action::Lost,
+            Some("fenced") if self.previous.is_none() => return Err(ReportError::FencedWhom),
+            Some("fenced") => Action::Fenced,
             Some(other) => {
                 return Err(ReportError::BadAction {
                     value: other.to_owned(),
@@ -362,7 +377,8 @@ mod tests {
         insta::assert_snapshot!(err(r#"{"hostname":"db1","occured_at":"x"}"#), @"occured_at: unknown field `occured_at`; known fields are hostname, occurred_at, previous, action, resource, source, id");
         insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"yesterday"}"#), @"occurred_at: `occurred_at` is not an RFC 3339 time such as `2026-12-09T21:14:03Z`: `yesterday`");
         insta::assert_snapshot!(err(r#"{"hostname":"db1","occurred_at":"2026-12-09T21:19:04Z"}"#), @"occurred_at: `occurred_at` `2026-12-09T21:19:04Z` is more than 5 minutes in the future; check the node's clock");
-        insta::assert_snapshot!(err(r#"{"hostname":"db1","action":"failover"}"#), @"action: `action` must be `takeover`, `release` or `lost`, not `failover`");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","action":"failover"}"#), @"action: `action` must be `takeover`, `release`, `lost` or `fenced`, not `failover`");
+        insta::assert_snapshot!(err(r#"{"hostname":"db1","action":"fenced"}"#), @"previous: `action` `fenced` needs `previous`: the node that was fenced");
         insta::assert_snapshot!(err(r#"{"hostname":"db1","id":""}"#), @"id: `id` is empty");
         insta::assert_snapshot!(err(r#"{"hostname":"a","hostname":"b"}"#), @"hostname: `hostname` is given more than once");
         insta::assert_snapshot!(err(r#"{"hostname":"a","id":"1","id":null}"#), @"id: `id` is given more than once");

@@ -16,11 +16,11 @@ use crate::inventory::{ClusterId, CustomerId, Verdict};
 pub const DEFAULT_SUBJECTS: [(Verdict, &str); 6] = [
     (
         Verdict::Planned,
-        "{% if fault %}Planned: {{ host }} of {{ cluster }} reports a fault{% else %}Planned failover: {{ cluster }} is now active on {{ host }}{% endif %}",
+        "{% if fenced %}Planned: {{ previous }} of {{ cluster }} was fenced{% elif fault %}Planned: {{ host }} of {{ cluster }} reports a fault{% else %}Planned failover: {{ cluster }} is now active on {{ host }}{% endif %}",
     ),
     (
         Verdict::Unplanned,
-        "{% if fault %}UNPLANNED: {{ host }} of {{ cluster }} reports a fault{% else %}UNPLANNED failover: {{ cluster }} is now active on {{ host }}{% endif %}",
+        "{% if fenced %}UNPLANNED: {{ previous }} of {{ cluster }} was fenced{% elif fault %}UNPLANNED: {{ host }} of {{ cluster }} reports a fault{% else %}UNPLANNED failover: {{ cluster }} is now active on {{ host }}{% endif %}",
     ),
     (
         Verdict::UnknownHost,
@@ -47,10 +47,10 @@ pub const SMS_MAX: usize = 140;
 pub fn default_sms(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Planned => {
-            "{% if fault %}Planned: {{ host }} of {{ cluster }} in fault since {{ at }} ({{ window.name }}){% else %}Planned failover {{ cluster }}: now on {{ host }} since {{ at }} ({{ window.name }}){% if flapping %}, flapping{% endif %}{% endif %}"
+            "{% if fenced %}Planned: {{ previous }} of {{ cluster }} fenced at {{ at }} ({{ window.name }}){% elif fault %}Planned: {{ host }} of {{ cluster }} in fault since {{ at }} ({{ window.name }}){% else %}Planned failover {{ cluster }}: now on {{ host }} since {{ at }} ({{ window.name }}){% if flapping %}, flapping{% endif %}{% endif %}"
         }
         Verdict::Unplanned => {
-            "{% if fault %}UNPLANNED: {{ host }} of {{ cluster }} in fault since {{ at }}{% else %}UNPLANNED failover {{ cluster }}: now on {{ host }} since {{ at }}{% if flapping %}, flapping{% endif %}{% if failback %}, a failback{% endif %}{% endif %}"
+            "{% if fenced %}UNPLANNED: {{ previous }} of {{ cluster }} fenced at {{ at }}{% elif fault %}UNPLANNED: {{ host }} of {{ cluster }} in fault since {{ at }}{% else %}UNPLANNED failover {{ cluster }}: now on {{ host }} since {{ at }}{% if flapping %}, flapping{% endif %}{% if failback %}, a failback{% endif %}{% endif %}"
         }
         Verdict::UnknownHost => "Failover report from unknown host {{ host }} at {{ at }}",
         Verdict::ClusterStart => "Cluster {{ cluster }} started on {{ host }} at {{ at }}",
@@ -75,9 +75,12 @@ pub fn fit_sms(text: &str) -> String {
     format!("{}...", one_line[..end].trim_end())
 }
 
-/// The first sentence of the planned and unplanned bodies: the original's, or a node's own
-/// fault.
-const FAILED_OVER: &str = "{% if fault %}Server {{ host }} reports a fault: it cannot serve \
+/// The first sentence of the planned and unplanned bodies: the original's, a node's own
+/// fault, or a fencing.
+const FAILED_OVER: &str = "{% if fenced %}Server {{ previous }} was fenced: the cluster \
+powered it off or rebooted it, as {{ host }} saw.  A cluster fences a node it cannot trust \
+any more (it stopped answering, or a resource on it could not be stopped); the failover \
+message, if it ran resources, is sent on its own.{% elif fault %}Server {{ host }} reports a fault: it cannot serve \
 {{ cluster }} (for keepalived, a tracked interface or script failed).  If it was the active \
 host, {{ previous }} takes over and a failover message follows; if it was the standby, \
 {{ cluster }} runs without one until {{ host }} recovers.{% else %}{{ previous }} has failed \
@@ -212,6 +215,8 @@ pub struct MessageContext {
     /// The reporting node itself cannot serve (a `lost` report naming no other node:
     /// keepalived's `FAULT`): `host` is that node, and no node became active.
     pub fault: bool,
+    /// The cluster fenced `previous` (powered it off or rebooted it), as `host` saw.
+    pub fenced: bool,
 }
 
 /// A rendered message.
@@ -398,6 +403,7 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         usual: "cluster01-a".into(),
         back_by: "2026-12-10 02:30:00 CET".into(),
         fault: false,
+        fenced: false,
     }
 }
 

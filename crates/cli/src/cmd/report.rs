@@ -45,8 +45,9 @@ pub struct Args {
     /// The host that was active before, when known.
     #[arg(long)]
     previous: Option<String>,
-    /// `takeover`, `release` or `lost`.
-    #[arg(long, default_value = "takeover", value_parser = ["takeover", "release", "lost"])]
+    /// `takeover`, `release`, `lost` (of --previous, or of this node itself) or `fenced`
+    /// (--previous was fenced).
+    #[arg(long, default_value = "takeover", value_parser = ["takeover", "release", "lost", "fenced"])]
     action: String,
     /// The cluster resource concerned.
     #[arg(long)]
