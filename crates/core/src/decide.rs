@@ -327,16 +327,10 @@ fn fault(
         let repeat = h.active.is_none() && h.told && h.previous.as_ref() == Some(faulted);
         takeover || repeat
     });
-    if let Some(h) = event_at(related, r.occurred_at, inv.events.merge_within, |h| h.at) {
-        return Decision::Merge(h.id.clone());
+    match event_at(related, r.occurred_at, inv.events.merge_within, |h| h.at) {
+        Some(h) => Decision::Merge(h.id.clone()),
+        None => node_out(inv, ad_hoc, r, c, faulted.clone(), "fault"),
     }
-    let mut e = new_event(inv, ad_hoc, r, c, HistoryFlags::default(), None, false);
-    e.active = None;
-    e.previous = Some(faulted.clone());
-    if let Value::Object(m) = &mut e.context {
-        m.insert("fault".into(), Value::Bool(true));
-    }
-    Decision::New(Box::new(e))
 }
 
 /// A fencing seen by the reporting node: the cluster fenced `previous` (powered it off or
@@ -359,14 +353,27 @@ fn fenced(
     let repeats = events
         .iter()
         .filter(|h| h.active.is_none() && h.told && h.previous.as_ref() == Some(&victim));
-    if let Some(h) = event_at(repeats, r.occurred_at, inv.events.merge_within, |h| h.at) {
-        return Decision::Merge(h.id.clone());
+    match event_at(repeats, r.occurred_at, inv.events.merge_within, |h| h.at) {
+        Some(h) => Decision::Merge(h.id.clone()),
+        None => node_out(inv, ad_hoc, r, c, victim, "fenced"),
     }
+}
+
+/// The event of node `out` out of service ([`fault`], [`fenced`]): told, no node active,
+/// `out` as the node before, `flag` set in the message context.
+fn node_out(
+    inv: &Inventory,
+    ad_hoc: &[MaintenanceWindow],
+    r: &FailoverReport,
+    c: &Classification,
+    out: String,
+    flag: &str,
+) -> Decision {
     let mut e = new_event(inv, ad_hoc, r, c, HistoryFlags::default(), None, false);
     e.active = None;
-    e.previous = Some(victim);
+    e.previous = Some(out);
     if let Value::Object(m) = &mut e.context {
-        m.insert("fenced".into(), Value::Bool(true));
+        m.insert(flag.into(), Value::Bool(true));
     }
     Decision::New(Box::new(e))
 }
@@ -440,7 +447,9 @@ fn back(inv: &Inventory, cluster: ClusterId, due: Timestamp, event: &mut NewEven
     let tz = &inv.cluster(cluster).time_zone;
     let usual = event.active.clone().unwrap_or_default();
     set_context(&mut event.context, &usual, due, tz);
-    event.context["verdict"] = Value::from(Verdict::Back.as_str());
+    if let Value::Object(m) = &mut event.context {
+        m.insert("verdict".into(), Value::from(Verdict::Back.as_str()));
+    }
     event.verdict = Verdict::Back;
     event.channels = channels_for(inv, Verdict::Back, Some(cluster), true);
 }

@@ -384,7 +384,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// `decide` sees the cluster's history and the report is merged, becomes a new event
     /// with one pending delivery per channel (due now) and one reminder per reminder channel
     /// (due at its `back_by`), or completes an event without deliveries, all in one durable
-    /// transaction. [`HistoryEvent::back_by`] is the event's `back_by`.
+    /// transaction. [`HistoryEvent::back_by`] is the event's `back_by`, and
+    /// [`HistoryEvent::told`] whether it has deliveries.
     ///
     /// # Errors
     /// [`StoreError`] when nothing could be written.
