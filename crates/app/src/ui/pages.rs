@@ -67,6 +67,9 @@ pub(crate) fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Val
         "verdict": e.event.verdict.as_str(),
         "flapping": e.event.flapping,
         "failback": e.event.failback_of.is_some(),
+        // A node out of service without a takeover (keepalived FAULT, a fencing).
+        "fault": e.event.context.get("fault") == Some(&Value::Bool(true)),
+        "fenced": e.event.context.get("fenced") == Some(&Value::Bool(true)),
         "cluster": e.event.cluster,
         "customer": e.event.customer,
         "active": e.event.active,
@@ -255,18 +258,24 @@ pub async fn clusters<S: Store>(
     {
         let c = &inv.clusters[i];
         let cust = c.customer.map(|x| inv.customers[x.index()].name.as_str());
-        let last = state
+        // The newest event, and the newest that made a node active (a release, a fault or a
+        // fencing makes none).
+        let recent = state
             .store
             .events(EventQuery {
                 cluster: Some(c.name.clone()),
-                limit: 1,
+                limit: 10,
                 ..EventQuery::default()
             })
-            .await?
-            .pop();
-        let usual = c.nodes.first().map(|&n| inv.node(n).name.as_str());
-        let active = last.as_ref().and_then(|e| e.event.active.clone());
-        let away = match (&last, active.as_deref(), usual) {
+            .await?;
+        let last = recent.first();
+        let took_over = recent.iter().find(|e| e.event.active.is_some());
+        let usual = c
+            .preferred
+            .or(c.nodes.first().copied())
+            .map(|n| inv.node(n).name.as_str());
+        let active = took_over.and_then(|e| e.event.active.clone());
+        let away = match (took_over, active.as_deref(), usual) {
             (Some(e), Some(a), Some(u)) => {
                 a != u && now.duration_since(e.event.at) > inv.events.failback_within
             }
@@ -296,7 +305,7 @@ pub async fn clusters<S: Store>(
             "usual": usual,
             "active": active,
             "away": away,
-            "last": last.as_ref().map(|e| event_row(inv, now, e)),
+            "last": last.map(|e| event_row(inv, now, e)),
             "next": next,
         }));
     }
