@@ -17,24 +17,37 @@ pub struct Target {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
-    /// API key (admin, or a customer's).
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// The API key: given directly, or in a private file (the way cluster nodes keep it).
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// API key (admin, or a customer's; a customer's is enough for reports).
     #[arg(
         long,
         env = "FAILOVER_NOTIFY_KEY",
         hide_env_values = true,
         conflicts_with = "key_file"
     )]
-    key: Option<String>,
+    pub key: Option<String>,
     /// File holding the API key; it must not be readable by others (chmod 600 or 640).
     #[arg(long, env = "FAILOVER_NOTIFY_KEY_FILE")]
-    key_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
-/// The API key given directly, or read from a private file (the way cluster nodes keep it).
-///
-/// # Errors
-/// Neither is given, or the file is unreadable, readable by everyone, or empty.
-pub fn read_key(key: Option<&str>, key_file: Option<&Path>) -> anyhow::Result<String> {
+impl KeyArgs {
+    /// The key given, or read from its file.
+    ///
+    /// # Errors
+    /// Neither is given, or the file is unreadable, readable by everyone, or empty.
+    pub fn read(&self) -> anyhow::Result<String> {
+        read_key(self.key.as_deref(), self.key_file.as_deref())
+    }
+}
+
+fn read_key(key: Option<&str>, key_file: Option<&Path>) -> anyhow::Result<String> {
     if let Some(k) = key {
         return Ok(k.trim().to_owned());
     }
@@ -92,7 +105,7 @@ impl Target {
             .build()
             .context("starting the runtime")?;
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let key = read_key(self.key.as_deref(), self.key_file.as_deref())?;
+        let key = self.key.read()?;
         runtime.block_on(async {
             // A hook calls this too: it must not hang on a service that does not answer.
             let client = reqwest::Client::builder()

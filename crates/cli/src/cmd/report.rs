@@ -28,17 +28,8 @@ pub struct Args {
     /// URL/v1/reports.
     #[arg(long, env = "FAILOVER_NOTIFY_URL")]
     url: String,
-    /// API key (a customer's key is enough).
-    #[arg(
-        long,
-        env = "FAILOVER_NOTIFY_KEY",
-        hide_env_values = true,
-        conflicts_with = "key_file"
-    )]
-    key: Option<String>,
-    /// File holding the API key; it must not be readable by others (chmod 600 or 640).
-    #[arg(long, env = "FAILOVER_NOTIFY_KEY_FILE")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    key: crate::api::KeyArgs,
     /// The host that took over. Default: this node's name (`uname -n`).
     #[arg(long, env = "FAILOVER_NOTIFY_HOSTNAME")]
     hostname: Option<String>,
@@ -101,7 +92,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return check(args);
     }
     let spool = Spool::open(&args.spool);
-    if let (Ok(s), Some(key_file)) = (&spool, &args.key_file) {
+    if let (Ok(s), Some(key_file)) = (&spool, &args.key.key_file) {
         warn_if_hook_user_cannot_read(&s.dir, key_file);
     }
     if args.flush
@@ -259,7 +250,7 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
             ),
         );
     }
-    match (&args.key, &args.key_file) {
+    match (&args.key.key, &args.key.key_file) {
         (Some(_), _) => say(true, "the key is given directly".to_owned()),
         (None, Some(path)) => {
             let readable = user.can(path, Need::Read);
@@ -313,7 +304,7 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn key(args: &Args) -> anyhow::Result<String> {
-    crate::api::read_key(args.key.as_deref(), args.key_file.as_deref())
+    args.key.read()
 }
 
 fn new_report(args: &Args) -> anyhow::Result<Value> {
