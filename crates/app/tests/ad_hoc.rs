@@ -3,8 +3,9 @@
 
 use failover_app::AppState;
 use failover_store::{
-    Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
-    NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError, StoredEvent,
+    Decide, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId, EventQuery, Lease,
+    Maintenance, NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError,
+    StoredEvent,
 };
 use failover_store_sqlite::Sqlite;
 use jiff::{SignedDuration, Timestamp};
@@ -67,6 +68,14 @@ impl Store for Slow {
     }
     async fn end_maintenance(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         self.0.end_maintenance(id, now).await
+    }
+    async fn add_resolves(
+        &self,
+        event: &EventId,
+        channels: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryStatus>, StoreError> {
+        self.0.add_resolves(event, channels, now).await
     }
     async fn resend(&self, event: &EventId, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         self.0.resend(event, id, now).await

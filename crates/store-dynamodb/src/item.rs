@@ -54,6 +54,8 @@ impl Expr {
 
 /// The kind (`k_i`) of a delivery that is its event's `not-back` reminder.
 const REMINDER: &str = "not-back";
+/// The kind (`k_i`) of a delivery that resolves its event's alert.
+pub(crate) const RESOLVE: &str = "resolve";
 
 /// One delivery inside an event item.
 #[derive(Debug, Clone)]
@@ -118,6 +120,7 @@ impl Row {
                     last_error: str_of(item, &format!("e_{i}")).map(str::to_owned),
                     finished_at: ms(format!("f_{i}")),
                     reminder: str_of(item, &format!("k_{i}")) == Some(REMINDER),
+                    resolve: str_of(item, &format!("k_{i}")) == Some(RESOLVE),
                 },
                 next_at: ms(format!("n_{i}")).unwrap_or_default(),
                 claimed_until: ms(format!("c_{i}")),

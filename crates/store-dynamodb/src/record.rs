@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use failover_store::{
-    Decide, Decision, DeliveryState, DeliveryStatus, History, HistoryEvent, Lease, NewEvent,
-    NewReport, Recorded, StoreError, StoredReport, event_number, numbered_event,
+    Decide, Decision, DeliveryStatus, History, HistoryEvent, Lease, NewEvent, NewReport, Recorded,
+    StoreError, StoredReport, event_number, numbered_event,
 };
 use jiff::Timestamp;
 
@@ -339,13 +339,8 @@ fn deliveries(id: i64, event: &NewEvent, now: Timestamp, claim: Option<&Lease>) 
         .zip(own.chain(reminders))
         .map(|(i, (channel, reminder, next_at, claim))| Delivery {
             status: DeliveryStatus {
-                id: id * PER_EVENT + i,
-                channel: channel.clone(),
-                status: DeliveryState::Pending,
-                attempts: 0,
-                last_error: None,
-                finished_at: None,
                 reminder,
+                ..DeliveryStatus::new(id * PER_EVENT + i, channel.clone())
             },
             next_at,
             claimed_until: claim.map(|l| l.until),

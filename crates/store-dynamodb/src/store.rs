@@ -6,14 +6,15 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
-    Decide, DeliveryState, DueDelivery, EventDetail, EventId, EventQuery, Lease, Maintenance,
-    NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError, StoredEvent,
-    event_number,
+    Decide, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId, EventQuery, Lease,
+    Maintenance, NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError,
+    StoredEvent, event_number,
 };
 use jiff::Timestamp;
 
 use crate::item::{
-    Delivery, Expr, Item, Row, backend, n, num, pad, s, stored_window, str_of, windows_ending_after,
+    Delivery, Expr, Item, RESOLVE, Row, backend, n, num, pad, s, stored_window, str_of,
+    windows_ending_after,
 };
 use crate::{
     ATTEMPTS, CLUSTER_INDEX, CLUSTER_KEY, CUSTOMER_INDEX, CUSTOMER_KEY, Dynamo, PENDING_INDEX,
@@ -357,6 +358,63 @@ impl Store for Dynamo {
         u.value(":now", n(now.as_millisecond()));
         u.value(":u", s("1"));
         self.update_event(id, u).await
+    }
+
+    async fn add_resolves(
+        &self,
+        event: &EventId,
+        channels: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryStatus>, StoreError> {
+        let Ok(id) = event_number(event) else {
+            return Ok(Vec::new());
+        };
+        // Appended after the event's deliveries, on the condition that nobody appended
+        // meanwhile (the next position is still free); again after a lost race.
+        for _ in 0..ATTEMPTS {
+            let Some(row) = self.event(id).await? else {
+                return Ok(Vec::new());
+            };
+            let mut added = Vec::new();
+            let mut u = Expr::default();
+            let first = row.deliveries.len();
+            u.require(format!(
+                "attribute_exists(pk) AND attribute_not_exists(ch_{first})"
+            ));
+            u.value(":now", n(now.as_millisecond()));
+            u.value(":kind", s(RESOLVE));
+            u.value(":zero", n(0));
+            u.value(":u", s("1"));
+            for channel in channels {
+                let had = |d: &DeliveryStatus| d.resolve && d.channel == *channel;
+                if row.deliveries.iter().any(|d| had(&d.status)) || added.iter().any(had) {
+                    continue;
+                }
+                let i = first + added.len();
+                let position = i64::try_from(i).unwrap_or(i64::MAX);
+                if position >= PER_EVENT {
+                    break;
+                }
+                u.value(&format!(":ch{i}"), s(channel));
+                u.set(format!(
+                    "ch_{i} = :ch{i}, a_{i} = :zero, k_{i} = :kind, n_{i} = :now, r_{i} = :now"
+                ));
+                added.push(DeliveryStatus {
+                    resolve: true,
+                    ..DeliveryStatus::new(id * PER_EVENT + position, channel.clone())
+                });
+            }
+            if added.is_empty() {
+                return Ok(added);
+            }
+            u.set("undelivered = :u".to_owned());
+            if self.update_event(id, u).await? {
+                return Ok(added);
+            }
+        }
+        Err(StoreError::Backend(
+            "the event changed on every attempt to add its resolves".into(),
+        ))
     }
 
     async fn add_session(&self, session: Session, _now: Timestamp) -> Result<(), StoreError> {

@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_events_reports_deliveries_maintenance.sql"),
     include_str!("../migrations/0002_sessions.sql"),
     include_str!("../migrations/0003_reminders.sql"),
+    include_str!("../migrations/0004_resolves.sql"),
 ];
 
 /// The advisory lock held while migrating (any constant; "fn-migr").
@@ -318,7 +319,7 @@ fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
 }
 
 const DELIVERY_COLUMNS: &str =
-    "event_id, id, channel, status, attempts, last_error, finished_ms, reminder";
+    "event_id, id, channel, status, attempts, last_error, finished_ms, reminder, resolve";
 
 fn delivery_row(r: &Row) -> Result<(i64, DeliveryStatus), StoreError> {
     Ok((
@@ -331,6 +332,7 @@ fn delivery_row(r: &Row) -> Result<(i64, DeliveryStatus), StoreError> {
             last_error: r.get(5),
             finished_at: r.get::<_, Option<i64>>(6).map(row_ts).transpose()?,
             reminder: r.get(7),
+            resolve: r.get(8),
         },
     ))
 }
@@ -654,13 +656,8 @@ async fn record_new(
                         .chain(e.reminders.iter().map(|c| (c, true))),
                 )
                 .map(|(id, (channel, reminder))| DeliveryStatus {
-                    id,
-                    channel: channel.clone(),
-                    status: DeliveryState::Pending,
-                    attempts: 0,
-                    last_error: None,
-                    finished_at: None,
                     reminder,
+                    ..DeliveryStatus::new(id, channel.clone())
                 })
                 .collect(),
         },
@@ -874,6 +871,7 @@ fn claimed(rows: &[Row]) -> Result<Vec<DueDelivery>, StoreError> {
                     cluster: r.get(6),
                     customer: r.get(7),
                     context: row_json("context", r.get(8))?,
+                    resolve: r.get(11),
                 },
             ))
         })
@@ -898,7 +896,7 @@ async fn claim(
          UPDATE deliveries d SET claimed_by = $3, claimed_until_ms = $4
          FROM due, events e WHERE d.id = due.id AND e.id = d.event_id
          RETURNING d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
-                   e.customer, e.context, d.next_ms, d.reminder"
+                   e.customer, e.context, d.next_ms, d.reminder, d.resolve"
     );
     let statement = client.prepare_cached(&sql).await.map_err(db)?;
     claimed(&client.query(&statement, values).await.map_err(db)?)
@@ -1225,6 +1223,42 @@ impl Store for Postgres {
                 .await
                 .map_err(db)?;
             Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn add_resolves(
+        &self,
+        event: &EventId,
+        channels: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryStatus>, StoreError> {
+        let Ok(event) = event_number(event) else {
+            return Ok(Vec::new());
+        };
+        let channels = channels.to_vec();
+        self.run(move |client| async move {
+            let rows = client
+                .query(
+                    "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, resolve)
+                     SELECT e.id, u.c, $3, $3, true
+                     FROM events e, unnest($2::text[]) WITH ORDINALITY AS u (c, n)
+                     WHERE e.id = $1 ORDER BY u.n
+                     ON CONFLICT DO NOTHING
+                     RETURNING id, channel",
+                    &[&event, &channels, &ms(now)],
+                )
+                .await
+                .map_err(db)?;
+            let mut added: Vec<DeliveryStatus> = rows
+                .iter()
+                .map(|r| DeliveryStatus {
+                    resolve: true,
+                    ..DeliveryStatus::new(r.get(0), r.get(1))
+                })
+                .collect();
+            added.sort_by_key(|d| d.id);
+            Ok(added)
         })
         .await
     }

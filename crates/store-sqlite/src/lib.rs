@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_delivery_leases.sql"),
     include_str!("../migrations/0003_sessions.sql"),
     include_str!("../migrations/0004_reminders.sql"),
+    include_str!("../migrations/0005_resolves.sql"),
 ];
 
 type Reply = Box<dyn FnOnce(bool) + Send>;
@@ -224,7 +225,7 @@ fn load_event(conn: &Connection, id: i64) -> Result<StoredEvent, StoreError> {
 fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEvent, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, channel, status, attempts, last_error, finished_ms, reminder
+            "SELECT id, channel, status, attempts, last_error, finished_ms, reminder, resolve
              FROM deliveries WHERE event_id = ?1 ORDER BY id",
         )
         .map_err(db)?;
@@ -238,6 +239,7 @@ fn with_deliveries(conn: &Connection, mut event: StoredEvent) -> Result<StoredEv
                 last_error: r.get(4)?,
                 finished_at: r.get::<_, Option<i64>>(5)?.map(row_ts).transpose()?,
                 reminder: r.get(6)?,
+                resolve: r.get(7)?,
             })
         })
         .and_then(Iterator::collect)
@@ -613,7 +615,7 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
     let mut stmt = conn
         .prepare_cached(
             "SELECT d.id, d.channel, d.attempts, d.created_ms, e.id, e.verdict, e.cluster,
-                    e.customer, e.context, d.reminder
+                    e.customer, e.context, d.reminder, d.resolve
              FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.id IN (SELECT value FROM json_each(?1))
              ORDER BY d.next_ms",
@@ -635,6 +637,7 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
             cluster: r.get(6)?,
             customer: r.get(7)?,
             context: row_json("context", r.get(8)?)?,
+            resolve: r.get(10)?,
         })
     })
     .and_then(Iterator::collect)
@@ -876,6 +879,41 @@ impl Store for Sqlite {
                 .execute(params![delivery, event, ms(now)])
                 .map_err(db)?;
             Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn add_resolves(
+        &self,
+        event: &EventId,
+        channels: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryStatus>, StoreError> {
+        let Ok(event) = event_number(event) else {
+            return Ok(Vec::new());
+        };
+        let channels = channels.to_vec();
+        self.write(move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (event_id, channel, created_ms, next_ms, resolve)
+                     SELECT ?1, ?2, ?3, ?3, 1 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?1)
+                     ON CONFLICT DO NOTHING
+                     RETURNING id",
+                )
+                .map_err(db)?;
+            let mut added = Vec::new();
+            for channel in channels {
+                let id: Option<i64> = insert
+                    .query_row(params![event, channel, ms(now)], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                added.extend(id.map(|id| DeliveryStatus {
+                    resolve: true,
+                    ..DeliveryStatus::new(id, channel)
+                }));
+            }
+            Ok(added)
         })
         .await
     }

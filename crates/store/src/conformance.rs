@@ -93,6 +93,7 @@ pub async fn run<S: Store>(fresh: impl AsyncFn() -> S) {
     sessions(&fresh().await).await;
     listing(&fresh().await).await;
     reminders(&fresh().await).await;
+    resolves(&fresh().await).await;
 }
 
 fn t(s: &str) -> Timestamp {
@@ -1373,4 +1374,106 @@ async fn reminders<S: Store>(store: &S) {
         ),
         "reminders: completed with its reminders"
     );
+}
+
+/// Resolves added to an event after the fact: pending at once, once per channel however
+/// often asked, claimed by a delivery within the request and by the outbox as resolves
+/// with the give-up clock started when added, none for an unknown event.
+async fn resolves<S: Store>(store: &S) {
+    let at = "2026-12-12T01:00:00Z";
+    let (recorded, _, _) = record_new(
+        store,
+        report("r1", "acme", "db", "db2", at),
+        event("db", "acme", "db2", at, &["pager", "mail"]),
+    )
+    .await;
+    let id = recorded.event.id.clone();
+    let now = t("2026-12-12T01:00:01Z");
+    let due = store
+        .claim_due(&lease(A, now), now, 10)
+        .await
+        .expect("claims");
+    let outcomes = due.iter().map(|d| (d.id, Outcome::Delivered)).collect();
+    store.finish(A, outcomes, now).await.expect("finishes");
+
+    let added_at = t("2026-12-12T01:20:00Z");
+    let channels = ["pager".to_owned(), "am".to_owned()];
+    let added = store
+        .add_resolves(&id, &channels, added_at)
+        .await
+        .expect("resolves: added");
+    let kinds: Vec<_> = added
+        .iter()
+        .map(|d| (d.channel.as_str(), d.status, d.resolve, d.reminder))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("pager", DeliveryState::Pending, true, false),
+            ("am", DeliveryState::Pending, true, false)
+        ],
+        "resolves: added pending"
+    );
+    let again = store
+        .add_resolves(&id, &["am".to_owned(), "pager".to_owned()], added_at)
+        .await
+        .expect("resolves: asked again");
+    assert!(again.is_empty(), "resolves: once per channel: {again:?}");
+    let read = store.event(&id).await.expect("reads").expect("found");
+    assert_eq!(
+        read.event.deliveries.len(),
+        4,
+        "resolves: the event's deliveries: {:?}",
+        read.event.deliveries
+    );
+    assert_eq!(
+        read.event.deliveries[2..],
+        added[..],
+        "resolves: read back after the event's own"
+    );
+    assert_eq!(
+        store.next_due().await.expect("next"),
+        Some(added_at),
+        "resolves: due when added"
+    );
+    // Within the request (the Lambda), then by the outbox once that lease has ended.
+    let held = store
+        .claim_event(&id, &lease("lambda", added_at), added_at)
+        .await
+        .expect("claims");
+    assert_eq!(held.len(), 2, "resolves: claimed with the event: {held:?}");
+    let later = added_at + SignedDuration::from_mins(6);
+    let due = store
+        .claim_due(&lease(A, later), later, 10)
+        .await
+        .expect("claims");
+    let seen: Vec<_> = due
+        .iter()
+        .map(|d| {
+            (
+                d.channel.as_str(),
+                d.resolve,
+                d.created_at,
+                &d.event,
+                d.verdict,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pager", true, added_at, &id, Verdict::Unplanned),
+            ("am", true, added_at, &id, Verdict::Unplanned)
+        ],
+        "resolves: due as resolves of the event, the give-up clock started when added"
+    );
+    assert_eq!(
+        due[0].context["host"], "db2",
+        "resolves: the event's context"
+    );
+    let unknown = store
+        .add_resolves(&EventId("999999999".into()), &channels, added_at)
+        .await
+        .expect("resolves: an unknown event");
+    assert!(unknown.is_empty(), "resolves: none for an unknown event");
 }

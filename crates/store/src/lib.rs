@@ -188,6 +188,27 @@ pub struct DeliveryStatus {
     /// [`NewEvent::back_by`], not the event's own message.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reminder: bool,
+    /// It resolves the alert the event raised on its channel (a pager or an Alertmanager),
+    /// added when an ad-hoc window put the event inside maintenance
+    /// ([`Store::add_resolves`]); never also a reminder.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolve: bool,
+}
+
+impl DeliveryStatus {
+    /// A delivery of the event's own message on `channel`, not attempted yet.
+    pub fn new(id: i64, channel: String) -> DeliveryStatus {
+        DeliveryStatus {
+            id,
+            channel,
+            status: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            finished_at: None,
+            reminder: false,
+            resolve: false,
+        }
+    }
 }
 
 /// An event as stored.
@@ -224,6 +245,7 @@ impl StoredEvent {
             cluster: self.event.cluster.clone(),
             customer: self.event.customer.clone(),
             context: self.event.context.clone(),
+            resolve: delivery.resolve,
         }
     }
 }
@@ -297,6 +319,8 @@ pub struct DueDelivery {
     pub customer: Option<String>,
     /// The template context.
     pub context: serde_json::Value,
+    /// It resolves the event's own alert ([`DeliveryStatus::resolve`]) at `created_at`.
+    pub resolve: bool,
 }
 
 /// What happened to one delivery attempt.
@@ -530,6 +554,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] on a database failure.
     fn end_session(&self, token_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds to `event` one pending delivery per channel of `channels`, due at `now`, that
+    /// resolves the alert the event raised there ([`DeliveryStatus::resolve`]), except on a
+    /// channel where it has one already. Returns the deliveries added (none for an unknown
+    /// event).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn add_resolves(
+        &self,
+        event: &EventId,
+        channels: &[String],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<DeliveryStatus>, StoreError>> + Send;
 
     /// Adds an ad-hoc window.
     ///
