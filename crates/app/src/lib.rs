@@ -24,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod query;
 pub mod reports;
+mod resolving;
 pub mod server;
 pub mod state;
 pub mod ui;

@@ -421,6 +421,7 @@ pub(crate) async fn add_window<S: Store>(
     let m = state.store.add_maintenance(window).await?;
     state.refresh_ad_hoc().await?;
     tracing::info!(id = m.id, target = %m.window.target, by = %caller.key().name, "ad-hoc maintenance window added");
+    crate::resolving::resolve_covered(state, &m).await;
     Ok(m)
 }
 

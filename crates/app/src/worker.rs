@@ -8,7 +8,8 @@ use std::time::Duration;
 use failover_channels::{DeliveryError, Notifier, Outgoing};
 use failover_core::inventory::{Inventory, Verdict};
 use failover_store::{
-    DeliveryState, DueDelivery, EventQuery, Outcome, Recorded, Store, StoreError, event_number,
+    DeliveryState, DueDelivery, EventId, EventQuery, Outcome, Recorded, Store, StoreError,
+    event_number,
 };
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -153,6 +154,26 @@ pub async fn deliver_recorded<S: Store>(
             .await?;
     }
     Ok((by_channel, elsewhere))
+}
+
+/// Sends the pending deliveries of event `id` that nobody holds now, due or not (but its
+/// reminders), and records their outcomes: the resolves an ad-hoc window added, within the
+/// request ([`Delivery::InRequest`](crate::state::Delivery::InRequest)).
+///
+/// # Errors
+/// [`StoreError`] when the deliveries cannot be claimed or their outcomes recorded.
+pub async fn deliver_event<S: Store>(state: &AppState<S>, id: &EventId) -> Result<(), StoreError> {
+    let now = clock::now();
+    let due = state.store.claim_event(id, &state.lease(now), now).await?;
+    let outcomes = send(state, due)
+        .await
+        .into_iter()
+        .map(|(id, _, o)| (id, o))
+        .collect();
+    state
+        .store
+        .finish(state.owner(), outcomes, clock::now())
+        .await
 }
 
 /// Sends everything due, round after round, until nothing is due or `budget` is spent:
@@ -351,6 +372,19 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
         return Outcome::Cancelled { reason };
     }
     let live = state.live();
+    if d.resolve
+        && !live
+            .inventory
+            .channels
+            .iter()
+            .any(|c| c.name == d.channel && c.kind.resolves())
+    {
+        // The channel became one that raises no alert: resending the event would page.
+        state.metrics.delivery(&d.channel, "cancelled");
+        return Outcome::Cancelled {
+            reason: format!("channel `{}` no longer resolves alerts", d.channel),
+        };
+    }
     let policy = live.inventory.delivery;
     let result = match live.notifiers.get(&d.channel) {
         None => Err(DeliveryError::permanent(format!(
@@ -407,9 +441,18 @@ fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
     let verdict = d.verdict;
     let cluster = d.cluster.as_deref().and_then(|c| inv.find_cluster(c));
     let customer = cluster.and_then(|c| inv.cluster(c).customer);
+    let mut context = d.context.clone();
+    if d.resolve
+        && let Some(c) = context.as_object_mut()
+    {
+        // What a pager and an Alertmanager resolve: a failback of the event itself, at the
+        // time the resolve was added.
+        c.insert("failback_of_event".into(), d.event.0.clone().into());
+        c.insert("at_utc".into(), d.created_at.to_string().into());
+    }
     let msg = inv
         .templates
-        .render(&d.context, verdict, cluster, customer)
+        .render(&context, verdict, cluster, customer)
         .map_err(|e| format!("{e}: {}", e.source))?;
     Ok(Outgoing {
         delivery: d.id,
@@ -418,7 +461,7 @@ fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
         subject: msg.subject,
         body: msg.body,
         sms: msg.sms,
-        context: d.context.clone(),
+        context,
         link: inv
             .public_url
             .as_ref()

@@ -197,8 +197,16 @@ fn create_table(moto: &str, table: &str) {
     assert!(status.success(), "creating the table from the template");
 }
 
-fn inventory(dir: &std::path::Path, topic: &str, moto: &str, hook: &str) -> std::path::PathBuf {
+fn inventory(
+    dir: &std::path::Path,
+    topic: &str,
+    moto: &str,
+    hook: &str,
+    pager: &str,
+) -> std::path::PathBuf {
     let path = dir.join("inventory.toml");
+    let routing_key = dir.join("routing-key");
+    std::fs::write(&routing_key, "R0UT1NGKEY0000000000000000000000\n").expect("key written");
     std::fs::write(
         &path,
         format!(
@@ -244,8 +252,19 @@ kind = "webhook"
 url = "{hook}"
 format = "generic"
 
+[[channels]]
+name = "pager"
+kind = "pagerduty"
+url = "{pager}"
+routing_key_file = "{routing_key}"
+
 [[routes]]
 channels = ["sns", "hook"]
+
+[[routes]]
+cluster = "app"
+verdicts = ["unplanned"]
+channels = ["pager"]
 
 [[routes]]
 verdicts = ["not-back"]
@@ -254,7 +273,8 @@ channels = ["hook"]
 {keys}
 "#,
             window = window_around_now("node = \"db1\""),
-            keys = keys_toml()
+            keys = keys_toml(),
+            routing_key = routing_key.display()
         ),
     )
     .expect("inventory written");
@@ -269,7 +289,8 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     create_table(&moto.url, "failover-notify");
     // The webhook fails the first try of db1's event and of web1's (the fifth call).
     let hook = Receiver::start(&[500, 200, 200, 200, 500]);
-    let config = inventory(dir.path(), &topic, &moto.url, &hook.url);
+    let pager = Receiver::start(&[]);
+    let config = inventory(dir.path(), &topic, &moto.url, &hook.url, &pager.url);
     let f = start_function(&config, "failover-notify", &moto.url);
     let published = |host: &str| {
         moto.published(&topic)
@@ -372,15 +393,52 @@ fn lambda_classifies_stores_in_dynamodb_and_delivers_within_the_request() {
     let (_, listed) = events("cluster=app");
     assert_eq!(listed["events"][0]["previous"], "app1", "{listed}");
 
-    // An ad-hoc window added through one request counts for the next report at once.
-    let (status, m) = answer(f.emu.invoke(http_api(
-        "POST",
-        "/v1/maintenance",
-        "",
-        ADMIN,
-        r#"{"cluster":"app","duration":"1h","reason":"disk swap"}"#,
-    )));
+    let paged = unplanned["event_id"].clone();
+    let pages = || pager.received.lock().expect("lock").clone();
+    assert_eq!(
+        (
+            pages().len(),
+            &pages()[0]["event_action"],
+            &pages()[0]["dedup_key"]
+        ),
+        (1, &json!("trigger"), &paged)
+    );
+
+    // An ad-hoc window added through one request counts for the next report at once; this
+    // one began before that failover ("that was the disk swap"), so it resolves the page
+    // within its own request.
+    let start = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10)).to_string();
+    let (status, m) = answer(
+        f.emu.invoke(http_api(
+            "POST",
+            "/v1/maintenance",
+            "",
+            ADMIN,
+            &json!({"cluster": "app", "start": start, "duration": "1h", "reason": "disk swap"})
+                .to_string(),
+        )),
+    );
     assert_eq!(status, 201, "{m}");
+    assert_eq!(
+        (
+            pages().len(),
+            &pages()[1]["event_action"],
+            &pages()[1]["dedup_key"]
+        ),
+        (2, &json!("resolve"), &paged)
+    );
+    let (_, listed) = events("cluster=app");
+    let resolve: Vec<&Value> = listed["events"][0]["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter(|d| d["resolve"] == true)
+        .collect();
+    assert_eq!(
+        (resolve.len(), &resolve[0]["status"]),
+        (1, &json!("delivered")),
+        "{listed}"
+    );
     let (status, planned) = answer(f.emu.invoke(rest("/", KEY, r#"{"hostname":"app1"}"#)));
     assert_eq!(status, 200, "{planned}");
     assert_eq!(planned["verdict"]["verdict"], "planned", "{planned}");

@@ -1169,6 +1169,69 @@ fn pagerduty_triggers_on_a_failover_and_resolves_on_its_failback() {
         "{tested:?}"
     );
 
+    // An unplanned failover that an operator puts inside maintenance after the fact ("that
+    // was our patching"): a window from now on changes nothing, one that began before it
+    // resolves its alert.
+    let (_, c) = serve.report(KEY, r#"{"hostname":"flap1"}"#);
+    let third = c["event_id"].as_str().expect("id").to_owned();
+    serve.settled(&third);
+    let reason = "patching flap1, announced late";
+    let (status, m) = serve.add_maintenance(
+        KEY,
+        &json!({"cluster": "flap", "duration": "1h", "reason": reason}),
+    );
+    assert_eq!(status, 201, "{m}");
+    let before = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10)).to_string();
+    let (status, m) = serve.add_maintenance(
+        KEY,
+        &json!({"cluster": "flap", "start": before, "duration": "1h", "reason": reason}),
+    );
+    assert_eq!(status, 201, "{m}");
+    let e = serve.settled(&third);
+    let pager: Vec<_> = e["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["channel"] == "pager")
+        .map(|d| (d["status"].clone(), d["resolve"].clone()))
+        .collect();
+    assert_eq!(
+        pager,
+        [
+            (json!("delivered"), Value::Null),
+            (json!("delivered"), json!(true))
+        ],
+        "{e}"
+    );
+    let received = pd.received.lock().expect("lock")[5..].to_vec();
+    assert_eq!(
+        (&received[0]["event_action"], &received[0]["dedup_key"]),
+        (&json!("trigger"), &json!(third)),
+        "{received:?}"
+    );
+    assert_eq!(
+        received[1..],
+        [json!({ "routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": third })]
+    );
+    // A failover its failback resolved already, and that failback, get nothing more.
+    let (status, m) = serve.add_maintenance(
+        KEY,
+        &json!({"cluster": "app", "start": before, "duration": "1h", "reason": reason}),
+    );
+    assert_eq!(status, 201, "{m}");
+    for id in [&first, &second] {
+        let e = serve.settled(id);
+        assert!(
+            e["deliveries"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .all(|d| d["resolve"].is_null()),
+            "{e}"
+        );
+    }
+    assert_eq!(pd.received.lock().expect("lock").len(), 7);
+
     // The key shows in no answer and no stored byte.
     let admin = serve.get("/v1/events").to_string();
     serve.stop();
@@ -1230,14 +1293,16 @@ fn alertmanager_fires_on_a_failover_and_resolves_on_its_failback() {
         format!("https://failover.example.org/ui/events/{first}").as_str()
     );
     // And Alertmanager routed it to its receiver, firing.
-    let notified =
-        |status: &str| {
-            receiver.received.lock().expect("lock").iter().any(|n| {
-                n["status"] == status && n["alerts"][0]["labels"]["event"] == first.as_str()
-            })
-        };
+    let notice = |status: &str, id: &str| {
+        receiver
+            .received
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|n| n["status"] == status && n["alerts"][0]["labels"]["event"] == id)
+    };
     wait_for("Alertmanager's firing notification", 30, || {
-        notified("firing").then_some(())
+        notice("firing", &first).then_some(())
     });
 
     // The failback resolves it: gone from the firing alerts, and a resolved notification.
@@ -1252,7 +1317,49 @@ fn alertmanager_fires_on_a_failover_and_resolves_on_its_failback() {
         "a failback raises no alert of its own"
     );
     wait_for("Alertmanager's resolved notification", 30, || {
-        notified("resolved").then_some(())
+        notice("resolved", &first).then_some(())
+    });
+
+    // An unplanned failover put inside maintenance after the fact: its alert ends too, once
+    // however many windows cover it.
+    let (_, c) = serve.report(KEY, r#"{"hostname":"flap1"}"#);
+    let third = c["event_id"].as_str().expect("id").to_owned();
+    serve.settled(&third);
+    let event = format!("event=\"{third}\"");
+    assert_eq!(am.alerts(&[&event]).len(), 1, "firing");
+    let notice = |status: &str, id: &str| {
+        receiver
+            .received
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|n| n["status"] == status && n["alerts"][0]["labels"]["event"] == id)
+    };
+    // (Alertmanager tells of a resolved alert only after it told that it fired.)
+    wait_for("the covered failover's firing notification", 30, || {
+        notice("firing", &third).then_some(())
+    });
+    let before = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10)).to_string();
+    for target in [json!({"node": "flap1"}), json!({"customer": "acme"})] {
+        let mut body = json!({"start": before, "duration": "1h", "reason": "patching"});
+        body.as_object_mut()
+            .expect("object")
+            .extend(target.as_object().expect("object").clone());
+        let (status, m) = serve.add_maintenance(KEY, &body);
+        assert_eq!(status, 201, "{m}");
+    }
+    let e = serve.settled(&third);
+    let resolves: Vec<_> = e["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["resolve"] == true)
+        .map(|d| (d["channel"].clone(), d["status"].clone()))
+        .collect();
+    assert_eq!(resolves, [(json!("am"), json!("delivered"))], "{e}");
+    assert!(am.alerts(&[&event]).is_empty(), "still firing");
+    wait_for("the covered failover's resolved notification", 30, || {
+        notice("resolved", &third).then_some(())
     });
 }
 
@@ -1320,17 +1427,11 @@ fn a_cluster_still_away_after_its_window_is_reminded_and_its_late_failback_is_ba
     let ago = |mins: i64| (now - jiff::SignedDuration::from_mins(mins)).to_string();
     let end = now + jiff::SignedDuration::from_secs(4);
     for cluster in ["app", "flap"] {
-        let r = common::http()
-            .post(format!("{}/v1/maintenance", serve.url))
-            .header("x-api-key", KEY)
-            .header("content-type", "application/json")
-            .body(
-                json!({"cluster": cluster, "start": ago(30), "end": end.to_string(), "reason": "patching"})
-                    .to_string(),
-            )
-            .send()
-            .expect("answers");
-        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+        let (status, m) = serve.add_maintenance(
+            KEY,
+            &json!({"cluster": cluster, "start": ago(30), "end": end.to_string(), "reason": "patching"}),
+        );
+        assert_eq!(status, 201, "{m}");
     }
 
     // app fails over to app2 inside its window: planned, expected back on app1 (the node

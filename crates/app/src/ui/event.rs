@@ -159,6 +159,7 @@ pub async fn show<S: Store>(
                 "finished": d.finished_at.map(utc),
                 "resent": p.resent == Some(d.id),
                 "reminder": d.reminder,
+                "resolve": d.resolve,
             })
         })
         .collect();

@@ -455,6 +455,19 @@ impl Serve {
             .unwrap_or(Value::Null)
     }
 
+    /// `POST /v1/maintenance` with `key`: the status and the answer.
+    pub fn add_maintenance(&self, key: &str, body: &Value) -> (u16, Value) {
+        let r = http()
+            .post(format!("{}/v1/maintenance", self.url))
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("answers");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
     /// Waits until every delivery of the event has left `pending`; returns the event.
     pub fn settled(&self, id: &str) -> Value {
         wait_for(&format!("deliveries of event {id}"), 30, || {
