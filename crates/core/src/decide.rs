@@ -978,6 +978,26 @@ channels = ["team"]
     }
 
     #[test]
+    fn a_window_at_the_end_of_the_supported_years_expects_nothing_and_panics_nowhere() {
+        // The window ends a minute before the last supported instant: plus its 30 min
+        // after-grace there is no `back_by`, so no reminder; the failover is still planned.
+        // (jiff's last instant is 9999-12-30T22:00:00Z.)
+        let toml = REMINDED.replace("2026-12-09", "9999-12-30").replace(
+            "start = \"22:00\"\nduration = \"2h\"",
+            "start = \"20:00\"\nduration = \"1h59m\"\ntime_zone = \"UTC\"",
+        );
+        let inv = crate::config::parse(&toml).expect("valid");
+        let r = report("db2", Action::Takeover, "9999-12-30T21:30:00Z");
+        let c = classify(&inv, &[], &r.hostname, None, r.occurred_at);
+        assert_eq!(c.verdict, Verdict::Planned, "{c:?}");
+        let Decision::New(e) = decide(&inv, &[], &r, &c, &History::default()) else {
+            panic!("a new event");
+        };
+        assert_eq!((e.back_by, e.reminders.len()), (None, 0), "{e:?}");
+        assert_eq!(e.channels, ["ops"]);
+    }
+
+    #[test]
     fn the_failback_after_the_reminder_was_due_is_back_and_before_it_an_ordinary_failback() {
         let planned = HistoryEvent {
             back_by: Some(at("2026-12-09T23:30:00Z")),
