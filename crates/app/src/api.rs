@@ -54,6 +54,18 @@ pub struct EventsPage {
     pub next: Option<String>,
 }
 
+/// `POST /v1/maintenance`: the window added, and the unplanned failovers whose alerts it
+/// resolves (it covers them, see the README's "Resolved after the fact").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddedMaintenance {
+    /// The window.
+    #[serde(flatten)]
+    pub window: Maintenance,
+    /// The events it resolves the alerts of (none: left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolves: Vec<EventId>,
+}
+
 /// `GET /v1/maintenance`: the ad-hoc windows not yet ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MaintenanceList {

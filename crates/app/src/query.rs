@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{EventsPage, MaintenanceList};
+use crate::api::{AddedMaintenance, EventsPage, MaintenanceList};
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -252,7 +252,7 @@ pub async fn add_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Maintenance>), ApiError> {
+) -> Result<(StatusCode, Json<AddedMaintenance>), ApiError> {
     caller.may_change()?;
     let body = body.map_err(|e| ApiError::client(e.status(), "invalid_body", e.body_text()))?;
     let [node, cluster, customer, start, end, duration, reason] =
@@ -270,8 +270,8 @@ pub async fn add_maintenance<S: Store>(
         reason,
     };
     let window = new_window(&caller, asked, clock::now())?;
-    let m = add_window(&state, &caller, window).await?;
-    Ok((StatusCode::CREATED, Json(m)))
+    let added = add_window(&state, &caller, window).await?;
+    Ok((StatusCode::CREATED, Json(added)))
 }
 
 /// An ad-hoc window as asked for (the JSON body, or the dashboard's form).
@@ -409,7 +409,8 @@ pub(crate) fn new_window(
     })
 }
 
-/// Stores `window` and puts it in force.
+/// Stores `window`, puts it in force, and resolves the alerts of the unplanned failovers it
+/// covers.
 ///
 /// # Errors
 /// [`ApiError`] when the store fails.
@@ -417,12 +418,15 @@ pub(crate) async fn add_window<S: Store>(
     state: &AppState<S>,
     caller: &Caller,
     window: NewMaintenance,
-) -> Result<Maintenance, ApiError> {
+) -> Result<AddedMaintenance, ApiError> {
     let m = state.store.add_maintenance(window).await?;
     state.refresh_ad_hoc().await?;
     tracing::info!(id = m.id, target = %m.window.target, by = %caller.key().name, "ad-hoc maintenance window added");
-    crate::resolving::resolve_covered(state, &m).await;
-    Ok(m)
+    let resolves = crate::resolving::resolve_covered(state, &m).await;
+    Ok(AddedMaintenance {
+        window: m,
+        resolves,
+    })
 }
 
 /// `GET /v1/maintenance`: ad-hoc windows not yet ended.

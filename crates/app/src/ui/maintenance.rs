@@ -255,8 +255,8 @@ pub async fn submit<S: Store>(
     };
     match form.action.as_deref() {
         Some("add") => {
-            let m = add_window(&state, &signed.caller, window).await?;
-            Ok(Redirect::to(&format!("/ui/maintenance?added={}", m.id)).into_response())
+            let added = add_window(&state, &signed.caller, window).await?;
+            Ok(Redirect::to(&format!("/ui/maintenance?added={}", added.window.id)).into_response())
         }
         _ => {
             let covered = covers(signed.caller.inventory(), &window);

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use failover_app::api::MaintenanceList;
-use failover_store::Maintenance;
+use failover_app::api::{AddedMaintenance, MaintenanceList};
 use serde_json::{Value, json};
 
 use crate::api::Target;
@@ -92,13 +91,18 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let m: Maintenance =
+            let added: AddedMaintenance =
                 target.fetch(reqwest::Method::POST, "/v1/maintenance", &[], Some(body))?;
-            let w = &m.window;
+            let (m, w) = (&added.window, &added.window.window);
             println!(
                 "added maintenance window #{} on {} `{}` from {} to {}",
                 m.id, w.target_kind, w.target, w.start, w.end
             );
+            for id in &added.resolves {
+                println!(
+                    "it covers unplanned failover {id}: its alerts are resolved (pagerduty, alertmanager)"
+                );
+            }
         }
         Command::List { target } => {
             let answer: MaintenanceList =
