@@ -1244,6 +1244,80 @@ fn pagerduty_triggers_on_a_failover_and_resolves_on_its_failback() {
     }
 }
 
+/// A resolve still waiting for its retry when the channel stops being a pager (SIGHUP with
+/// `pager` now a plain webhook) is cancelled: resending the event would raise a new message,
+/// not end the alert.
+#[test]
+fn a_resolve_whose_channel_no_longer_resolves_is_cancelled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pd = Receiver::start(&[]);
+    std::fs::write(
+        dir.path().join("routing-key"),
+        "R0UT1NGKEY0000000000000000000000\n",
+    )
+    .expect("writes");
+    let pager = format!(
+        "[[channels]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"{}\"\n\
+         routing_key_file = \"{}\"\n",
+        pd.url,
+        dir.path().join("routing-key").display()
+    );
+    let config = routed_inventory(
+        dir.path(),
+        "http://127.0.0.1:1/unused",
+        &pager,
+        r#"["pager"]"#,
+    );
+    let serve = Serve::start(&config, &dir.path().join("events.db"));
+    let (_, a) = serve.report(KEY, r#"{"hostname":"app1"}"#);
+    let id = a["event_id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        delivery(&serve.settled(&id), "pager")["status"],
+        "delivered"
+    );
+
+    // The pager answers 500 from now on: the resolve waits for its retries.
+    *pd.statuses.lock().expect("lock") = vec![500; 1000];
+    let before = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10)).to_string();
+    let (status, m) = serve.add_maintenance(
+        KEY,
+        &json!({"cluster": "app", "start": before, "duration": "1h", "reason": "late"}),
+    );
+    assert_eq!((status, &m["resolves"]), (201, &json!([id])), "{m}");
+    wait_for("the resolve's first attempt", 30, || {
+        (pd.count() >= 2).then_some(())
+    });
+
+    let text = std::fs::read_to_string(&config).expect("reads");
+    let webhook = format!(
+        "[[channels]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+        pd.url
+    );
+    std::fs::write(&config, text.replace(&pager, &webhook)).expect("writes");
+    serve.reload();
+    let e = serve.settled(&id);
+    let resolve = e["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| d["resolve"] == true)
+        .cloned()
+        .expect("a resolve delivery");
+    assert_eq!(
+        (&resolve["status"], &resolve["last_error"]),
+        (
+            &json!("cancelled"),
+            &json!("channel `pager` no longer resolves alerts")
+        ),
+        "{e}"
+    );
+    let received = pd.received.lock().expect("lock").clone();
+    assert!(
+        received[1..].iter().all(|r| r["event_action"] == "resolve"),
+        "only resolves reached the peer: {received:?}"
+    );
+}
+
 /// Alertmanager (Debian's own, on loopback): a failover is an alert with the cluster's
 /// labels and the rendered subject and body, firing until its failback resolves it; one
 /// Alertmanager of two being down does not fail the delivery.

@@ -417,6 +417,13 @@ impl Serve {
         }
     }
 
+    /// SIGHUP: serve reads its inventory again.
+    pub fn reload(&self) {
+        let pid = self.proc.as_ref().expect("serve runs").0.id().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -HUP {pid}");
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.proc.take() {
