@@ -94,11 +94,7 @@ fn alerted(inv: &Inventory, e: &StoredEvent) -> Vec<String> {
     e.deliveries
         .iter()
         .filter(|d| !d.reminder && !d.resolve && d.status == DeliveryState::Delivered)
-        .filter(|d| {
-            inv.channels
-                .iter()
-                .any(|c| c.name == d.channel && c.kind.resolves())
-        })
+        .filter(|d| inv.resolves_on(&d.channel))
         .map(|d| d.channel.clone())
         .collect()
 }

@@ -372,13 +372,7 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
         return Outcome::Cancelled { reason };
     }
     let live = state.live();
-    if d.resolve
-        && !live
-            .inventory
-            .channels
-            .iter()
-            .any(|c| c.name == d.channel && c.kind.resolves())
-    {
+    if d.resolve && !live.inventory.resolves_on(&d.channel) {
         // The channel became one that raises no alert: resending the event would page.
         state.metrics.delivery(&d.channel, "cancelled");
         return Outcome::Cancelled {

@@ -1401,14 +1401,6 @@ fn alertmanager_fires_on_a_failover_and_resolves_on_its_failback() {
     serve.settled(&third);
     let event = format!("event=\"{third}\"");
     assert_eq!(am.alerts(&[&event]).len(), 1, "firing");
-    let notice = |status: &str, id: &str| {
-        receiver
-            .received
-            .lock()
-            .expect("lock")
-            .iter()
-            .any(|n| n["status"] == status && n["alerts"][0]["labels"]["event"] == id)
-    };
     // (Alertmanager tells of a resolved alert only after it told that it fired.)
     wait_for("the covered failover's firing notification", 30, || {
         notice("firing", &third).then_some(())

@@ -497,6 +497,13 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The channel named `channel` raises alerts that a resolve ends ([`ChannelKind::resolves`]).
+    pub fn resolves_on(&self, channel: &str) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.name == channel && c.kind.resolves())
+    }
+
     /// The node a reported host name means: case-insensitive, the full name or an alias
     /// first, then the short name (`db1` for `db1.example.com` and the other way round) when
     /// exactly one node matches it. With `customer`, only that customer's nodes count.

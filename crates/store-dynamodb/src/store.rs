@@ -399,10 +399,10 @@ impl Store for Dynamo {
                 u.set(format!(
                     "ch_{i} = :ch{i}, a_{i} = :zero, k_{i} = :kind, n_{i} = :now, r_{i} = :now"
                 ));
-                added.push(DeliveryStatus {
-                    resolve: true,
-                    ..DeliveryStatus::new(id * PER_EVENT + position, channel.clone())
-                });
+                added.push(DeliveryStatus::resolving(
+                    id * PER_EVENT + position,
+                    channel.clone(),
+                ));
             }
             if added.is_empty() {
                 return Ok(added);

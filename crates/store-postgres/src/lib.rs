@@ -1252,10 +1252,7 @@ impl Store for Postgres {
                 .map_err(db)?;
             let mut added: Vec<DeliveryStatus> = rows
                 .iter()
-                .map(|r| DeliveryStatus {
-                    resolve: true,
-                    ..DeliveryStatus::new(r.get(0), r.get(1))
-                })
+                .map(|r| DeliveryStatus::resolving(r.get(0), r.get(1)))
                 .collect();
             added.sort_by_key(|d| d.id);
             Ok(added)

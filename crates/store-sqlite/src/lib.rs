@@ -908,10 +908,7 @@ impl Store for Sqlite {
                     .query_row(params![event, channel, ms(now)], |r| r.get(0))
                     .optional()
                     .map_err(db)?;
-                added.extend(id.map(|id| DeliveryStatus {
-                    resolve: true,
-                    ..DeliveryStatus::new(id, channel)
-                }));
+                added.extend(id.map(|id| DeliveryStatus::resolving(id, channel)));
             }
             Ok(added)
         })

@@ -209,6 +209,14 @@ impl DeliveryStatus {
             resolve: false,
         }
     }
+
+    /// A delivery on `channel` that resolves the event's alert there, not attempted yet.
+    pub fn resolving(id: i64, channel: String) -> DeliveryStatus {
+        DeliveryStatus {
+            resolve: true,
+            ..DeliveryStatus::new(id, channel)
+        }
+    }
 }
 
 /// An event as stored.

@@ -432,16 +432,21 @@ impl Serve {
         }
     }
 
-    pub fn report(&self, key: &str, body: &str) -> (u16, Value) {
+    /// POSTs the JSON `body` to `path` with `key`: the status and the answer.
+    fn post(&self, path: &str, key: &str, body: String) -> (u16, Value) {
         let resp = http()
-            .post(format!("{}/v1/reports", self.url))
+            .post(format!("{}{path}", self.url))
             .header("x-api-key", key)
             .header("content-type", "application/json")
-            .body(body.to_owned())
+            .body(body)
             .send()
             .expect("serve answers");
         let status = resp.status().as_u16();
         (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    pub fn report(&self, key: &str, body: &str) -> (u16, Value) {
+        self.post("/v1/reports", key, body.to_owned())
     }
 
     pub fn get(&self, path: &str) -> Value {
@@ -464,15 +469,7 @@ impl Serve {
 
     /// `POST /v1/maintenance` with `key`: the status and the answer.
     pub fn add_maintenance(&self, key: &str, body: &Value) -> (u16, Value) {
-        let r = http()
-            .post(format!("{}/v1/maintenance", self.url))
-            .header("x-api-key", key)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .expect("answers");
-        let status = r.status().as_u16();
-        (status, r.json().unwrap_or(Value::Null))
+        self.post("/v1/maintenance", key, body.to_string())
     }
 
     /// Waits until every delivery of the event has left `pending`; returns the event.
