@@ -55,9 +55,13 @@ const nightlyHour = Number(later(12 * 3600e3, { timeZone: "Europe/Berlin", hour:
 const hhmm = (h) => `${String(h % 24).padStart(2, "0")}:00`;
 const NIGHTLY = { start: hhmm(nightlyHour), end: hhmm(nightlyHour + 1) };
 const WEB_DAY = later(3 * 86400e3, { timeZone: "America/New_York", weekday: "short" }).toLowerCase();
+const port = await freePort();
+const BASE = `http://127.0.0.1:${port}`;
 fs.writeFileSync(
   path.join(dir, "inventory.toml"),
   `
+[server]
+public_url = "${BASE}"
 [events]
 flapping_count = 50
 failback_within = "3s"
@@ -121,8 +125,6 @@ hash = "${sha(KEYS.wall)}"
 `,
 );
 
-const port = await freePort();
-const BASE = `http://127.0.0.1:${port}`;
 const serve = spawn(
   BIN,
   ["serve", "-c", path.join(dir, "inventory.toml"), "--db", `sqlite://${dir}/db.sqlite`, "--listen", `127.0.0.1:${port}`],

@@ -2,24 +2,28 @@
 //! extractor. Every handler that needs a key takes a `Caller` as its first argument, so a
 //! request without a valid key is answered 401 before its path, query or body is parsed.
 //!
-//! Wrong keys leave a trail and are slowed down: each refusal is counted in `/metrics`;
-//! the first refusal from an address in a minute is logged (with the address, never the
-//! key), and an address that sends more than [`STRIKES`] wrong keys within a minute is
-//! answered 429 for the rest of that minute without its key being checked, so guessing
-//! gains nothing from a burst.
+//! A valid key is always accepted: it is checked first, so no flood of wrong keys from the
+//! same address (a NAT gateway both nodes share, a reverse proxy) can stop a real report.
+//! Wrong keys leave a trail and are slowed down: each refusal is counted in `/metrics`; the
+//! first refusal from an address in a minute is logged (with the address, never the key),
+//! and once an address has sent more than [`STRIKES`] wrong keys within a minute, its wrong
+//! keys are answered 429 for the rest of that minute, so guessing learns nothing more from a
+//! burst. Addresses are counted by network: one IPv4 address, one IPv6 /64 (what one host
+//! can pick from freely); at most [`TRACKED`] are remembered, the oldest forgotten first.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use failover_core::inventory::{ApiKey, Inventory, Role};
 use failover_core::keys::KeyHash;
 use failover_store::Store;
 use tokio::time::{Duration, Instant};
 
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::state::{AppState, Live};
 
@@ -27,8 +31,8 @@ use crate::state::{AppState, Live};
 pub const STRIKES: u32 = 10;
 /// How long wrong keys are remembered, and how long an address stays slowed down.
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; beyond, new addresses are not tracked until old ones age.
-const TRACKED: usize = 10_000;
+/// Networks remembered at most; beyond, the one counted longest ago is forgotten.
+pub const TRACKED: usize = 10_000;
 
 /// The authenticated caller: the inventory in force when the request arrived and its key.
 #[derive(Debug, Clone)]
@@ -87,18 +91,21 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
         parts: &mut Parts,
         state: &AppState<S>,
     ) -> Result<Caller, ApiError> {
-        let from = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let from = Client::of(
+            &parts.extensions,
+            &parts.headers,
+            &state.live().inventory.trusted_proxies,
+        )
+        .ip;
         let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
         authenticate(state, from, presented, parts.uri.path())
     }
 }
 
 /// The caller presenting `presented` (from `x-api-key`, or the dashboard's sign-in form):
-/// 429 while its address is slowed down, 401 for a missing or wrong key (counted, logged
-/// once a minute per address, and a strike towards the slow-down).
+/// a valid key is accepted whatever its address did; a missing or wrong one is 429 while its
+/// address is slowed down, else 401 (counted, logged once a minute per address, and a
+/// strike towards the slow-down).
 ///
 /// # Errors
 /// [`ApiError`] 429 or 401.
@@ -108,34 +115,47 @@ pub(crate) fn authenticate<S: Store>(
     presented: Option<&str>,
     path: &str,
 ) -> Result<Caller, ApiError> {
+    let live = state.live();
+    if let Some(key) = presented.and_then(|p| key_index(&live.inventory, p)) {
+        return Ok(Caller { live, key });
+    }
+    state.metrics.key_refused();
     let now = Instant::now();
-    if let Some(ip) = from
-        && let Some(wait) = state.guard.throttled(ip, now)
+    let from = from.map(network);
+    if let Some(net) = from
+        && let Some(wait) = state.guard.throttled(net, now)
     {
         state.metrics.key_throttled();
         return Err(ApiError::Throttled {
             retry_after: wait.as_secs().max(1),
         });
     }
-    let live = state.live();
-    if let Some(key) = presented.and_then(|p| key_index(&live.inventory, p)) {
-        return Ok(Caller { live, key });
-    }
-    state.metrics.key_refused();
+    let shown = || from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     match state.guard.strike(from, now) {
         Strike::First => tracing::warn!(
-            from = %from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            from = %shown(),
             path = %path,
             "refused a missing or wrong API key"
         ),
         Strike::Throttling(n) => tracing::warn!(
-            from = %from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            from = %shown(),
             wrong_keys = n,
-            "too many wrong API keys from this address; answering 429 for a minute"
+            "too many wrong API keys from this address; answering its wrong keys 429 for a minute"
         ),
         Strike::Quiet => {}
     }
     Err(ApiError::unauthorized())
+}
+
+/// What wrong keys are counted by: an IPv4 address, or an IPv6 address's /64.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
 }
 
 /// The index of the configured key `presented`, compared in constant time against every
@@ -162,52 +182,77 @@ enum Strike {
     Quiet,
 }
 
-/// Wrong keys per address (and, for requests with no known address, one shared count used
+/// Wrong keys per network (and, for requests with no known address, one shared count used
 /// only to rate-limit the log).
 #[derive(Debug, Default)]
 pub struct KeyGuard {
-    strikes: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
-    /// Addresses in `strikes`, readable without the lock: every request asks whether its
-    /// address is slowed down, and almost always none has a strike.
+    counts: Mutex<Counts>,
+    /// Networks in `counts`, readable without the lock.
     tracked: AtomicUsize,
 }
 
+/// The counts, and the order their minutes began in (oldest first) to forget by.
+#[derive(Debug, Default)]
+struct Counts {
+    by_net: HashMap<Option<IpAddr>, (Instant, u32)>,
+    /// `(since, net)` for each count's minute; an entry whose count began a new minute since
+    /// is stale and skipped.
+    order: VecDeque<(Instant, Option<IpAddr>)>,
+}
+
+impl Counts {
+    /// Forgets counts whose minute is over, and the oldest beyond `TRACKED` (but `keep`).
+    fn forget(&mut self, now: Instant, keep: Option<IpAddr>) {
+        while let Some(&(since, net)) = self.order.front() {
+            let current = self.by_net.get(&net).is_some_and(|&(s, _)| s == since);
+            let expired = now.duration_since(since) >= STRIKE_WINDOW;
+            let full = self.by_net.len() >= TRACKED && !self.by_net.contains_key(&keep);
+            if current && !expired && !full {
+                break;
+            }
+            self.order.pop_front();
+            if current {
+                self.by_net.remove(&net);
+            }
+        }
+    }
+}
+
 impl KeyGuard {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<IpAddr>, (Instant, u32)>> {
-        match self.strikes.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        match self.counts.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// How long `ip` stays slowed down, if it is.
-    fn throttled(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    /// How long wrong keys from `net` stay slowed down, if they are.
+    fn throttled(&self, net: IpAddr, now: Instant) -> Option<Duration> {
         if self.tracked.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let strikes = self.lock();
-        let &(since, n) = strikes.get(&Some(ip))?;
+        let counts = self.lock();
+        let &(since, n) = counts.by_net.get(&Some(net))?;
         let ends = since + STRIKE_WINDOW;
         (n > STRIKES && now < ends).then(|| ends - now)
     }
 
     fn strike(&self, from: Option<IpAddr>, now: Instant) -> Strike {
-        let mut strikes = self.lock();
-        if strikes.len() >= TRACKED {
-            strikes.retain(|_, (since, _)| now.duration_since(*since) < STRIKE_WINDOW);
-            if strikes.len() >= TRACKED && !strikes.contains_key(&from) {
-                return Strike::Quiet;
-            }
+        let mut counts = self.lock();
+        counts.forget(now, from);
+        let fresh = match counts.by_net.get(&from) {
+            Some(&(since, _)) => now.duration_since(since) >= STRIKE_WINDOW,
+            None => true,
+        };
+        if fresh {
+            counts.by_net.insert(from, (now, 0));
+            counts.order.push_back((now, from));
         }
-        strikes.entry(from).or_insert((now, 0));
-        self.tracked.store(strikes.len(), Ordering::Relaxed);
-        let Some(entry) = strikes.get_mut(&from) else {
+        self.tracked.store(counts.by_net.len(), Ordering::Relaxed);
+        let Some(entry) = counts.by_net.get_mut(&from) else {
             return Strike::Quiet;
         };
-        if now.duration_since(entry.0) >= STRIKE_WINDOW {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
+        entry.1 = entry.1.saturating_add(1);
         match entry.1 {
             1 => Strike::First,
             n if n == STRIKES + 1 && from.is_some() => Strike::Throttling(n),
@@ -263,5 +308,40 @@ mod tests {
             assert_eq!(guard.strike(None, start), Strike::Quiet);
         }
         assert_eq!(guard.strike(None, start + STRIKE_WINDOW), Strike::First);
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_oldest_and_still_slows_down_a_new_guesser() {
+        // One wrong key from each of TRACKED addresses fills the table; a guesser that comes
+        // next is still counted (the oldest count makes room) and slowed down.
+        let guard = KeyGuard::default();
+        let start = Instant::now();
+        for i in 0..TRACKED as u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            guard.strike(Some(ip), start);
+        }
+        let guesser: IpAddr = "192.0.2.200".parse().expect("address");
+        let later = start + Duration::from_secs(1);
+        for _ in 0..=STRIKES {
+            guard.strike(Some(guesser), later);
+        }
+        assert!(guard.throttled(guesser, later).is_some());
+        assert_eq!(guard.lock().by_net.len(), TRACKED);
+        let first = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000));
+        assert!(
+            !guard.lock().by_net.contains_key(&Some(first)),
+            "the oldest went first"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("address");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("address");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("address");
+        assert_eq!(network(a), network(b));
+        assert_ne!(network(a), network(c));
+        let v4: IpAddr = "192.0.2.1".parse().expect("address");
+        assert_eq!(network(v4), v4);
     }
 }

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`api`]: the answers' bodies, typed, shared with the CLI
 //! - [`auth`]: the API key check every handler starts with, and the slow-down of wrong keys
+//! - [`client`]: the client's address and scheme, from the peer or a trusted proxy
 //! - [`state`]: shared state, live inventory reload, ad-hoc windows, API keys
 //! - [`reports`]: `POST /` and `POST /v1/reports`
 //! - [`query`]: events, windows, maintenance, health, metrics
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod error;
 pub mod metrics;

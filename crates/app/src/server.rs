@@ -4,12 +4,16 @@
 //! - At most `[server] max_connections` connections are served at once; more wait in the
 //!   kernel's backlog. When the cap is reached, idle kept-alive connections are closed at
 //!   once to make room, so idle clients can never keep a reporter out.
-//! - A connection that has started a request must send its whole header within
-//!   `header_timeout` (a client trickling one byte a second is cut off).
-//! - A connection with no request in progress is closed after `idle_timeout`.
-//! - A request, its body included, must be read and answered within `request_timeout`
-//!   (a client trickling its body is answered 408); a report cut off that way may have been
-//!   recorded, and its retry with the same `id` gets the same answer.
+//! - A new connection must start its first request within `header_timeout` (a connection
+//!   that never sends a byte is closed), and a connection that has started a request must
+//!   send its whole header within `header_timeout` (a client trickling one byte a second is
+//!   cut off).
+//! - A body is read whole before the request is handled, within `header_timeout` again: a
+//!   declared length over [`MAX_BODY`] is answered 413 at once, a body that stops arriving
+//!   408, and the connection is closed.
+//! - A kept-alive connection with no request in progress is closed after `idle_timeout`.
+//! - A request must be answered within `request_timeout` (408); a report cut off that way
+//!   may have been recorded, and its retry with the same `id` gets the same answer.
 //!
 //! The timeouts are checked once a second per connection; a request being handled is never
 //! cut off.
@@ -23,7 +27,8 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::response::IntoResponse as _;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use failover_core::inventory::ServerPolicy;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -32,6 +37,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Duration, Instant};
 use tower_service::Service as _;
+
+use crate::error::ApiError;
+use crate::reports::MAX_BODY;
 
 /// How often each connection's timeouts are checked.
 const TICK: Duration = Duration::from_secs(1);
@@ -140,6 +148,8 @@ struct Connection {
 struct Activity {
     /// Requests being handled.
     busy: AtomicU32,
+    /// A request has been answered on this connection (it is kept alive, not new).
+    served: AtomicBool,
     /// Bytes of a request have arrived since the connection became idle.
     head: AtomicBool,
     /// When the connection became idle or a request head started, ms since `epoch`.
@@ -161,23 +171,28 @@ impl Connection {
         let service = {
             let (app, activity, epoch) = (self.app.clone(), Arc::clone(&activity), self.epoch);
             let limit = self.limits.request_timeout;
+            let body_limit = self.limits.header_timeout;
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(addr));
                 activity.busy.fetch_add(1, Ordering::Relaxed);
                 activity.head.store(false, Ordering::Relaxed);
-                let answer = app.clone().call(req.map(axum::body::Body::new));
+                let app = app.clone();
                 let activity = Arc::clone(&activity);
                 async move {
-                    let response = match tokio::time::timeout(limit, answer).await {
-                        Ok(r) => r,
-                        Err(_) => Ok(crate::error::ApiError::client(
-                            axum::http::StatusCode::REQUEST_TIMEOUT,
-                            "request_timeout",
-                            "the request was not read and answered in time",
-                        )
-                        .into_response()),
+                    let response = match read_body(req, body_limit).await {
+                        Ok(req) => match tokio::time::timeout(limit, app.clone().call(req)).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(ApiError::client(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request_timeout",
+                                "the request was not answered in time",
+                            )
+                            .into_response()),
+                        },
+                        Err(refused) => Ok(refused),
                     };
                     activity.since.store(ms_since(epoch), Ordering::Relaxed);
+                    activity.served.store(true, Ordering::Relaxed);
                     activity.busy.fetch_sub(1, Ordering::Relaxed);
                     response
                 }
@@ -211,15 +226,84 @@ impl Connection {
                         tracing::debug!(%addr, "closing a connection that did not send its request header in time");
                         return;
                     }
-                    if !head
-                        && (waited >= self.limits.idle_timeout || self.full.load(Ordering::Relaxed))
-                    {
+                    // A new connection gets the header's time to start; a kept-alive one
+                    // the idle time between requests.
+                    let idle = if activity.served.load(Ordering::Relaxed) {
+                        self.limits.idle_timeout
+                    } else {
+                        self.limits.header_timeout
+                    };
+                    if !head && (waited >= idle || self.full.load(Ordering::Relaxed)) {
                         return;
                     }
                 }
             }
         }
     }
+}
+
+/// The request with its body read whole, within `within`; else the answer to send
+/// instead (413 for a body over [`MAX_BODY`], 408 for one that stops arriving), which closes
+/// the connection (its unread body would otherwise be taken for the next request).
+async fn read_body(
+    req: hyper::Request<Incoming>,
+    within: Duration,
+) -> Result<axum::http::Request<axum::body::Body>, Response> {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        closing(ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ))
+    };
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let body = axum::body::Body::new(body);
+    match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => Ok(axum::http::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        )),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(_)) => Err(closing(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the body could not be read",
+        ))),
+        Err(_) => Err(closing(ApiError::client(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the body did not arrive in time",
+        ))),
+    }
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// `err`'s answer, telling the client the connection closes after it.
+fn closing(err: ApiError) -> Response {
+    let mut response = err.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The socket, noting when request bytes start arriving on an idle connection.

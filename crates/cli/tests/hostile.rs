@@ -431,8 +431,8 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         "duplicate",
     );
     // Eleven wrong (or missing) keys within a minute are refused one by one, the five above
-    // included; from then on the address is answered 429 without any key being checked, so
-    // a burst of guesses learns nothing.
+    // included; from then on the address's wrong keys are answered 429, so a burst of
+    // guesses learns nothing.
     for i in 0..6 {
         let (status, _) = send(
             &serve,
@@ -443,15 +443,31 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         );
         assert_eq!(status, 401);
     }
-    for key in ["guess-11", ADMIN] {
+    // A flood of wrong keys, as a guesser behind the nodes' NAT gateway would send.
+    for i in 0..200 {
         let resp = http()
             .get(format!("{}/v1/events", serve.url))
-            .header("x-api-key", key)
+            .header("x-api-key", format!("guess-{}", 11 + i))
             .send()
             .expect("answer");
         assert_eq!(resp.status().as_u16(), 429);
         assert!(resp.headers().get("retry-after").is_some());
     }
+    // A valid key from the same address is never refused: the report is recorded and a
+    // dashboard sign-in opens a session, at once.
+    let (status, answer) = send(
+        &serve,
+        "POST",
+        "/v1/reports",
+        Some(KEY),
+        Some(r#"{"hostname":"db1"}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["event_id"].is_string(), "{answer}");
+    let (status, _) = send(&serve, "GET", "/v1/events", Some(ADMIN), None);
+    assert_eq!(status, 200);
+    assert_eq!(signin(&serve, ADMIN), 303, "a valid sign-in is accepted");
+    assert_eq!(signin(&serve, "guess-x"), 429, "a wrong one is slowed down");
     serve.stop();
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
@@ -471,6 +487,36 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         1,
         "refusals are logged once a minute per address: {text}"
     );
+}
+
+/// Signs in to the dashboard with `key` as a browser would (the form's CSRF cookie and
+/// field first); the status of the form's answer.
+fn signin(serve: &Serve, key: &str) -> u16 {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = client
+        .get(format!("{}/ui/signin", serve.url))
+        .send()
+        .expect("sign-in form");
+    let csrf = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("failover_signin="))
+        .and_then(|c| c.split(';').next())
+        .expect("the form's CSRF cookie")
+        .to_owned();
+    client
+        .post(format!("{}/ui/signin", serve.url))
+        .header("cookie", format!("failover_signin={csrf}"))
+        .form(&[("key", key), ("csrf", &csrf), ("next", "/ui/now")])
+        .send()
+        .expect("sign-in answer")
+        .status()
+        .as_u16()
 }
 
 /// A report over a fresh connection; the client gives up after 5 s.
@@ -558,9 +604,59 @@ fn idle_and_slow_connections_cannot_starve_reports() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
-    // Still fine after: the idle ones are within their idle timeout and kept.
+    // A declared body far over the limit is refused at once, not waited for.
+    let (answer, _) = exchange(
+        &addr,
+        &format!(
+            "POST /v1/reports HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\ncontent-length: 10485760\r\n\r\n"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    // A body that stops arriving: 408 once the header timeout has passed, then closed.
+    let (answer, took) = exchange(
+        &addr,
+        &format!(
+            "POST /v1/reports HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\ncontent-length: 64\r\n\r\n{{\"host"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "answered before the header timeout: {took:?}"
+    );
+    // The connections that never sent a byte were closed after the header timeout.
+    for mut c in idle.into_iter().take(3) {
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 16];
+        match c.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a silent connection was kept open: {other:?}"),
+        }
+    }
     assert_eq!(report_answered(&serve), 200);
-    drop(idle);
+}
+
+/// Sends `request` on a new connection and reads until the server closes it (at most 10 s):
+/// the answer and how long it took.
+fn exchange(addr: &str, request: &str) -> (String, Duration) {
+    let mut c = TcpStream::connect(addr).expect("connects");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    c.write_all(request.as_bytes()).expect("writes");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[test]

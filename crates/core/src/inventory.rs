@@ -488,6 +488,9 @@ pub struct Inventory {
     /// Where people reach the service (`[server] public_url`, no trailing `/`): messages
     /// link to the dashboard's event page under it.
     pub public_url: Option<String>,
+    /// Peers whose `Forwarded`/`X-Forwarded-For`/`X-Forwarded-Proto` are believed
+    /// (`[server] trusted_proxies`); empty: none, the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Limits of ad-hoc windows.
     pub maintenance: MaintenancePolicy,
     /// Message templates.

@@ -355,7 +355,6 @@ pub struct SubscribeForm {
 pub async fn subscribe<S: Store>(
     signed: Signed,
     State(state): State<AppState<S>>,
-    headers: axum::http::HeaderMap,
     axum::extract::Form(form): axum::extract::Form<SubscribeForm>,
 ) -> Result<Response, PageError> {
     signed.check_csrf(form.csrf.as_deref())?;
@@ -367,16 +366,10 @@ pub async fn subscribe<S: Store>(
     if let Some(f) = feed_filter(caller, customer.as_deref(), form.cluster.as_deref()) {
         path.push_str(&format!("&{f}"));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = if super::session::https(&headers) {
-        "https"
-    } else {
-        "http"
-    };
-    let url = format!("{scheme}://{host}{path}");
+    // Never from the request's `Host`: a forged one would hand out a link to another site
+    // carrying a valid token.
+    let base = caller.inventory().public_url.clone();
+    let url = format!("{}{path}", base.as_deref().unwrap_or_default());
     Ok(page(
         StatusCode::OK,
         "feed.html",
@@ -385,6 +378,7 @@ pub async fn subscribe<S: Store>(
             "tab": "windows",
             "me": signed.context(),
             "url": url,
+            "full": base.is_some(),
             "days": ICS_AHEAD.as_hours() / 24,
         }),
     ))

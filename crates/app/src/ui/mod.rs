@@ -75,7 +75,7 @@ pub fn routes<S: Store>() -> Router<AppState<S>> {
         .route("/", get(|| async { Redirect::to("/ui/now") }))
         .route(
             "/signin",
-            get(session::signin_form).post(session::signin::<S>),
+            get(session::signin_form::<S>).post(session::signin::<S>),
         )
         .route("/signout", post(session::signout::<S>))
         .route("/now", get(pages::now::<S>))

@@ -12,13 +12,11 @@
 //!   prefix (the server recomputes it; another site can neither read nor guess it); for
 //!   the sign-in form, a random value that must equal the one in its own short cookie.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
+use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use failover_core::inventory::{ApiKey, Role};
+use failover_core::inventory::{ApiKey, Inventory, Role};
 use failover_store::{Session, Store};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
@@ -26,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{PageError, page};
 use crate::auth::{Caller, authenticate};
+use crate::client::Client;
 use crate::clock;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -207,23 +206,26 @@ pub struct SigninQuery {
 }
 
 /// `GET /ui/signin`: the form, with a fresh CSRF cookie.
-pub async fn signin_form(
-    headers: HeaderMap,
+pub async fn signin_form<S: Store>(
+    State(state): State<AppState<S>>,
+    client: Client,
     query: Result<Query<SigninQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let next = query.ok().and_then(|Query(q)| q.next);
-    signin_page(&headers, StatusCode::OK, next.as_deref(), None)
+    signin_page(&state, client, StatusCode::OK, next.as_deref(), None)
 }
 
-fn signin_page(
-    headers: &HeaderMap,
+fn signin_page<S: Store>(
+    state: &AppState<S>,
+    client: Client,
     status: StatusCode,
     next: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let Some(csrf) = random_token() else {
+    let Some(nonce) = random_token() else {
         return no_token().into_response();
     };
+    let csrf = format!("{nonce}.{}", signin_mac(&state.live().inventory, &nonce));
     let mut response = page(
         status,
         "signin.html",
@@ -236,7 +238,7 @@ fn signin_page(
     );
     let cookie = format!(
         "{SIGNIN_COOKIE}={csrf}; Path=/ui/signin; HttpOnly; SameSite=Strict; Max-Age=3600{}",
-        secure(headers)
+        secure(client)
     );
     if let Ok(v) = cookie.parse() {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -256,35 +258,37 @@ pub struct SigninForm {
 /// `POST /ui/signin`: checks the key and opens a session.
 pub async fn signin<S: Store>(
     State(state): State<AppState<S>>,
-    connect: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
+    client: Client,
     headers: HeaderMap,
     form: Result<Form<SigninForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return signin_page(
-            &headers,
+            &state,
+            client,
             StatusCode::BAD_REQUEST,
             None,
             Some("the form could not be read: send it again"),
         );
     };
     let next = safe_next(form.next.as_deref());
-    let expected = cookie(&headers, SIGNIN_COOKIE);
-    if !matches!((form.csrf.as_deref(), expected), (Some(a), Some(b)) if same(a, b)) {
+    let sent = cookie(&headers, SIGNIN_COOKIE);
+    if !signin_csrf_ok(&state.live().inventory, form.csrf.as_deref(), sent) {
         return signin_page(
-            &headers,
+            &state,
+            client,
             StatusCode::FORBIDDEN,
             Some(&next),
             Some("this form's CSRF token is missing or wrong: send the form again"),
         );
     }
     let presented = form.key.as_deref().map(str::trim).filter(|k| !k.is_empty());
-    let from = connect.ok().map(|c| c.0.ip());
-    let caller = match authenticate(&state, from, presented, "/ui/signin") {
+    let caller = match authenticate(&state, client.ip, presented, "/ui/signin") {
         Ok(c) => c,
         Err(ApiError::Throttled { retry_after }) => {
             return signin_page(
-                &headers,
+                &state,
+                client,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(&next),
                 Some(&format!(
@@ -294,7 +298,8 @@ pub async fn signin<S: Store>(
         }
         Err(_) => {
             return signin_page(
-                &headers,
+                &state,
+                client,
                 StatusCode::UNAUTHORIZED,
                 Some(&next),
                 Some("that key is not valid"),
@@ -325,7 +330,7 @@ pub async fn signin<S: Store>(
         format!(
             "{SESSION_COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
             lifetime.as_secs(),
-            secure(&headers)
+            secure(client)
         ),
         format!("{SIGNIN_COOKIE}=; Path=/ui/signin; HttpOnly; SameSite=Strict; Max-Age=0"),
     ];
@@ -358,7 +363,7 @@ impl CsrfForm {
 pub async fn signout<S: Store>(
     State(state): State<AppState<S>>,
     signed: Signed,
-    headers: HeaderMap,
+    client: Client,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     signed.check_csrf(form.csrf.as_deref())?;
@@ -367,7 +372,7 @@ pub async fn signout<S: Store>(
     let mut response = Redirect::to("/ui/signin").into_response();
     let gone = format!(
         "{SESSION_COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        secure(&headers)
+        secure(client)
     );
     if let Ok(v) = gone.parse() {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -391,17 +396,9 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The request came over HTTPS, as a TLS proxy says with `X-Forwarded-Proto`.
-pub(crate) fn https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-}
-
-/// `; Secure` for a cookie sent over HTTPS.
-fn secure(headers: &HeaderMap) -> &'static str {
-    if https(headers) { "; Secure" } else { "" }
+/// `; Secure` for a cookie sent to a client that came over HTTPS.
+fn secure(client: Client) -> &'static str {
+    if client.https { "; Secure" } else { "" }
 }
 
 /// The value of cookie `name`, if sent once.
@@ -417,6 +414,47 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let first = found.next()?;
     // Two cookies of one name (one set for another path): trust neither.
     found.next().is_none().then_some(first)
+}
+
+/// The sign-in form's CSRF check: the form and its cookie carry the same `NONCE.MAC`, and
+/// the MAC is this server's for that nonce, so a client cannot choose the pair (a cookie
+/// planted from a sibling domain with a made-up value is refused).
+fn signin_csrf_ok(inv: &Inventory, form: Option<&str>, cookie: Option<&str>) -> bool {
+    let (Some(form), Some(cookie)) = (form, cookie) else {
+        return false;
+    };
+    let Some((nonce, mac)) = form.split_once('.') else {
+        return false;
+    };
+    same(form, cookie) && nonce.len() == 64 && same(mac, &signin_mac(inv, nonce))
+}
+
+/// The MAC of a sign-in form's nonce: HMAC-SHA-256 under a secret derived from every key's
+/// hash, which every replica and Lambda instance has and no client ever sees.
+fn signin_mac(inv: &Inventory, nonce: &str) -> String {
+    let mut secret = Sha256::new();
+    secret.update(b"failover-notify signin secret\0");
+    for k in &inv.keys {
+        secret.update(k.hash.to_string().as_bytes());
+        secret.update(b"\0");
+    }
+    hex(&hmac_sha256(&secret.finalize().into(), nonce.as_bytes()))
+}
+
+/// HMAC-SHA-256 (RFC 2104) with a 32-byte key.
+fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 /// The CSRF token of the session whose token is `token`.
@@ -522,5 +560,35 @@ mod tests {
             "failover_session=def".parse().expect("header"),
         );
         assert_eq!(cookie(&h, SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2's message and HMAC-SHA-256, with its key zero-padded to 32
+        // bytes (HMAC pads keys to the block size, so the result is the same).
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex(&hmac_sha256(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn the_signin_csrf_pair_must_be_the_servers() {
+        let inv = failover_core::config::parse(
+            "[[keys]]\nname = \"k\"\nadmin = true\nhash = \"sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\"\n",
+        )
+        .expect("inventory");
+        let nonce = "a".repeat(64);
+        let good = format!("{nonce}.{}", signin_mac(&inv, &nonce));
+        assert!(signin_csrf_ok(&inv, Some(&good), Some(&good)));
+        // A value the client chose, sent as both cookie and form (the old double-submit).
+        let chosen = format!("{nonce}.{}", "0".repeat(64));
+        assert!(!signin_csrf_ok(&inv, Some(&chosen), Some(&chosen)));
+        assert!(!signin_csrf_ok(&inv, Some("x"), Some("x")));
+        assert!(!signin_csrf_ok(&inv, Some(&good), None));
+        let other = format!("{}.{}", "b".repeat(64), signin_mac(&inv, &"b".repeat(64)));
+        assert!(!signin_csrf_ok(&inv, Some(&good), Some(&other)));
     }
 }

@@ -189,11 +189,16 @@ fn without_stage(req: lambda_http::Request) -> axum::http::Request<AxumBody> {
         _ => (None, None),
     };
     let (mut parts, body) = req.into_parts();
-    if let Some(ip) = source.and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
-        parts
-            .extensions
-            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(ip, 0)));
-    }
+    // API Gateway is the proxy here: it sets `sourceIp` and `X-Forwarded-Proto` itself.
+    let https = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    parts.extensions.insert(failover_app::client::Client {
+        ip: source.and_then(|s| s.parse::<std::net::IpAddr>().ok()),
+        https,
+    });
     if let Some(stage) = stage.filter(|s| s != "$default") {
         let prefix = format!("/{stage}");
         let path = parts.uri.path();

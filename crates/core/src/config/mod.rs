@@ -252,6 +252,10 @@ pub enum ConfigErrorKind {
     WholeDays { value: String },
     #[error("window `{window}` needs `duration`{hint}")]
     MissingDuration { window: String, hint: &'static str },
+    #[error(
+        "`{value}` is not a network (write an address or a CIDR such as `10.0.0.0/8` or `2001:db8::/32`)"
+    )]
+    Network { value: String },
     #[error("`end` must be after the start")]
     EndBeforeStart,
     #[error("unknown channel kind `{value}`: use {}", channels::kind_names())]

@@ -142,6 +142,7 @@ pub struct ServerSection {
     pub request_timeout: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
     pub public_url: Option<S<String>>,
+    pub trusted_proxies: Option<Vec<S<String>>>,
 }
 
 /// `[maintenance]`: limits of ad-hoc windows.

@@ -452,6 +452,12 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
                 .trim_end_matches('/')
                 .to_owned()
         });
+    let trusted_proxies = file
+        .server
+        .as_ref()
+        .and_then(|e| e.get_ref().trusted_proxies.as_ref())
+        .map(|list| list.iter().filter_map(|n| network(&mut ctx, n)).collect())
+        .unwrap_or_default();
     let maintenance = file
         .maintenance
         .as_ref()
@@ -479,6 +485,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         delivery,
         server,
         public_url,
+        trusted_proxies,
         maintenance,
         templates,
         hosts: HostIndex::new(&nodes),
@@ -626,6 +633,24 @@ fn server_policy(ctx: &mut Ctx, e: &schema::ServerSection) -> ServerPolicy {
             d.max_connections,
         ),
     }
+}
+
+/// A network in CIDR notation, or one address (a network of one).
+fn network(ctx: &mut Ctx, s: &S<String>) -> Option<ipnet::IpNet> {
+    let v = s.get_ref().trim();
+    let parsed = v
+        .parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| v.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
+    if parsed.is_none() {
+        ctx.err(
+            s.span(),
+            K::Network {
+                value: s.get_ref().clone(),
+            },
+        );
+    }
+    parsed.map(|n| n.trunc())
 }
 
 fn maintenance_policy(ctx: &mut Ctx, e: &schema::MaintenanceSection) -> MaintenancePolicy {
