@@ -92,6 +92,7 @@ pub async fn launch_with_listener<S: Store>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    ui::session::end_sessions_of_gone_keys(&state).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let worker = tokio::spawn(worker::run(state.clone(), stop_rx.clone()));

@@ -211,6 +211,7 @@ impl<S: Store> AppState<S> {
         let live = build_live(&self.store, Arc::new(inventory)).await?;
         self.swap(live);
         self.wake.notify_one();
+        crate::ui::session::end_sessions_of_gone_keys(self).await;
         Ok(())
     }
 

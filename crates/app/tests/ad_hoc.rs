@@ -89,6 +89,9 @@ impl Store for Slow {
     async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
         self.0.end_session(hash).await
     }
+    async fn end_sessions_except(&self, keep: &[(String, String)]) -> Result<u64, StoreError> {
+        self.0.end_sessions_except(keep).await
+    }
 }
 
 const INVENTORY: &str = r#"

@@ -12,7 +12,16 @@ use tower::ServiceExt as _;
 
 const KEY: &str = "ui-test-key";
 
-async fn router(dir: &std::path::Path) -> Router {
+/// The test inventory, with its one key or without it.
+fn inventory(with_key: bool) -> failover_core::inventory::Inventory {
+    let key = if with_key {
+        format!(
+            "[[keys]]\nname = \"acme-ops\"\ncustomer = \"acme\"\nhash = \"{}\"\n",
+            KeyHash::of(KEY)
+        )
+    } else {
+        String::new()
+    };
     let inventory = format!(
         r#"
 [[customers]]
@@ -31,17 +40,19 @@ days = ["sun"]
 start = "02:30"
 duration = "1h"
 
-[[keys]]
-name = "acme-ops"
-customer = "acme"
-hash = "{}"
-"#,
-        KeyHash::of(KEY)
+{key}"#
     );
-    let inventory = failover_core::config::parse(&inventory).expect("valid inventory");
+    failover_core::config::parse(&inventory).expect("valid inventory")
+}
+
+async fn app(dir: &std::path::Path) -> (Router, AppState<Sqlite>) {
     let store = Sqlite::open(dir.join("db.sqlite")).expect("opens");
-    let state = AppState::new(store, inventory).await.expect("state");
-    failover_app::router(state)
+    let state = AppState::new(store, inventory(true)).await.expect("state");
+    (failover_app::router(state.clone()), state)
+}
+
+async fn router(dir: &std::path::Path) -> Router {
+    app(dir).await.0
 }
 
 struct Answer {
@@ -353,4 +364,42 @@ async fn without_a_valid_session_pages_go_to_the_sign_in_form_and_forms_are_refu
         Some("/ui/now"),
         "never to another site"
     );
+}
+
+#[tokio::test]
+async fn a_removed_key_ends_its_sessions_and_calendar_links_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (router, state) = app(dir.path()).await;
+    let (cookie, token) = sign_in(&router).await;
+    // A forged `Host` does not make the link point elsewhere (no `public_url` here: the
+    // page gives the path and says to put the dashboard's address in front).
+    let subscribe = Request::post("/ui/windows/subscribe")
+        .header(header::COOKIE, &cookie)
+        .header(header::HOST, "evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={token}")))
+        .expect("request");
+    let page = send(&router, subscribe).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let link = page
+        .body
+        .split_once(r#"id="feed-url" class="feed-url" readonly value=""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(v, _)| v.to_owned())
+        .expect("the calendar link");
+    assert!(link.starts_with("/ui/feed.ics?token="), "{link}");
+    assert!(page.body.contains("public_url"), "{}", page.body);
+    assert_eq!(send(&router, get(&link, "")).await.status, StatusCode::OK);
+    // The key goes, then its `[[keys]]` block is put back.
+    state.reload(inventory(false)).await.expect("reloaded");
+    state.reload(inventory(true)).await.expect("reloaded");
+    let now = send(&router, get("/ui/now", &cookie)).await;
+    assert_eq!(now.status, StatusCode::SEE_OTHER, "the old session is gone");
+    assert_eq!(
+        send(&router, get(&link, "")).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the old calendar link is gone"
+    );
+    // Signing in again works.
+    sign_in(&router).await;
 }

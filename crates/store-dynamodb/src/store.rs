@@ -476,6 +476,32 @@ impl Store for Dynamo {
         Ok(())
     }
 
+    async fn end_sessions_except(&self, keep: &[(String, String)]) -> Result<u64, StoreError> {
+        let mut gone = Vec::new();
+        self.query(
+            |q| {
+                q.key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s("SESSION"))
+            },
+            false,
+            |item| {
+                let held = (str_of(&item, "key"), str_of(&item, "key_check"));
+                let kept = keep
+                    .iter()
+                    .any(|(k, c)| held == (Some(k.as_str()), Some(c.as_str())));
+                if !kept && let Some(sk) = str_of(&item, "sk") {
+                    gone.push(sk.to_owned());
+                }
+                true
+            },
+        )
+        .await?;
+        for token_hash in &gone {
+            self.end_session(token_hash).await?;
+        }
+        Ok(gone.len() as u64)
+    }
+
     async fn add_maintenance(&self, window: NewMaintenance) -> Result<Maintenance, StoreError> {
         // Windows long over are dropped as a new one comes in, as TTL drops other rows.
         let floor = window.start.min(window.end) - self.keep;

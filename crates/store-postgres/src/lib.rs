@@ -1321,4 +1321,20 @@ impl Store for Postgres {
         })
         .await
     }
+
+    async fn end_sessions_except(&self, keep: &[(String, String)]) -> Result<u64, StoreError> {
+        let (names, checks): (Vec<String>, Vec<String>) = keep.iter().cloned().unzip();
+        self.run(move |client| async move {
+            client
+                .execute(
+                    "DELETE FROM sessions s WHERE NOT EXISTS (
+                         SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(name, checked)
+                         WHERE k.name = s.key_name AND k.checked = s.key_check)",
+                    &[&names, &checks],
+                )
+                .await
+                .map_err(db)
+        })
+        .await
+    }
 }

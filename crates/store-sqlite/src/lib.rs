@@ -970,4 +970,20 @@ impl Store for Sqlite {
         })
         .await
     }
+
+    async fn end_sessions_except(&self, keep: &[(String, String)]) -> Result<u64, StoreError> {
+        let keep = serde_json::to_string(keep).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM sessions WHERE NOT EXISTS (
+                     SELECT 1 FROM json_each(?1) AS k
+                     WHERE k.value ->> 0 = key_name AND k.value ->> 1 = key_check)",
+            )
+            .map_err(db)?
+            .execute([keep])
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
+    }
 }

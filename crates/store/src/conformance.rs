@@ -1178,6 +1178,39 @@ async fn sessions<S: Store>(store: &S) {
         .end_session(&one)
         .await
         .expect("sessions: ending it again changes nothing");
+    // A key removed (or given a new hash): its sessions go, the others stay.
+    let three = "d".repeat(64);
+    let other = Session {
+        key: "globex-ops".into(),
+        ..session(&three, 12)
+    };
+    store
+        .add_session(session(&one, 12), now)
+        .await
+        .expect("sessions: added");
+    store
+        .add_session(other.clone(), now)
+        .await
+        .expect("sessions: added");
+    let keep = [("globex-ops".to_owned(), "0123abcd".to_owned())];
+    assert_eq!(
+        store
+            .end_sessions_except(&keep)
+            .await
+            .expect("sessions: ended except"),
+        2,
+        "sessions: only the removed key's (`one`, and `two`, ended but not yet forgotten)"
+    );
+    assert_eq!(
+        store.session(&one, now).await.expect("sessions: read"),
+        None,
+        "sessions: the removed key's is gone"
+    );
+    assert_eq!(
+        store.session(&three, now).await.expect("sessions: read"),
+        Some(other),
+        "sessions: the kept key's stays"
+    );
 }
 
 /// A planned event's reminder: recorded with it, due at its `back_by` (not before, and not

@@ -563,6 +563,17 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// [`StoreError`] on a database failure.
     fn end_session(&self, token_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Ends every session and calendar link whose `(key, key_check)` is not in `keep`: those
+    /// of keys removed from the inventory or given a new hash, so that putting the key back
+    /// does not revive them. Returns how many were ended.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn end_sessions_except(
+        &self,
+        keep: &[(String, String)],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Adds to `event` one pending delivery per channel of `channels`, due at `now`, that
     /// resolves the alert the event raised there ([`DeliveryStatus::resolve`]), except on a
     /// channel where it has one already. Returns the deliveries added (none for an unknown

@@ -462,6 +462,33 @@ fn csrf_of(token: &str) -> String {
     hex(&Sha256::digest(format!("failover-notify csrf\0{token}")))
 }
 
+/// Ends the sessions and calendar links of keys no longer in the inventory (or given a new
+/// hash): run at start, after each reload and by the Lambda's schedule, so that putting a
+/// removed `[[keys]]` block back revives none of them. A failure is logged; the holder check
+/// refuses them meanwhile.
+pub async fn end_sessions_of_gone_keys<S: Store>(state: &AppState<S>) {
+    let keep: Vec<(String, String)> = state
+        .live()
+        .inventory
+        .keys
+        .iter()
+        .flat_map(|k| {
+            [
+                (k.name.clone(), key_check(k)),
+                (k.name.clone(), feed_check(k)),
+            ]
+        })
+        .collect();
+    match state.store.end_sessions_except(&keep).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            ended = n,
+            "ended the dashboard sessions and calendar links of removed or rehashed keys"
+        ),
+        Err(e) => tracing::error!(error = ?e, "cannot end the sessions of removed keys"),
+    }
+}
+
 /// A fingerprint of `key`'s hash: a new hash under the same name ends its sessions.
 fn key_check(key: &ApiKey) -> String {
     hex(&Sha256::digest(format!(

@@ -109,6 +109,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let (state, mut http) = (state.clone(), Adapter::from(http.clone()));
             async move {
                 if is_schedule(&event.payload) {
+                    failover_app::ui::session::end_sessions_of_gone_keys(&state).await;
                     let sent = failover_app::worker::drain(&state, DRAIN_BUDGET).await?;
                     tracing::info!(sent, "scheduled drain done");
                     return Ok::<Value, lambda_http::Error>(json!({ "attempted": sent }));
