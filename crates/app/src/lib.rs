@@ -102,7 +102,8 @@ pub async fn launch_with_listener<S: Store>(
         shutdown.await;
         let _ = stop.send(true);
     });
-    let result = server::serve(listener, router(state), limits, stop_rx).await;
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    let result = server::serve(listener, router(state), limits, metrics, stop_rx).await;
     signal.abort();
     let _ = stop_tx.send(true);
     let _ = worker.await;

@@ -39,6 +39,7 @@ use tokio::time::{Duration, Instant};
 use tower_service::Service as _;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::reports::MAX_BODY;
 
 /// How often each connection's timeouts are checked.
@@ -83,6 +84,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let max = limits.max_connections.max(1);
@@ -120,6 +122,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let conn = Connection {
             app: app.clone(),
+            metrics: Arc::clone(&metrics),
             limits,
             full: Arc::clone(&full),
             epoch,
@@ -137,6 +140,8 @@ pub async fn serve(
 
 struct Connection {
     app: Router,
+    /// Counts the reports refused here, before the router sees them.
+    metrics: Arc<Metrics>,
     limits: Limits,
     full: Arc<AtomicBool>,
     epoch: Instant,
@@ -170,6 +175,7 @@ impl Connection {
         });
         let service = {
             let (app, activity, epoch) = (self.app.clone(), Arc::clone(&activity), self.epoch);
+            let metrics = Arc::clone(&self.metrics);
             let limit = self.limits.request_timeout;
             let body_limit = self.limits.header_timeout;
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -178,6 +184,9 @@ impl Connection {
                 activity.head.store(false, Ordering::Relaxed);
                 let app = app.clone();
                 let activity = Arc::clone(&activity);
+                let metrics = Arc::clone(&metrics);
+                let report = req.method() == axum::http::Method::POST
+                    && matches!(req.uri().path(), "/" | "/v1/reports");
                 async move {
                     let response = match read_body(req, body_limit).await {
                         Ok(req) => match tokio::time::timeout(limit, app.clone().call(req)).await {
@@ -189,7 +198,12 @@ impl Connection {
                             )
                             .into_response()),
                         },
-                        Err(refused) => Ok(refused),
+                        Err(refused) => {
+                            if report {
+                                metrics.rejected();
+                            }
+                            Ok(refused)
+                        }
                     };
                     activity.since.store(ms_since(epoch), Ordering::Relaxed);
                     activity.served.store(true, Ordering::Relaxed);
