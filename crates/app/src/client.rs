@@ -33,6 +33,15 @@ pub struct Client {
 pub struct Tls;
 
 impl Client {
+    /// The client of a request that API Gateway passed on: it is the proxy, and sets
+    /// `sourceIp` and `X-Forwarded-Proto` itself.
+    pub fn behind_gateway(source_ip: Option<IpAddr>, headers: &HeaderMap) -> Client {
+        Client {
+            ip: source_ip,
+            https: forwarded_proto(headers).unwrap_or(false),
+        }
+    }
+
     /// The client of a request with these extensions and headers: a [`Client`] extension set
     /// by a front that already knows it (the Lambda entry, from API Gateway's `sourceIp`);
     /// else the connection's peer, or what a trusted peer says.
@@ -90,31 +99,33 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 /// `Forwarded`'s `for=` when the header is there, else `X-Forwarded-For`. A hop that is not
 /// an address (`unknown`, an obfuscated `_name`, garbage) is `None`.
 fn hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all("forwarded")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
+    if headers.contains_key("forwarded") {
+        return values(headers, "forwarded")
             .flat_map(|v| v.split(','))
-            .map(|element| {
-                element
-                    .split(';')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
-                    .and_then(|(_, v)| node_address(v))
-            })
+            .map(|element| param(element, "for").and_then(node_address))
             .collect();
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    values(headers, "x-forwarded-for")
         .flat_map(|v| v.split(','))
         .map(node_address)
         .collect()
+}
+
+/// Every value of header `name` that is text, in order.
+fn values<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+) -> impl DoubleEndedIterator<Item = &'a str> {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok())
+}
+
+/// The value of parameter `name` (`for`, `proto`) in one `Forwarded` element.
+fn param<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    element
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
 /// The address in one hop: `192.0.2.1`, `"192.0.2.1:4711"`, `"[2001:db8::1]:4711"`,
@@ -150,26 +161,14 @@ fn forwarded_for(headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
 /// Whether the nearest proxy says the client used HTTPS: `Forwarded`'s last `proto=`, else
 /// the last `X-Forwarded-Proto`.
 fn forwarded_proto(headers: &HeaderMap) -> Option<bool> {
-    let values = |name: &'static str| -> Vec<&str> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    };
-    let forwarded = values("forwarded");
-    let proto = forwarded
-        .iter()
+    let proto = values(headers, "forwarded")
         .rev()
-        .flat_map(|v| v.rsplit([',', ';']))
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
-        .map(|(_, v)| v.trim().trim_matches('"'))
+        .flat_map(|v| v.rsplit(','))
+        .find_map(|element| param(element, "proto"))
         .or_else(|| {
-            values("x-forwarded-proto")
-                .iter()
-                .rev()
-                .find_map(|v| v.rsplit(',').next())
+            values(headers, "x-forwarded-proto")
+                .next_back()
+                .and_then(|v| v.rsplit(',').next())
                 .map(str::trim)
         });
     proto.map(|p| p.eq_ignore_ascii_case("https"))

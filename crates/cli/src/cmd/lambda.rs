@@ -190,16 +190,11 @@ fn without_stage(req: lambda_http::Request) -> axum::http::Request<AxumBody> {
         _ => (None, None),
     };
     let (mut parts, body) = req.into_parts();
-    // API Gateway is the proxy here: it sets `sourceIp` and `X-Forwarded-Proto` itself.
-    let https = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    parts.extensions.insert(failover_app::client::Client {
-        ip: source.and_then(|s| s.parse::<std::net::IpAddr>().ok()),
-        https,
-    });
+    let client = failover_app::client::Client::behind_gateway(
+        source.and_then(|s| s.parse::<std::net::IpAddr>().ok()),
+        &parts.headers,
+    );
+    parts.extensions.insert(client);
     if let Some(stage) = stage.filter(|s| s != "$default") {
         let prefix = format!("/{stage}");
         let path = parts.uri.path();
