@@ -66,14 +66,16 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
             "/ui/",
             get(|| async { axum::response::Redirect::to("/ui/now") }),
         )
-        .method_not_allowed_fallback(|| async {
+        // Without a valid key these are the same 401 as every other request: no path or
+        // method is told apart before the key.
+        .method_not_allowed_fallback(|_: auth::Caller| async {
             ApiError::client(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this method is not allowed here",
             )
         })
-        .fallback(|| async {
+        .fallback(|_: auth::Caller| async {
             ApiError::client(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(reports::MAX_BODY))

@@ -184,9 +184,11 @@ fn listed(
             "`to` must be after `from` and at most 400 days later",
         ));
     }
+    // Another customer's cluster is answered exactly like one that does not exist.
     let filter = match &p.cluster {
         Some(c) => Filter::Cluster(
             inv.find_cluster(c)
+                .filter(|&id| key.customer.is_none() || inv.cluster(id).customer == key.customer)
                 .ok_or_else(|| ApiError::field("cluster", format!("unknown cluster `{c}`")))?,
         ),
         None => Filter::All,
@@ -225,7 +227,11 @@ pub async fn windows_ics(
     let rows = listed(&caller, params)?;
     let body = failover_core::ics::calendar(caller.inventory(), &rows, clock::now());
     Ok((
-        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         body,
     )
         .into_response())
@@ -247,7 +253,7 @@ const MAX_START_AHEAD: SignedDuration = SignedDuration::from_hours(365 * 24);
 /// last at most `[maintenance] max_duration`.
 ///
 /// # Errors
-/// 400 naming the field, 403 for another customer's target.
+/// 400 naming the field (another customer's target is unknown).
 pub async fn add_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -287,7 +293,7 @@ pub(crate) struct WindowRequest {
 }
 
 /// The window `asked` describes, checked against the caller's key and the limits, or a 400
-/// naming the field (403 for another customer's target).
+/// naming the field (another customer's target is unknown, as one that does not exist).
 pub(crate) fn new_window(
     caller: &Caller,
     asked: WindowRequest,
@@ -314,20 +320,16 @@ pub(crate) fn new_window(
             ));
         }
     };
-    let owner = kind
+    // Another customer's target is answered exactly like one that does not exist.
+    let customer = kind
         .owner(inv, &target)
+        .map(|owner| match owner {
+            Owner::Node(n) => inv.cluster(inv.node(n).cluster).customer,
+            Owner::Cluster(c) => inv.cluster(c).customer,
+            Owner::Customer(c) => Some(c),
+        })
+        .filter(|&customer| key.customer.is_none() || key.customer == customer)
         .ok_or_else(|| ApiError::field(kind.as_str(), format!("unknown {kind} `{target}`")))?;
-    let customer = match owner {
-        Owner::Node(n) => inv.cluster(inv.node(n).cluster).customer,
-        Owner::Cluster(c) => inv.cluster(c).customer,
-        Owner::Customer(c) => Some(c),
-    };
-    if key.customer.is_some() && key.customer != customer {
-        return Err(ApiError::forbidden(format!(
-            "{kind} `{target}` belongs to another customer than key `{}`",
-            key.name
-        )));
-    }
     let start = match start.as_deref() {
         None => now,
         Some(s) => {
@@ -392,12 +394,8 @@ pub(crate) fn new_window(
             ),
         ));
     }
-    if reason.contains('\0') {
-        return Err(ApiError::field(
-            "reason",
-            "`reason` must not contain a NUL character (\\u0000)",
-        ));
-    }
+    failover_core::text::check("reason", &reason)
+        .map_err(|e| ApiError::field("reason", e.to_string()))?;
     Ok(NewMaintenance {
         target_kind: kind,
         target,
@@ -451,7 +449,7 @@ pub async fn list_maintenance<S: Store>(
 /// `DELETE /v1/maintenance/{id}`: ends an ad-hoc window now.
 ///
 /// # Errors
-/// 404 when no such window is active, 403 for another customer's.
+/// 404 when no such window is active for the caller's customer.
 pub async fn end_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -471,7 +469,7 @@ pub async fn end_maintenance<S: Store>(
 /// Ends the caller's active ad-hoc window `id` now.
 ///
 /// # Errors
-/// 404 when no such window is active, 403 for another customer's.
+/// 404 when no such window is active for the caller's customer.
 pub(crate) async fn end_window<S: Store>(
     state: &AppState<S>,
     caller: &Caller,
@@ -480,19 +478,19 @@ pub(crate) async fn end_window<S: Store>(
     caller.may_change()?;
     let now = clock::now();
     let active = state.store.maintenance(now).await?;
-    let Some(m) = active.iter().find(|m| m.id == id) else {
+    // Another customer's window is answered exactly like one that does not exist.
+    let mine = active.iter().any(|m| {
+        m.id == id
+            && caller
+                .customer_name()
+                .is_none_or(|c| m.window.customer.as_deref() == Some(c))
+    });
+    if !mine {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no active maintenance window #{id}"),
         ));
-    };
-    if let Some(mine) = caller.customer_name()
-        && m.window.customer.as_deref() != Some(mine)
-    {
-        return Err(ApiError::forbidden(format!(
-            "maintenance window #{id} belongs to another customer"
-        )));
     }
     state.store.end_maintenance(id, now).await?;
     state.refresh_ad_hoc().await?;

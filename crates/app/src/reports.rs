@@ -92,15 +92,6 @@ async fn handle<S: Store>(
         ad_hoc.as_deref().map_or(&[], Vec::as_slice),
         &c,
     );
-    if c.verdict == Verdict::UnknownHost
-        && key.customer.is_some()
-        && inv.find_node(&report.hostname, None).is_some()
-    {
-        return Err(ApiError::forbidden(format!(
-            "host `{}` belongs to another customer than key `{}`",
-            report.hostname, key.name
-        )));
-    }
 
     let key_customer = key.customer;
     let in_request = state.delivery == Delivery::InRequest;

@@ -11,6 +11,8 @@
 //! - A body is read whole before the request is handled, within `header_timeout` again: a
 //!   declared length over [`MAX_BODY`] is answered 413 at once, a body that stops arriving
 //!   408, and the connection is closed.
+//! - An HTTP/1.1 request without `Host`, or any request with two, is answered 400 before
+//!   anything else.
 //! - A kept-alive connection with no request in progress is closed after `idle_timeout`.
 //! - A request must be answered within `request_timeout` (408); a report cut off that way
 //!   may have been recorded, and its retry with the same `id` gets the same answer.
@@ -257,13 +259,23 @@ impl Connection {
 }
 
 /// The request with its body read whole, within `within`; else the answer to send
-/// instead (413 for a body over [`MAX_BODY`], 408 for one that stops arriving), which closes
+/// instead (400 without exactly one `Host`, 413 for a body over [`MAX_BODY`], 408 for one
+/// that stops arriving), which closes
 /// the connection (its unread body would otherwise be taken for the next request).
 async fn read_body(
     req: hyper::Request<Incoming>,
     within: Duration,
 ) -> Result<axum::http::Request<axum::body::Body>, Response> {
     let (parts, body) = req.into_parts();
+    // RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with two, is a 400.
+    let hosts = parts.headers.get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && parts.version == axum::http::Version::HTTP_11) {
+        return Err(closing(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "bad_host",
+            "an HTTP/1.1 request must have exactly one Host header",
+        )));
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)

@@ -59,6 +59,7 @@ struct Answer {
     status: StatusCode,
     location: Option<String>,
     cookies: Vec<String>,
+    headers: axum::http::HeaderMap,
     body: String,
 }
 
@@ -77,6 +78,7 @@ async fn send(router: &Router, request: Request<Body>) -> Answer {
         .filter_map(|v| v.to_str().ok())
         .map(str::to_owned)
         .collect();
+    let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
         .await
         .expect("body");
@@ -84,6 +86,7 @@ async fn send(router: &Router, request: Request<Body>) -> Answer {
         status,
         location,
         cookies,
+        headers,
         body: unescape(&String::from_utf8_lossy(&bytes)),
     }
 }
@@ -225,7 +228,13 @@ async fn bad_values_are_named_pages_and_change_nothing() {
             400,
             "at most 1024",
         ),
-        (format!("{base}&preset=1h&reason=a%00b"), 400, "NUL"),
+        (format!("{base}&preset=1h&reason=a%00b"), 400, "U+0000"),
+        (format!("{base}&preset=1h&reason=a%0D%0Ab"), 400, "U+000D"),
+        (
+            format!("{base}&preset=1h&reason=a%E2%80%AEb"),
+            400,
+            "U+202E",
+        ),
         (
             format!("{base}&reason=x"),
             400,
@@ -402,4 +411,69 @@ async fn a_removed_key_ends_its_sessions_and_calendar_links_for_good() {
     );
     // Signing in again works.
     sign_in(&router).await;
+}
+
+#[tokio::test]
+async fn every_answer_under_ui_carries_the_security_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = router(dir.path()).await;
+    let (cookie, token) = sign_in(&router).await;
+    let answers = [
+        // A path that names nothing, and a form axum cannot read: pages, not axum's text.
+        send(
+            &router,
+            post("/ui/maintenance/abc/end", &cookie, &format!("csrf={token}")),
+        )
+        .await,
+        send(
+            &router,
+            post(
+                "/ui/events/x/deliveries/%3Cb%3E/resend",
+                &cookie,
+                &format!("csrf={token}"),
+            ),
+        )
+        .await,
+        send(&router, post("/ui/signout", &cookie, "csrf=%ZZ&csrf=2")).await,
+        send(&router, get("/ui/windows.ics", &cookie)).await,
+        send(&router, get("/ui/now", &cookie)).await,
+    ];
+    for (i, a) in answers.iter().enumerate() {
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+        ] {
+            assert_eq!(
+                a.headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "answer {i} ({}): {name}",
+                a.status
+            );
+        }
+        assert!(
+            a.headers.contains_key("content-security-policy"),
+            "answer {i}"
+        );
+    }
+    for a in &answers[..2] {
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+        assert!(
+            a.body.contains("no such page") && !a.body.contains("abc"),
+            "{}",
+            a.body
+        );
+        assert!(
+            a.headers[header::CONTENT_TYPE]
+                .to_str()
+                .is_ok_and(|t| t.starts_with("text/html")),
+            "{:?}",
+            a.headers
+        );
+    }
+    assert_eq!(
+        answers[2].status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        answers[2].body
+    );
 }

@@ -376,6 +376,8 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         ("GET", "/v1/events?limit=-1", None),
         ("POST", "/v1/maintenance", Some("{not json")),
         ("POST", "/v1/reports", Some("{not json")),
+        ("GET", "/nonexistent", None),
+        ("PUT", "/v1/reports", None),
     ] {
         let (status, answer) = send(&serve, method, path, None, body);
         assert_eq!(
@@ -383,6 +385,12 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
             (401, &json!("unauthorized")),
             "{method} {path}: {answer}"
         );
+    }
+    // With a key, an unknown path and a wrong method are JSON errors too.
+    for (method, path, status) in [("GET", "/nonexistent", 404), ("PUT", "/v1/reports", 405)] {
+        let (got, answer) = send(&serve, method, path, Some(ADMIN), None);
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert!(answer["code"].is_string(), "{method} {path}: {answer}");
     }
     // With a key, a malformed path id is a JSON 400 naming it.
     bad(
@@ -430,10 +438,10 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         "hostname",
         "duplicate",
     );
-    // Eleven wrong (or missing) keys within a minute are refused one by one, the five above
+    // Eleven wrong (or missing) keys within a minute are refused one by one, the seven above
     // included; from then on the address's wrong keys are answered 429, so a burst of
     // guesses learns nothing.
-    for i in 0..6 {
+    for i in 0..4 {
         let (status, _) = send(
             &serve,
             "GET",
@@ -673,4 +681,203 @@ fn at_the_connection_cap_idle_connections_make_room() {
         .collect();
     assert_eq!(report_answered(&serve), 200);
     drop(idle);
+}
+
+#[test]
+fn another_customers_names_and_ids_are_answered_like_unknown_ones() {
+    const GLOBEX: &str = "globex-test-key";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        "[[customers]]\nname = \"globex\"\ntime_zone = \"UTC\"\n\n\
+         [[clusters]]\nname = \"web\"\ncustomer = \"globex\"\nnodes = [\"web1\", \"web2\"]\n\n\
+         [[keys]]\nname = \"globex-nodes\"\ncustomer = \"globex\"\nhash = \"{}\"\n",
+        failover_core::keys::KeyHash::of(GLOBEX)
+    );
+    let mut serve = Serve::new(
+        &inventory(dir.path(), &extra),
+        &dir.path().join("db.sqlite"),
+        free_port(),
+    );
+    serve.restart();
+    let (status, acme) = add_window(&serve, json!({"duration": "1h"}));
+    assert_eq!(status, 201, "{acme}");
+    let id = acme["id"].as_i64().expect("id");
+    // The same answer, word for word once the name or id is taken out.
+    let same = |theirs: (u16, Value), unknown: (u16, Value), name: &str, nope: &str| {
+        let plain = |v: &Value| v.to_string().replace(name, "NAME").replace(nope, "NAME");
+        assert_eq!(
+            (theirs.0, plain(&theirs.1)),
+            (unknown.0, plain(&unknown.1)),
+            "{name} vs {nope}"
+        );
+    };
+    let window = |target: &str| {
+        let body = json!({"cluster": target, "duration": "1h", "reason": "x"}).to_string();
+        send(&serve, "POST", "/v1/maintenance", Some(GLOBEX), Some(&body))
+    };
+    let theirs = window("db");
+    assert_eq!(theirs.0, 400, "{}", theirs.1);
+    same(theirs, window("nope"), "db", "nope");
+    let end = |id: &str| {
+        send(
+            &serve,
+            "DELETE",
+            &format!("/v1/maintenance/{id}"),
+            Some(GLOBEX),
+            None,
+        )
+    };
+    let theirs = end(&id.to_string());
+    assert_eq!(theirs.0, 404, "{}", theirs.1);
+    same(theirs, end("9999"), &id.to_string(), "9999");
+    let windows = |c: &str| {
+        send(
+            &serve,
+            "GET",
+            &format!("/v1/windows?cluster={c}"),
+            Some(GLOBEX),
+            None,
+        )
+    };
+    let theirs = windows("db");
+    assert_eq!(theirs.0, 400, "{}", theirs.1);
+    same(theirs, windows("nope"), "db", "nope");
+    // A report naming acme's host is recorded as an unknown host, like any unknown name.
+    let report = |host: &str| {
+        let (status, answer) = send(
+            &serve,
+            "POST",
+            "/v1/reports",
+            Some(GLOBEX),
+            Some(&json!({"hostname": host}).to_string()),
+        );
+        (status, answer["verdict"]["verdict"].clone())
+    };
+    let theirs = report("db1");
+    assert_eq!(theirs.1, json!("unknown-host"));
+    assert_eq!(theirs, report("nope1"));
+    // acme's window is still open.
+    let (_, listed) = send(&serve, "GET", "/v1/maintenance", Some(ADMIN), None);
+    assert_eq!(listed["maintenance"][0]["id"], id, "{listed}");
+    serve.stop();
+}
+
+#[test]
+fn control_and_bidi_characters_are_refused_and_never_printed_raw() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db.sqlite");
+    let mut serve = Serve::new(&inventory(dir.path(), ""), &db, free_port());
+    serve.restart();
+    // ESC (terminal colours and titles), CR/LF (forged rows), DEL, a C1 control, U+202E
+    // (text turned around on the dashboard), an isolate.
+    let hostile = [
+        "a\u{1b}]0;pwned\u{7}b",
+        "a\r\nb",
+        "a\u{7f}",
+        "a\u{9b}2J",
+        "a\u{202e}b",
+        "\u{2067}x",
+    ];
+    for text in hostile {
+        for field in ["source", "resource", "id"] {
+            let body = json!({"hostname": "db1", field: text}).to_string();
+            bad(
+                send(&serve, "POST", "/v1/reports", Some(KEY), Some(&body)),
+                field,
+                text,
+            );
+        }
+        bad(
+            add_window(&serve, json!({"duration": "1h", "reason": text})),
+            "reason",
+            text,
+        );
+    }
+    let (_, events) = send(&serve, "GET", "/v1/events", Some(ADMIN), None);
+    assert_eq!(events["events"], json!([]), "nothing was recorded");
+    // Text stored before this rule (or by hand) is escaped wherever it is printed.
+    let (status, answer) = send(
+        &serve,
+        "POST",
+        "/v1/reports",
+        Some(KEY),
+        Some(r#"{"hostname":"db1","source":"hook"}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let event = answer["event_id"].as_str().expect("event id").to_owned();
+    assert_eq!(add_window(&serve, json!({"duration": "1h"})).0, 201);
+    serve.stop();
+    let sql = "UPDATE reports SET source = 'x' || char(27) || '[2J' || char(13) || char(10) || 'forged row';\
+               UPDATE maintenance SET reason = 'y' || char(27) || ']0;title' || char(7) || char(8238) || 'gnp';";
+    let python = std::env::var("FAILOVER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ran = Command::new(python)
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+        ])
+        .arg(&db)
+        .arg(sql)
+        .status()
+        .expect("python runs");
+    assert!(ran.success());
+    serve.restart();
+    for args in [vec!["events", "--id", &event], vec!["maintenance", "list"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+            .args(&args)
+            .args(["--url", &serve.url, "--key", ADMIN])
+            .output()
+            .expect("runs");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| failover_core::text::forbidden(c) && c != '\n'),
+            "{args:?} printed a control character: {text:?}"
+        );
+        assert!(
+            text.contains(r"\u{1b}") && !text.lines().any(|l| l.starts_with("forged row")),
+            "{args:?}: {text}"
+        );
+    }
+    serve.stop();
+}
+
+#[test]
+fn a_request_without_exactly_one_host_is_a_400() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serve = Serve::new(
+        &inventory(dir.path(), ""),
+        &dir.path().join("db.sqlite"),
+        free_port(),
+    );
+    serve.restart();
+    let addr = serve.url.trim_start_matches("http://").to_owned();
+    let report = "POST /v1/reports HTTP/1.1\r\nx-api-key: secret\r\ncontent-type: application/json\r\ncontent-length: 19\r\n";
+    for (request, status) in [
+        (format!("{report}\r\n{{\"hostname\":\"db1\"}}"), "400"),
+        (
+            format!("{report}Host: a\r\nHost: b\r\n\r\n{{\"hostname\":\"db1\"}}"),
+            "400",
+        ),
+        // HTTP/1.0 has no Host requirement.
+        ("GET /v1/events HTTP/1.0\r\n\r\n".to_owned(), "401"),
+    ] {
+        let (answer, _) = exchange(&addr, &request);
+        assert!(
+            answer.split(' ').nth(1) == Some(status),
+            "{request:?}: {answer}"
+        );
+    }
+    let (_, events) = send(&serve, "GET", "/v1/events", Some(ADMIN), None);
+    assert_eq!(events["events"], json!([]), "nothing was recorded");
+    // The API's calendar is not sniffed or cached either.
+    let ics = http()
+        .get(format!("{}/v1/windows.ics", serve.url))
+        .header("x-api-key", ADMIN)
+        .send()
+        .expect("answers");
+    assert_eq!(ics.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(ics.headers()["cache-control"], "no-store");
+    serve.stop();
 }

@@ -404,6 +404,7 @@ fn the_originals_curl_line_and_every_channel() {
     }
     let wrong_method = common::http()
         .get(format!("{}/v1/reports", serve.url))
+        .header("x-api-key", KEY)
         .send()
         .expect("answers");
     assert_eq!(wrong_method.status().as_u16(), 405);

@@ -21,6 +21,7 @@
 //! - [`template`]: subject and body per verdict (minijinja)
 //! - [`report`]: the report body sent by cluster nodes, and its validation
 //! - [`retry`]: delivery backoff and give-up
+//! - [`text`]: characters refused in free text, and printing stored text safely
 //! - [`keys`]: API key hashes
 //! - [`limits`]: the instants and durations accepted from outside
 //! - [`lambda_import`]: convert the original Python handler's configuration
@@ -42,4 +43,5 @@ pub mod message;
 pub mod report;
 pub mod retry;
 pub mod template;
+pub mod text;
 pub mod window;

@@ -133,12 +133,9 @@ pub enum ReportError {
         /// The limit.
         max: usize,
     },
-    /// A text field holds a NUL character (which no database column keeps).
-    #[error("`{field}` must not contain a NUL character (\\u0000)")]
-    Nul {
-        /// Field name.
-        field: &'static str,
-    },
+    /// A text field holds a control or bidirectional character (see [`crate::text`]).
+    #[error(transparent)]
+    Forbidden(#[from] crate::text::Forbidden),
     /// A host name has a character DNS names cannot have.
     #[error(
         "`{field}` has {found:?} at byte {at}; host names use letters, digits, `-`, `_` and dots between non-empty labels"
@@ -188,7 +185,7 @@ impl ReportError {
             ReportError::Missing { field }
             | ReportError::Empty { field }
             | ReportError::TooLong { field, .. }
-            | ReportError::Nul { field }
+            | ReportError::Forbidden(crate::text::Forbidden { field, .. })
             | ReportError::BadHostName { field, .. } => Some(field),
             ReportError::BadTime { .. }
             | ReportError::Future { .. }
@@ -297,9 +294,7 @@ fn text(field: &'static str, v: &str) -> Result<(), ReportError> {
             max: MAX_TEXT,
         });
     }
-    if v.contains('\0') {
-        return Err(ReportError::Nul { field });
-    }
+    crate::text::check(field, v)?;
     Ok(())
 }
 

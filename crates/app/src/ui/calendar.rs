@@ -355,8 +355,9 @@ pub struct SubscribeForm {
 pub async fn subscribe<S: Store>(
     signed: Signed,
     State(state): State<AppState<S>>,
-    axum::extract::Form(form): axum::extract::Form<SubscribeForm>,
+    form: Result<axum::extract::Form<SubscribeForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
+    let form = super::form(form)?;
     signed.check_csrf(form.csrf.as_deref())?;
     let caller = &signed.caller;
     let customer = customer_filter(caller, form.customer.as_deref())?;

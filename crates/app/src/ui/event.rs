@@ -1,7 +1,7 @@
 //! One event's page: its reports as a timeline, why the verdict, each delivery, and "send
 //! again" for a failed one.
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -189,9 +189,10 @@ pub async fn show<S: Store>(
 pub async fn resend<S: Store>(
     signed: Signed,
     State(state): State<AppState<S>>,
-    Path((id, delivery)): Path<(String, i64)>,
-    Form(form): Form<CsrfForm>,
+    ids: Result<Path<(String, i64)>, PathRejection>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
+    let ((id, delivery), form) = (super::path(ids)?, super::form(form)?);
     signed.check_csrf(form.csrf())?;
     let caller = &signed.caller;
     caller.may_change()?;

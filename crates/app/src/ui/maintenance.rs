@@ -3,7 +3,7 @@
 //! preview of the clusters it covers. The form is checked by the same code as
 //! `POST /v1/maintenance`.
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -242,8 +242,7 @@ pub async fn submit<S: Store>(
     State(state): State<AppState<S>>,
     form: Result<Form<WindowForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(form) =
-        form.map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "invalid_form", e.body_text()))?;
+    let form = super::form(form)?;
     signed.check_csrf(form.csrf.as_deref())?;
     signed.caller.may_change()?;
     let window = match asked(&signed.caller, &form) {
@@ -282,9 +281,10 @@ pub async fn submit<S: Store>(
 pub async fn end<S: Store>(
     signed: Signed,
     State(state): State<AppState<S>>,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    id: Result<Path<i64>, PathRejection>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
+    let (id, form) = (super::path(id)?, super::form(form)?);
     signed.check_csrf(form.csrf())?;
     end_window(&state, &signed.caller, id).await?;
     Ok(Redirect::to(&format!("/ui/maintenance?ended={id}")).into_response())

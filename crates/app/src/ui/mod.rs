@@ -99,6 +99,7 @@ pub fn routes<S: Store>() -> Router<AppState<S>> {
             "/assets/app.js",
             get(|| asset("text/javascript; charset=utf-8", SCRIPT)),
         )
+        .layer(axum::middleware::map_response(with_headers))
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -135,26 +136,47 @@ pub(crate) fn page(status: StatusCode, template: &str, context: impl Serialize) 
         .get_template(template)
         .and_then(|t| t.render(context));
     match rendered {
-        Ok(html) => with_headers((status, Html(html)).into_response()),
+        Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(template, error = %format!("{e:#}"), "cannot render a dashboard page");
-            with_headers(
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Html("<!doctype html><title>error</title><p>This page could not be shown; the server log says why.</p>"),
-                )
-                    .into_response(),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html("<!doctype html><title>error</title><p>This page could not be shown; the server log says why.</p>"),
             )
+                .into_response()
         }
     }
 }
 
-fn with_headers(mut response: Response) -> Response {
+/// Every answer under `/ui` (pages, files, redirects, errors, extractors' own refusals) gets
+/// the security headers it does not set itself.
+async fn with_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, HeaderValue::from_static(value));
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     response
+}
+
+/// A form's fields, or a 400 page saying what is wrong with it.
+pub(crate) fn form<T>(
+    form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<T, PageError> {
+    form.map(|f| f.0).map_err(|e| {
+        ApiError::client(StatusCode::BAD_REQUEST, "invalid_form", e.body_text()).into()
+    })
+}
+
+/// The ids in a page's path, or a 404 page: a path that names nothing (`/ui/maintenance/x/end`)
+/// is a page that does not exist.
+pub(crate) fn path<T>(
+    path: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, PageError> {
+    path.map(|p| p.0).map_err(|_| {
+        ApiError::client(StatusCode::NOT_FOUND, "not_found", "there is no such page").into()
+    })
 }
 
 /// An error as a page: its status, its message, and a way back.

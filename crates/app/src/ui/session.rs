@@ -12,6 +12,7 @@
 //!   prefix (the server recomputes it; another site can neither read nor guess it); for
 //!   the sign-in form, a random value that must equal the one in its own short cookie.
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -260,7 +261,7 @@ pub async fn signin<S: Store>(
     State(state): State<AppState<S>>,
     client: Client,
     headers: HeaderMap,
-    form: Result<Form<SigninForm>, axum::extract::rejection::FormRejection>,
+    form: Result<Form<SigninForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return signin_page(
@@ -364,8 +365,9 @@ pub async fn signout<S: Store>(
     State(state): State<AppState<S>>,
     signed: Signed,
     client: Client,
-    Form(form): Form<CsrfForm>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
+    let form = super::form(form)?;
     signed.check_csrf(form.csrf.as_deref())?;
     state.store.end_session(&signed.token_hash).await?;
     tracing::info!(key = %signed.caller.key().name, "signed out of the dashboard");

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use failover_app::api::EventsPage;
+use failover_core::text::printable as shown;
 use failover_store::{EventDetail, StoredEvent};
 
 use crate::api::Target;
@@ -71,12 +72,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             e.id,
             e.event.at.to_string(),
             verdict,
-            e.event.cluster.as_deref().unwrap_or("(unknown)"),
-            e.event
-                .active
-                .as_deref()
-                .or(e.event.classification["host"].as_str())
-                .unwrap_or("-"),
+            shown(e.event.cluster.as_deref().unwrap_or("(unknown)")),
+            shown(
+                e.event
+                    .active
+                    .as_deref()
+                    .or(e.event.classification["host"].as_str())
+                    .unwrap_or("-")
+            ),
             deliveries(e)
         );
     }
@@ -87,7 +90,7 @@ fn deliveries(e: &StoredEvent) -> String {
     let shown: Vec<String> = e
         .deliveries
         .iter()
-        .map(|d| format!("{}:{}", d.channel, d.status.as_str()))
+        .map(|d| format!("{}:{}", shown(&d.channel), d.status.as_str()))
         .collect();
     shown.join(" ")
 }
@@ -106,24 +109,24 @@ fn show(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
         e.id,
         e.event.at,
         e.event.verdict.as_str(),
-        e.event.cluster.as_deref().unwrap_or("(unknown)"),
-        e.event.active.as_deref().unwrap_or("-"),
-        e.event.previous.as_deref().unwrap_or("-"),
+        shown(e.event.cluster.as_deref().unwrap_or("(unknown)")),
+        shown(e.event.active.as_deref().unwrap_or("-")),
+        shown(e.event.previous.as_deref().unwrap_or("-")),
     );
     println!("reports:");
     for r in &d.received {
         println!(
             "  {}  {} {}{}{} (received {})",
             r.occurred_at,
-            r.host,
+            shown(&r.host),
             r.action.as_str(),
             r.previous
                 .as_deref()
-                .map(|p| format!(", previous {p}"))
+                .map(|p| format!(", previous {}", shown(p)))
                 .unwrap_or_default(),
             r.source
                 .as_deref()
-                .map(|s| format!(", from {s}"))
+                .map(|s| format!(", from {}", shown(s)))
                 .unwrap_or_default(),
             r.received_at,
         );
@@ -132,12 +135,12 @@ fn show(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
     for x in &e.deliveries {
         println!(
             "  {} {} after {} attempt(s){}",
-            x.channel,
+            shown(&x.channel),
             x.status.as_str(),
             x.attempts,
             x.last_error
                 .as_deref()
-                .map(|e| format!("; last error: {e}"))
+                .map(|e| format!("; last error: {}", shown(e)))
                 .unwrap_or_default(),
         );
     }

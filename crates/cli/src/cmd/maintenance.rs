@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use failover_app::api::{AddedMaintenance, MaintenanceList};
+use failover_core::text::printable as shown;
 use serde_json::{Value, json};
 
 use crate::api::Target;
@@ -96,7 +97,11 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
             let (m, w) = (&added.window, &added.window.window);
             println!(
                 "added maintenance window #{} on {} `{}` from {} to {}",
-                m.id, w.target_kind, w.target, w.start, w.end
+                m.id,
+                w.target_kind,
+                shown(&w.target),
+                w.start,
+                w.end
             );
             for id in &added.resolves {
                 println!(
@@ -117,10 +122,10 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
                     "{:<5} {:<9} {:<20} {:<22} {:<22} {}",
                     m.id,
                     w.target_kind.as_str(),
-                    w.target,
+                    shown(&w.target),
                     w.start.to_string(),
                     w.end.to_string(),
-                    w.reason
+                    shown(&w.reason)
                 );
             }
         }
