@@ -500,12 +500,23 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
 /// Signs in to the dashboard with `key` as a browser would (the form's CSRF cookie and
 /// field first); the status of the form's answer.
 fn signin(serve: &Serve, key: &str) -> u16 {
-    let client = reqwest::blocking::Client::builder()
+    signin_at(&serve.url, &client_from("127.0.0.1"), key).0
+}
+
+/// A client whose connections come from `ip` (any address of 127.0.0.0/8 is this machine's).
+fn client_from(ip: &str) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<std::net::IpAddr>().expect("address"))
+        .timeout(Duration::from_secs(10))
         .build()
-        .expect("client");
+        .expect("client")
+}
+
+/// Signs in at `base` through `client`: the form's answer status and its session cookie.
+fn signin_at(base: &str, client: &reqwest::blocking::Client, key: &str) -> (u16, Option<String>) {
     let form = client
-        .get(format!("{}/ui/signin", serve.url))
+        .get(format!("{base}/ui/signin"))
         .send()
         .expect("sign-in form");
     let csrf = form
@@ -517,14 +528,20 @@ fn signin(serve: &Serve, key: &str) -> u16 {
         .and_then(|c| c.split(';').next())
         .expect("the form's CSRF cookie")
         .to_owned();
-    client
-        .post(format!("{}/ui/signin", serve.url))
+    let answer = client
+        .post(format!("{base}/ui/signin"))
         .header("cookie", format!("failover_signin={csrf}"))
         .form(&[("key", key), ("csrf", &csrf), ("next", "/ui/now")])
         .send()
-        .expect("sign-in answer")
-        .status()
-        .as_u16()
+        .expect("sign-in answer");
+    let session = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("failover_session="))
+        .map(str::to_owned);
+    (answer.status().as_u16(), session)
 }
 
 /// A report over a fresh connection; the client gives up after 5 s.
@@ -880,4 +897,133 @@ fn a_request_without_exactly_one_host_is_a_400() {
     assert_eq!(ics.headers()["x-content-type-options"], "nosniff");
     assert_eq!(ics.headers()["cache-control"], "no-store");
     serve.stop();
+}
+
+/// nginx on a free loopback port in front of `upstream`, as the README's snippet configures
+/// it (TLS is taken as ended there: it says `https` to the service).
+struct Nginx {
+    url: String,
+    proc: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: &str) -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+                 proxy_pass {upstream};\n      proxy_set_header Host $host;\n\
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 proxy_set_header X-Forwarded-Proto https;\n    }}\n  }}\n}}\n",
+            d = dir.path().display()
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("writes nginx.conf");
+        let proc = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .spawn()
+            .expect("Debian's nginx (apt-get install nginx-light; scripts/test installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        common::wait_for("nginx to listen", 10, || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Nginx {
+            url,
+            proc,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
+
+#[test]
+fn behind_nginx_clients_are_told_apart_and_forged_headers_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("serve.log");
+    let mut serve = Serve::new(
+        &inventory(
+            dir.path(),
+            "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        ),
+        &dir.path().join("db.sqlite"),
+        free_port(),
+    );
+    serve.log = Some(log.clone());
+    serve.restart();
+    let nginx = Nginx::start(&serve.url);
+    let wrong = |client: &reqwest::blocking::Client, base: &str, forged: Option<&str>| {
+        let mut req = client
+            .get(format!("{base}/v1/events"))
+            .header("x-api-key", "guess");
+        if let Some(f) = forged {
+            req = req.header("x-forwarded-for", f);
+        }
+        req.send().expect("answers").status().as_u16()
+    };
+    let (a, b) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+    // A guesses through the proxy, claiming to be B: after eleven it is slowed down...
+    let statuses: Vec<u16> = (0..12)
+        .map(|_| wrong(&a, &nginx.url, Some("127.0.0.3")))
+        .collect();
+    assert_eq!(statuses[..11], [401; 11], "{statuses:?}");
+    assert_eq!(statuses[11], 429, "{statuses:?}");
+    // ...while B, behind the same proxy, is its own address: refused, not slowed down, and
+    // its valid report and sign-in go through at once.
+    assert_eq!(wrong(&b, &nginx.url, None), 401);
+    let report = b
+        .post(format!("{}/v1/reports", nginx.url))
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"hostname":"db1"}"#)
+        .send()
+        .expect("answers");
+    assert_eq!(report.status().as_u16(), 200);
+    // The proxy said https: the session cookie is Secure.
+    let (status, cookie) = signin_at(&nginx.url, &b, ADMIN);
+    assert_eq!(status, 303);
+    assert!(
+        cookie.as_deref().is_some_and(|c| c.contains("; Secure")),
+        "{cookie:?}"
+    );
+    // Straight to serve, the same headers are a client's own words and are ignored: the
+    // address is the peer's, the cookie is not Secure.
+    let c = client_from("127.0.0.4");
+    let statuses: Vec<u16> = (0..12)
+        .map(|i| wrong(&c, &serve.url, Some(&format!("127.0.1.{i}"))))
+        .collect();
+    assert_eq!(statuses[11], 429, "{statuses:?}");
+    let forged = c
+        .get(format!("{}/ui/signin", serve.url))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .expect("answers");
+    let csrf_cookie = forged.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(!csrf_cookie.contains("Secure"), "{csrf_cookie}");
+    serve.stop();
+    let text = std::fs::read_to_string(&log).expect("log");
+    for from in ["from=127.0.0.2", "from=127.0.0.3", "from=127.0.0.4"] {
+        assert!(text.contains(from), "{from} in {text}");
+    }
+    for never in ["from=127.0.0.1 ", "from=127.0.1."] {
+        assert!(!text.contains(never), "{never} in {text}");
+    }
 }
