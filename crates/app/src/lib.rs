@@ -9,6 +9,7 @@
 //! - [`auth`]: the API key check every handler starts with, and the slow-down of wrong keys
 //! - [`client`]: the client's address and scheme, from the peer or a trusted proxy
 //! - [`state`]: shared state, live inventory reload, ad-hoc windows, API keys
+//! - [`tls`]: `serve`'s HTTPS, its certificate re-read when renewed
 //! - [`reports`]: `POST /` and `POST /v1/reports`
 //! - [`query`]: events, windows, maintenance, health, metrics
 //! - [`server`]: the HTTP/1 accept loop with connection limits and timeouts
@@ -29,6 +30,7 @@ pub mod reports;
 mod resolving;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod ui;
 pub mod worker;
 
@@ -85,13 +87,14 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
 /// Serves the API on `listener` and runs the delivery worker until `shutdown` resolves;
 /// then stops accepting, finishes requests in flight and lets sends in flight end.
 /// Undelivered rows stay in the store for the next start. Connection limits come from the
-/// inventory's `[server]` at start.
+/// inventory's `[server]` at start; with `tls`, connections are HTTPS.
 ///
 /// # Errors
 /// The I/O error if serving fails.
 pub async fn launch_with_listener<S: Store>(
     state: AppState<S>,
     listener: TcpListener,
+    tls: Option<tls::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     ui::session::end_sessions_of_gone_keys(&state).await;
@@ -105,7 +108,7 @@ pub async fn launch_with_listener<S: Store>(
         let _ = stop.send(true);
     });
     let metrics = std::sync::Arc::clone(&state.metrics);
-    let result = server::serve(listener, router(state), limits, metrics, stop_rx).await;
+    let result = server::serve(listener, router(state), limits, metrics, tls, stop_rx).await;
     signal.abort();
     let _ = stop_tx.send(true);
     let _ = worker.await;

@@ -17,6 +17,9 @@
 //! - A request must be answered within `request_timeout` (408); a report cut off that way
 //!   may have been recorded, and its retry with the same `id` gets the same answer.
 //!
+//! - With `[server] tls_cert`, connections are TLS ([`crate::tls`]); the handshake must be
+//!   done within `header_timeout`.
+//!
 //! The timeouts are checked once a second per connection; a request being handled is never
 //! cut off.
 
@@ -35,7 +38,7 @@ use failover_core::inventory::ServerPolicy;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Duration, Instant};
 use tower_service::Service as _;
@@ -43,6 +46,7 @@ use tower_service::Service as _;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::reports::MAX_BODY;
+use crate::tls::Tls;
 
 /// How often each connection's timeouts are checked.
 const TICK: Duration = Duration::from_secs(1);
@@ -87,6 +91,7 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
+    tls: Option<Tls>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let max = limits.max_connections.max(1);
@@ -130,8 +135,20 @@ pub async fn serve(
             epoch,
             stop: stop.clone(),
         };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            conn.run(stream, addr).await;
+            match tls {
+                None => conn.run(stream, addr, false).await,
+                // The handshake, like a request header, must be done within header_timeout.
+                Some(tls) => {
+                    let within = conn.limits.header_timeout;
+                    match tokio::time::timeout(within, tls.acceptor().accept(stream)).await {
+                        Ok(Ok(stream)) => conn.run(stream, addr, true).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %addr, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake not done in time"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -164,7 +181,10 @@ struct Activity {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, addr: SocketAddr) {
+    async fn run<T>(self, stream: T, addr: SocketAddr, tls: bool)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let mut stop = self.stop.clone();
         let activity = Arc::new(Activity::default());
         activity
@@ -182,6 +202,9 @@ impl Connection {
             let body_limit = self.limits.header_timeout;
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(addr));
+                if tls {
+                    req.extensions_mut().insert(crate::client::Tls);
+                }
                 activity.busy.fetch_add(1, Ordering::Relaxed);
                 activity.head.store(false, Ordering::Relaxed);
                 let app = app.clone();
@@ -333,13 +356,13 @@ fn closing(err: ApiError) -> Response {
 }
 
 /// The socket, noting when request bytes start arriving on an idle connection.
-struct Watched {
-    inner: TcpStream,
+struct Watched<T> {
+    inner: T,
     activity: Arc<Activity>,
     epoch: Instant,
 }
 
-impl AsyncRead for Watched {
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -359,7 +382,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

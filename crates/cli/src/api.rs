@@ -19,6 +19,58 @@ pub struct Target {
     url: String,
     #[command(flatten)]
     key: KeyArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How to trust an HTTPS service signed by an internal CA, and the client certificate for
+/// one that asks for it (`[server] tls_client_ca`).
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {
+    /// PEM file of the CA that signed the service's certificate, trusted besides the
+    /// system's (`https://` URLs only).
+    #[arg(long, env = "FAILOVER_NOTIFY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with this node's client certificate and its private key, for a service
+    /// that requires one.
+    #[arg(long, env = "FAILOVER_NOTIFY_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// An HTTP client that gives up after `timeout`, trusting `--ca-file` and presenting
+    /// `--client-cert`.
+    ///
+    /// # Errors
+    /// A file is unreadable or holds no usable PEM.
+    pub fn client(&self, timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-file `{}`", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .with_context(|| {
+                    format!("--ca-file `{}` holds no PEM certificate", path.display())
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(path) = &self.client_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --client-cert `{}`", path.display()))?;
+            let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!(
+                    "--client-cert `{}` must hold a PEM certificate and its private key",
+                    path.display()
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        builder.build().context("building the HTTP client")
+    }
 }
 
 /// The API key: given directly, or in a private file (the way cluster nodes keep it).
@@ -108,10 +160,7 @@ impl Target {
         let key = self.key.read()?;
         runtime.block_on(async {
             // A hook calls this too: it must not hang on a service that does not answer.
-            let client = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .context("building the HTTP client")?;
+            let client = self.tls.client(std::time::Duration::from_secs(10))?;
             let mut req = client
                 .request(method, &url)
                 .header("x-api-key", key)

@@ -445,6 +445,17 @@ impl Default for ServerPolicy {
     }
 }
 
+/// `[server]`'s PEM files for HTTPS (absolute paths; read by `serve`, not here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
 /// `[maintenance]`: what an ad-hoc window may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaintenancePolicy {
@@ -491,6 +502,9 @@ pub struct Inventory {
     /// Peers whose `Forwarded`/`X-Forwarded-For`/`X-Forwarded-Proto` are believed
     /// (`[server] trusted_proxies`); empty: none, the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `serve`'s certificate files (`[server] tls_cert`, `tls_key`, `tls_client_ca`): HTTPS
+    /// when set.
+    pub tls: Option<TlsFiles>,
     /// Limits of ad-hoc windows.
     pub maintenance: MaintenancePolicy,
     /// Message templates.

@@ -30,6 +30,8 @@ pub struct Args {
     url: String,
     #[command(flatten)]
     key: crate::api::KeyArgs,
+    #[command(flatten)]
+    tls: crate::api::TlsArgs,
     /// The host that took over. Default: this node's name (`uname -n`).
     #[arg(long, env = "FAILOVER_NOTIFY_HOSTNAME")]
     hostname: Option<String>,
@@ -123,10 +125,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // After spooling: a key problem then loses nothing; `report --flush` sends it once fixed.
     let key = key(args)?;
     let url = format!("{}/v1/reports", args.url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .context("building the HTTP client")?;
+    let client = args.tls.client(Duration::from_secs(5))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -271,15 +270,16 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
         ),
     }
     let url = format!("{}/healthz", args.url.trim_end_matches('/'));
+    let client = args.tls.client(Duration::from_secs(5));
+    if let Err(e) = &client {
+        say(false, format!("{e:#}"));
+    }
     let answered = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ok()
-        .and_then(|rt| {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .ok()?;
+        .zip(client.ok())
+        .and_then(|(rt, client)| {
             // API Gateway wants the key on every path.
             let mut req = client.get(&url);
             if let Ok(k) = key(args) {

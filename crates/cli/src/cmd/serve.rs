@@ -172,17 +172,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Serves until SIGTERM or SIGINT.
 async fn serve<S: Store>(state: AppState<S>, args: &Args, db: &str) -> anyhow::Result<ExitCode> {
+    let tls = match &state.live().inventory.tls {
+        None => None,
+        Some(files) => Some(
+            failover_app::tls::Tls::new(files)
+                .context("[server] tls_cert, tls_key, tls_client_ca")?,
+        ),
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        https = tls.is_some(),
         db = %db,
         config = %args.config.as_deref().map_or_else(|| "built-in example".into(), |p| p.display().to_string()),
         "serving"
     );
     if let Some(config) = args.config.clone() {
-        tokio::spawn(watch(state.clone(), config));
+        tokio::spawn(watch(state.clone(), config, tls.clone()));
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -193,13 +201,14 @@ async fn serve<S: Store>(state: AppState<S>, args: &Args, db: &str) -> anyhow::R
         }
         tracing::info!("shutting down: finishing requests in flight");
     };
-    failover_app::launch_with_listener(state, listener, shutdown).await?;
+    failover_app::launch_with_listener(state, listener, tls, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reloads the inventory on SIGHUP and when the file changes; a broken file keeps the old one.
-async fn watch<S: Store>(state: AppState<S>, path: PathBuf) {
+/// Reloads the inventory, and the TLS certificate pair, on SIGHUP and when their files
+/// change; a broken file keeps the old one.
+async fn watch<S: Store>(state: AppState<S>, path: PathBuf, tls: Option<failover_app::tls::Tls>) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP; reload on file change only");
         return;
@@ -210,6 +219,9 @@ async fn watch<S: Store>(state: AppState<S>, path: PathBuf) {
             _ = hup.recv() => true,
             () = tokio::time::sleep(WATCH_EVERY) => false,
         };
+        if let Some(tls) = &tls {
+            tls.reload(forced);
+        }
         let now = modified(&path);
         if !forced && now == seen {
             continue;

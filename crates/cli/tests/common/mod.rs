@@ -322,6 +322,16 @@ pub fn http() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// A client that trusts the CA in the PEM file `ca` (and keeps its connections alive).
+pub fn https(ca: &Path) -> reqwest::blocking::Client {
+    let pem = std::fs::read(ca).expect("reads the CA");
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
 /// A running `failover-notify serve`.
 pub struct Serve {
     pub url: String,
@@ -334,6 +344,9 @@ pub struct Serve {
     pub soft_nofile: Option<u32>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// serve speaks HTTPS (`[server] tls_cert`) with a certificate this CA signed: `url` is
+    /// `https://`, and the start waits for `/healthz` over TLS.
+    pub https_ca: Option<PathBuf>,
     proc: Option<Proc>,
 }
 
@@ -358,6 +371,7 @@ impl Serve {
             log: None,
             soft_nofile: None,
             env: Vec::new(),
+            https_ca: None,
             proc: None,
         }
     }
@@ -397,9 +411,16 @@ impl Serve {
             .spawn()
             .expect("serve starts");
         self.proc = Some(Proc(child));
+        let client = match &self.https_ca {
+            None => http(),
+            Some(ca) => {
+                self.url = format!("https://127.0.0.1:{}", self.port);
+                https(ca)
+            }
+        };
         let url = format!("{}/healthz", self.url);
         wait_for("serve to answer /healthz", 30, || {
-            http()
+            client
                 .get(&url)
                 .send()
                 .ok()

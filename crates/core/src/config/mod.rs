@@ -256,6 +256,8 @@ pub enum ConfigErrorKind {
         "`{value}` is not a network (write an address or a CIDR such as `10.0.0.0/8` or `2001:db8::/32`)"
     )]
     Network { value: String },
+    #[error("`{field}` must be an absolute path, not `{value}`")]
+    NotAbsolute { field: &'static str, value: String },
     #[error("`end` must be after the start")]
     EndBeforeStart,
     #[error("unknown channel kind `{value}`: use {}", channels::kind_names())]

@@ -143,6 +143,9 @@ pub struct ServerSection {
     pub max_connections: Option<S<i64>>,
     pub public_url: Option<S<String>>,
     pub trusted_proxies: Option<Vec<S<String>>>,
+    pub tls_cert: Option<S<String>>,
+    pub tls_key: Option<S<String>>,
+    pub tls_client_ca: Option<S<String>>,
 }
 
 /// `[maintenance]`: limits of ad-hoc windows.

@@ -10,7 +10,7 @@ use super::schema::{self, S};
 use super::{ConfigError, ConfigErrorKind as K, ConfigErrors};
 use crate::inventory::{
     ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, HostIndex, Inventory,
-    MaintenancePolicy, Node, NodeId, Role, Route, ServerPolicy, Verdict, WindowId,
+    MaintenancePolicy, Node, NodeId, Role, Route, ServerPolicy, TlsFiles, Verdict, WindowId,
 };
 use crate::keys::KeyHash;
 use crate::retry::RetryPolicy;
@@ -458,6 +458,10 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         .and_then(|e| e.get_ref().trusted_proxies.as_ref())
         .map(|list| list.iter().filter_map(|n| network(&mut ctx, n)).collect())
         .unwrap_or_default();
+    let tls = file
+        .server
+        .as_ref()
+        .and_then(|e| tls_files(&mut ctx, e.get_ref()));
     let maintenance = file
         .maintenance
         .as_ref()
@@ -486,6 +490,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         server,
         public_url,
         trusted_proxies,
+        tls,
         maintenance,
         templates,
         hosts: HostIndex::new(&nodes),
@@ -651,6 +656,56 @@ fn network(ctx: &mut Ctx, s: &S<String>) -> Option<ipnet::IpNet> {
         );
     }
     parsed.map(|n| n.trunc())
+}
+
+/// `tls_cert` and `tls_key` together (absolute paths), `tls_client_ca` only with them.
+fn tls_files(ctx: &mut Ctx, e: &schema::ServerSection) -> Option<TlsFiles> {
+    let mut path = |field: &'static str, s: &Option<S<String>>| {
+        let s = s.as_ref()?;
+        let p = std::path::PathBuf::from(s.get_ref());
+        if p.is_absolute() {
+            Some(p)
+        } else {
+            ctx.err(
+                s.span(),
+                K::NotAbsolute {
+                    field,
+                    value: s.get_ref().clone(),
+                },
+            );
+            None
+        }
+    };
+    let cert = path("tls_cert", &e.tls_cert);
+    let key = path("tls_key", &e.tls_key);
+    let client_ca = path("tls_client_ca", &e.tls_client_ca);
+    let lone = [
+        (&e.tls_cert, e.tls_key.is_none(), "tls_cert", "tls_key"),
+        (&e.tls_key, e.tls_cert.is_none(), "tls_key", "tls_cert"),
+        (
+            &e.tls_client_ca,
+            e.tls_cert.is_none(),
+            "tls_client_ca",
+            "tls_cert",
+        ),
+    ];
+    for (given, missing, field, needs) in lone {
+        if let (Some(s), true) = (given, missing) {
+            ctx.err(
+                s.span(),
+                K::Requires {
+                    field,
+                    needs,
+                    hint: " (HTTPS needs the certificate and its key)",
+                },
+            );
+        }
+    }
+    Some(TlsFiles {
+        cert: cert?,
+        key: key?,
+        client_ca,
+    })
 }
 
 fn maintenance_policy(ctx: &mut Ctx, e: &schema::MaintenanceSection) -> MaintenancePolicy {
