@@ -370,9 +370,10 @@ pub(crate) fn new_window(
             ));
         }
     };
+    // However the end was given, an end that comes too early is `end`'s fault.
     if end <= start || end <= now {
         return Err(ApiError::field(
-            field,
+            "end",
             "the window must end after its start and in the future",
         ));
     }

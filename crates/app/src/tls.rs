@@ -269,6 +269,9 @@ fn time(tag: u8, value: &[u8]) -> Option<Timestamp> {
     )
     .parse()
     .ok()
+    // RFC 5280's "no well-defined expiration date", 99991231235959Z, lies past jiff's last
+    // instant (9999-12-30T22:00Z): it is that last instant.
+    .or_else(|| f.starts_with("9999").then_some(Timestamp::MAX))
 }
 
 #[cfg(test)]
@@ -288,8 +291,13 @@ mod tests {
             Some("1950-01-01T00:00:00Z")
         );
         assert_eq!(
-            generalized("99991231235959Z").as_deref(),
-            Some("9999-12-31T23:59:59Z")
+            generalized("99991231235959Z"),
+            Some(Timestamp::MAX.to_string()),
+            "RFC 5280's no expiry"
+        );
+        assert_eq!(
+            generalized("99991230120000Z").as_deref(),
+            Some("9999-12-30T12:00:00Z")
         );
         assert_eq!(
             generalized("00000101000000Z").as_deref(),

@@ -284,6 +284,16 @@ fn time_edges_on_every_endpoint_and_every_cli_flag_are_named_errors() {
         "end before start",
     );
     bad(
+        add_window(&serve, json!({"start": at(-3), "duration": "1h"})),
+        "end",
+        "entirely in the past",
+    );
+    bad(
+        add_window(&serve, json!({"start": at(-3), "end": at(-2)})),
+        "end",
+        "entirely in the past, with an end",
+    );
+    bad(
         add_window(&serve, json!({"end": at(8 * 24)})),
         "end",
         "longer than max_duration",
