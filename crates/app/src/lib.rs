@@ -15,6 +15,7 @@
 //! - [`server`]: the HTTP/1 accept loop with connection limits and timeouts
 //! - [`ui`]: the dashboard at `/ui/`
 //! - [`worker`]: the delivery worker
+//! - [`retention`]: old history deleted in small batches (`[events] keep`)
 //! - [`error`]: `ApiError`, one JSON error shape
 //! - [`metrics`]: Prometheus counters
 //! - [`clock`]: the only clock read
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod query;
 pub mod reports;
 mod resolving;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod tls;
@@ -101,6 +103,7 @@ pub async fn launch_with_listener<S: Store>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let worker = tokio::spawn(worker::run(state.clone(), stop_rx.clone()));
+    let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
     let limits = server::Limits::from(state.live().inventory.server);
     let stop = std::sync::Arc::clone(&stop_tx);
     let signal = tokio::spawn(async move {
@@ -112,5 +115,6 @@ pub async fn launch_with_listener<S: Store>(
     signal.abort();
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = retention.await;
     result
 }

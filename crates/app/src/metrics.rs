@@ -19,6 +19,9 @@ pub struct Metrics {
     windows_skipped: AtomicU64,
     keys_refused: AtomicU64,
     keys_throttled: AtomicU64,
+    /// Rows deleted by retention: events (with their reports and deliveries), sessions,
+    /// ad-hoc windows.
+    pruned: [AtomicU64; 3],
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
@@ -60,6 +63,13 @@ impl Metrics {
         self.keys_throttled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Retention deleted these rows.
+    pub fn pruned(&self, p: failover_store::Pruned) {
+        for (n, add) in self.pruned.iter().zip([p.events, p.sessions, p.windows]) {
+            n.fetch_add(add, Ordering::Relaxed);
+        }
+    }
+
     /// A delivery attempt ended with `outcome` (`delivered`, `retry`, `failed`).
     pub fn delivery(&self, channel: &str, outcome: &'static str) {
         if let Ok(mut d) = self.deliveries.lock() {
@@ -93,6 +103,18 @@ impl Metrics {
             "failover_reports_rejected_total {}",
             self.rejected.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            s,
+            "# HELP failover_pruned_total Rows deleted by retention ([events] keep), by kind; an event counts with its reports and deliveries."
+        );
+        let _ = writeln!(s, "# TYPE failover_pruned_total counter");
+        for (kind, n) in ["events", "sessions", "windows"].iter().zip(&self.pruned) {
+            let _ = writeln!(
+                s,
+                "failover_pruned_total{{kind=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, n) in [
             (
                 "failover_windows_skipped_total",

@@ -92,6 +92,14 @@ impl Store for Slow {
     async fn end_sessions_except(&self, keep: &[(String, String)]) -> Result<u64, StoreError> {
         self.0.end_sessions_except(keep).await
     }
+    async fn prune(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<failover_store::Pruned, StoreError> {
+        self.0.prune(before, now, batch).await
+    }
 }
 
 const INVENTORY: &str = r#"

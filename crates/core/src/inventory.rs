@@ -407,6 +407,9 @@ pub struct EventPolicy {
     /// ([`Verdict::ClusterStart`]), not a failover. Off for clusters that run already when
     /// failover-notify is put in front of them (a migration from the original Lambda).
     pub first_report_is_start: bool,
+    /// Events (with their reports and deliveries) and ended ad-hoc windows older than this
+    /// are deleted (`[events] keep`).
+    pub keep: SignedDuration,
 }
 
 impl Default for EventPolicy {
@@ -417,6 +420,7 @@ impl Default for EventPolicy {
             flapping_within: SignedDuration::from_mins(30),
             failback_within: SignedDuration::from_hours(24),
             first_report_is_start: true,
+            keep: SignedDuration::from_hours(400 * 24),
         }
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
     Decide, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId, EventQuery, Lease,
-    Maintenance, NewMaintenance, NewReport, Outcome, Recorded, Session, Store, StoreError,
+    Maintenance, NewMaintenance, NewReport, Outcome, Pruned, Recorded, Session, Store, StoreError,
     StoredEvent, event_number,
 };
 use jiff::Timestamp;
@@ -474,6 +474,16 @@ impl Store for Dynamo {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    /// Rows carry a TTL of `keep` after they were written: DynamoDB deletes them itself.
+    async fn prune(
+        &self,
+        _before: Timestamp,
+        _now: Timestamp,
+        _batch: u32,
+    ) -> Result<Pruned, StoreError> {
+        Ok(Pruned::default())
     }
 
     async fn end_sessions_except(&self, keep: &[(String, String)]) -> Result<u64, StoreError> {

@@ -36,8 +36,8 @@ use tokio_postgres::types::ToSql;
 use failover_store::{
     Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
     EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
-    event_number, numbered_event,
+    Outcome, Pruned, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind,
+    Verdict, event_number, numbered_event,
 };
 
 pub use url::{UrlError, redacted};
@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_reminders.sql"),
     include_str!("../migrations/0004_resolves.sql"),
 ];
+
+/// The advisory lock a replica holds while it prunes ("fn-prune").
+const PRUNE_LOCK: i64 = 0x666e_2d70_7275_6e65;
 
 /// The advisory lock held while migrating (any constant; "fn-migr").
 const MIGRATION_LOCK: i64 = 0x0066_6e2d_6d69_6772;
@@ -1318,6 +1321,52 @@ impl Store for Postgres {
                 .await
                 .map_err(db)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn prune(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<Pruned, StoreError> {
+        let limit = i64::from(batch);
+        self.run(move |client| async move {
+            // One statement, so one short transaction; the lock is released at its end. A
+            // replica that does not get it deletes nothing: one prunes at a time.
+            let row = client
+                .query_one(
+                    "WITH lock AS (SELECT pg_try_advisory_xact_lock($4) AS got),
+                     doomed AS (
+                         SELECT e.id FROM events e
+                         WHERE (SELECT got FROM lock) AND e.at_ms < $1
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                           WHERE d.event_id = e.id AND d.status = 'pending')
+                         ORDER BY e.id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                     r AS (DELETE FROM reports WHERE event_id IN (SELECT id FROM doomed)),
+                     d AS (DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed)),
+                     e AS (DELETE FROM events WHERE id IN (SELECT id FROM doomed) RETURNING 1),
+                     s AS (DELETE FROM sessions WHERE ctid IN (
+                         SELECT ctid FROM sessions
+                         WHERE (SELECT got FROM lock) AND expires_ms < $2 LIMIT $3)
+                         RETURNING 1),
+                     m AS (DELETE FROM maintenance WHERE id IN (
+                         SELECT id FROM maintenance
+                         WHERE (SELECT got FROM lock) AND end_ms < $1 LIMIT $3)
+                         RETURNING 1)
+                     SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM s),
+                            (SELECT count(*) FROM m)",
+                    &[&ms(before), &ms(now), &limit, &PRUNE_LOCK],
+                )
+                .await
+                .map_err(db)?;
+            let n = |i: usize| row.get::<_, i64>(i).unsigned_abs();
+            Ok(Pruned {
+                events: n(0),
+                sessions: n(1),
+                windows: n(2),
+            })
         })
         .await
     }

@@ -16,4 +16,7 @@ async fn postgres_keeps_the_store_contract() {
         Postgres::connect(&url, 4).await.expect("connects")
     })
     .await;
+    let url = cluster.create("conformance_pruning");
+    let store = Postgres::connect(&url, 4).await.expect("connects");
+    failover_store::conformance::pruning(&store).await;
 }

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use failover_store::{
     Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
     EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind, Verdict,
-    event_number, numbered_event,
+    Outcome, Pruned, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind,
+    Verdict, event_number, numbered_event,
 };
 
 /// Most closures committed together.
@@ -967,6 +967,64 @@ impl Store for Sqlite {
                 .execute([token_hash])
                 .map_err(db)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn prune(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<Pruned, StoreError> {
+        self.write(move |conn| {
+            let doomed: String = conn
+                .prepare_cached(
+                    "SELECT coalesce(json_group_array(id), '[]') FROM (
+                         SELECT e.id FROM events e
+                         WHERE e.at_ms < ?1
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                           WHERE d.event_id = e.id AND d.status = 'pending')
+                         ORDER BY e.id LIMIT ?2)",
+                )
+                .map_err(db)?
+                .query_row(rusqlite::params![ms(before), batch], |r| r.get(0))
+                .map_err(db)?;
+            for sql in [
+                "DELETE FROM reports WHERE event_id IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?1))",
+            ] {
+                conn.prepare_cached(sql)
+                    .map_err(db)?
+                    .execute([&doomed])
+                    .map_err(db)?;
+            }
+            let events = conn
+                .prepare_cached("DELETE FROM events WHERE id IN (SELECT value FROM json_each(?1))")
+                .map_err(db)?
+                .execute([&doomed])
+                .map_err(db)?;
+            let sessions = conn
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE token_hash IN (
+                         SELECT token_hash FROM sessions WHERE expires_ms < ?1 LIMIT ?2)",
+                )
+                .map_err(db)?
+                .execute(rusqlite::params![ms(now), batch])
+                .map_err(db)?;
+            let windows = conn
+                .prepare_cached(
+                    "DELETE FROM maintenance WHERE id IN (
+                         SELECT id FROM maintenance WHERE end_ms < ?1 LIMIT ?2)",
+                )
+                .map_err(db)?
+                .execute(rusqlite::params![ms(before), batch])
+                .map_err(db)?;
+            Ok(Pruned {
+                events: events as u64,
+                sessions: sessions as u64,
+                windows: windows as u64,
+            })
         })
         .await
     }

@@ -13,4 +13,6 @@ async fn sqlite_keeps_the_store_contract() {
         Sqlite::open(dir.path().join(format!("{i}.db"))).expect("opens")
     })
     .await;
+    let store = Sqlite::open(dir.path().join("pruning.db")).expect("opens");
+    failover_store::conformance::pruning(&store).await;
 }

@@ -1510,3 +1510,115 @@ async fn resolves<S: Store>(store: &S) {
         .expect("resolves: an unknown event");
     assert!(unknown.is_empty(), "resolves: none for an unknown event");
 }
+
+/// Pruning, for the stores that delete old rows themselves (SQLite, PostgreSQL): an old
+/// event without pending deliveries goes with its reports and deliveries, one batch at a
+/// time; an old one still pending, a recent one, a live session and a window not long over
+/// stay.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub async fn pruning<S: Store>(store: &S) {
+    let old = "2025-01-01T00:00:00Z";
+    for (id, cluster, channels) in [
+        ("p1", "db", &[][..]),
+        ("p2", "web", &[][..]),
+        ("p3", "mail", &["sns"][..]),
+    ] {
+        record_new(
+            store,
+            report(id, "acme", cluster, "n1", old),
+            event(cluster, "acme", "n1", old, channels),
+        )
+        .await;
+    }
+    let recent = "2026-12-01T00:00:00Z";
+    record_new(
+        store,
+        report("p4", "acme", "db", "n1", recent),
+        event("db", "acme", "n1", recent, &[]),
+    )
+    .await;
+    let window = |start: &str, end: &str| NewMaintenance {
+        target_kind: TargetKind::Cluster,
+        target: "db".into(),
+        customer: Some("acme".into()),
+        start: t(start),
+        end: t(end),
+        reason: "kernel update".into(),
+        created_by: "ops".into(),
+    };
+    store
+        .add_maintenance(window("2025-01-01T00:00:00Z", "2025-01-01T02:00:00Z"))
+        .await
+        .expect("pruning: adds a window");
+    store
+        .add_maintenance(window("2026-12-01T00:00:00Z", "2026-12-01T02:00:00Z"))
+        .await
+        .expect("pruning: adds a window");
+    let now = t("2026-12-09T21:00:00Z");
+    for (hash, expires) in [
+        ("a", now - SignedDuration::from_hours(1)),
+        ("b", now + SignedDuration::from_hours(1)),
+    ] {
+        let session = Session {
+            token_hash: hash.repeat(64),
+            key: "acme-ops".into(),
+            key_check: "0123abcd".into(),
+            expires,
+        };
+        store
+            .add_session(session, now - SignedDuration::from_hours(2))
+            .await
+            .expect("pruning: adds a session");
+    }
+    let before = t("2026-01-01T00:00:00Z");
+    let first = store.prune(before, now, 1).await.expect("pruning: prunes");
+    assert_eq!(
+        first,
+        crate::Pruned {
+            events: 1,
+            sessions: 1,
+            windows: 1
+        },
+        "pruning: one batch of one of each"
+    );
+    let second = store.prune(before, now, 1).await.expect("pruning: prunes");
+    assert_eq!(second.events, 1, "pruning: the second old event");
+    let third = store
+        .prune(before, now, 100)
+        .await
+        .expect("pruning: prunes");
+    assert_eq!(
+        third.total(),
+        0,
+        "pruning: nothing else is old and done: {third:?}"
+    );
+    let left: Vec<String> = all(store)
+        .await
+        .iter()
+        .map(|e| e.event.cluster.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        left,
+        ["db", "mail"],
+        "pruning: the recent one and the pending one stay"
+    );
+    assert!(
+        store
+            .session(&"b".repeat(64), now)
+            .await
+            .expect("pruning: reads a session")
+            .is_some(),
+        "pruning: a live session stays"
+    );
+    assert_eq!(
+        store
+            .maintenance(t("2026-11-01T00:00:00Z"))
+            .await
+            .expect("pruning: lists windows")
+            .len(),
+        1,
+        "pruning: the recent window stays"
+    );
+}

@@ -157,6 +157,24 @@ pub struct NewReport {
 /// with optimistic writes runs it again on fresh history after losing a race.
 pub type Decide = Box<dyn Fn(&History, &[Maintenance]) -> Decision + Send>;
 
+/// Rows one [`Store::prune`] batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events, each with its reports and deliveries.
+    pub events: u64,
+    /// Expired sessions and calendar links.
+    pub sessions: u64,
+    /// Ad-hoc windows that ended long ago.
+    pub windows: u64,
+}
+
+impl Pruned {
+    /// All rows of the batch.
+    pub fn total(&self) -> u64 {
+        self.events + self.sessions + self.windows
+    }
+}
+
 /// The outcome of [`Store::record`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Recorded {
@@ -573,6 +591,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         keep: &[(String, String)],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes one small batch of old rows (at most `batch` of each kind, in one short
+    /// transaction): events that happened before `before` and have no pending delivery, with
+    /// their reports and deliveries; sessions and calendar links expired at `now`; ad-hoc
+    /// windows that ended before `before`. Called again until it deletes nothing. On a shared
+    /// database one replica prunes at a time (the others' calls delete nothing); DynamoDB
+    /// expires rows itself (its TTL) and deletes nothing here.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    fn prune(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        batch: u32,
+    ) -> impl Future<Output = Result<Pruned, StoreError>> + Send;
 
     /// Adds to `event` one pending delivery per channel of `channels`, due at `now`, that
     /// resolves the alert the event raised there ([`DeliveryStatus::resolve`]), except on a

@@ -52,9 +52,10 @@ pub struct Args {
     /// DynamoDB endpoint instead of AWS's (tests: a moto server).
     #[arg(long, env = "FAILOVER_NOTIFY_DYNAMODB_ENDPOINT")]
     dynamodb_endpoint: Option<String>,
-    /// Days rows are kept before DynamoDB's TTL removes them.
-    #[arg(long, env = "FAILOVER_NOTIFY_KEEP_DAYS", default_value_t = 90)]
-    keep_days: u16,
+    /// Days rows are kept before DynamoDB's TTL removes them, instead of the inventory's
+    /// `[events] keep` (default 400 days); 0 or unset: the inventory's.
+    #[arg(long, env = "FAILOVER_NOTIFY_KEEP_DAYS")]
+    keep_days: Option<u16>,
 }
 
 /// Runs the Lambda runtime loop until the runtime stops the process.
@@ -93,7 +94,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let store = Dynamo::with_config(
             &sdk,
             &args.table,
-            jiff::SignedDuration::from_hours(24 * i64::from(args.keep_days)),
+            args.keep_days
+                .filter(|d| *d > 0)
+                .map_or(inventory.events.keep, |d| {
+                    jiff::SignedDuration::from_hours(24 * i64::from(d))
+                }),
         );
         // Lambda runs nothing after the answer, and other function instances change the
         // ad-hoc windows.

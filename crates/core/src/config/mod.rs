@@ -256,6 +256,12 @@ pub enum ConfigErrorKind {
         "`{value}` is not a network (write an address or a CIDR such as `10.0.0.0/8` or `2001:db8::/32`)"
     )]
     Network { value: String },
+    #[error("`{field}` must be at least {min}, not `{value}`")]
+    TooShort {
+        field: &'static str,
+        value: String,
+        min: &'static str,
+    },
     #[error("`{field}` must be an absolute path, not `{value}`")]
     NotAbsolute { field: &'static str, value: String },
     #[error("`end` must be after the start")]

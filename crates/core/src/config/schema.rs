@@ -121,6 +121,7 @@ pub struct EventsSection {
     pub flapping_within: Option<S<String>>,
     pub failback_within: Option<S<String>>,
     pub first_report_is_start: Option<bool>,
+    pub keep: Option<S<String>>,
 }
 
 /// `[delivery]`: retry timing of the outbox worker.

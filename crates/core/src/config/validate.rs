@@ -752,7 +752,21 @@ fn event_policy(ctx: &mut Ctx, e: &schema::EventsSection) -> EventPolicy {
     let flapping_within = duration_or(ctx, &e.flapping_within, d.flapping_within);
     let failback_within = duration_or(ctx, &e.failback_within, d.failback_within);
     let flapping_count = count_or(ctx, "flapping_count", &e.flapping_count, d.flapping_count);
+    let keep = duration_or(ctx, &e.keep, d.keep);
+    if keep < SignedDuration::from_hours(24)
+        && let Some(s) = &e.keep
+    {
+        ctx.err(
+            s.span(),
+            K::TooShort {
+                field: "keep",
+                value: s.get_ref().clone(),
+                min: "1d",
+            },
+        );
+    }
     EventPolicy {
+        keep,
         merge_within,
         flapping_count,
         flapping_within,
