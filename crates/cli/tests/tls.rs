@@ -240,20 +240,25 @@ fn https_with_an_internal_ca_and_a_renewal_in_place() {
     serve.stop();
 }
 
-/// `serve` with this inventory must exit at once with an error saying `says`.
-#[track_caller]
-fn refused_at_start(inv: &Path, db: &Path, says: &[&str]) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
+/// `serve` on `port` with this inventory and database, its log to `stderr`.
+fn spawn_serve(inv: &Path, db: &Path, port: u16, stderr: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_failover-notify"))
         .arg("serve")
         .arg("--config")
         .arg(inv)
         .arg("--db")
         .arg(db)
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .expect("serve runs");
+        .expect("serve runs")
+}
+
+/// `serve` with this inventory must exit at once with an error saying `says`.
+#[track_caller]
+fn refused_at_start(inv: &Path, db: &Path, says: &[&str]) {
+    let mut child = spawn_serve(inv, db, free_port(), Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().expect("waits").is_none() {
         if Instant::now() > deadline {
@@ -313,17 +318,7 @@ fn mutual_tls_wants_a_client_certificate_and_the_key() {
     let inv = inventory(d, "server.pem", "server.key", &extra);
     // serve's own wait for /healthz would present no certificate: wait for the port.
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_failover-notify"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&inv)
-        .arg("--db")
-        .arg(d.join("db.sqlite"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve runs");
+    let mut child = spawn_serve(&inv, &d.join("db.sqlite"), port, Stdio::null());
     wait_for("serve to listen", 30, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });

@@ -847,9 +847,9 @@ async fn details<S: Store>(store: &S) {
     }
 }
 
-/// Ad-hoc windows: listed by start, handed to a decision, ended or removed.
-async fn maintenance<S: Store>(store: &S) {
-    let window = |start: &str, end: &str| NewMaintenance {
+/// An ad-hoc window on acme's cluster `db`.
+fn window(start: &str, end: &str) -> NewMaintenance {
+    NewMaintenance {
         target_kind: TargetKind::Cluster,
         target: "db".into(),
         customer: Some("acme".into()),
@@ -857,7 +857,11 @@ async fn maintenance<S: Store>(store: &S) {
         end: t(end),
         reason: "kernel update".into(),
         created_by: "ops".into(),
-    };
+    }
+}
+
+/// Ad-hoc windows: listed by start, handed to a decision, ended or removed.
+async fn maintenance<S: Store>(store: &S) {
     let later = store
         .add_maintenance(window("2026-12-10T02:00:00Z", "2026-12-10T04:00:00Z"))
         .await
@@ -1539,15 +1543,6 @@ pub async fn pruning<S: Store>(store: &S) {
         event("db", "acme", "n1", recent, &[]),
     )
     .await;
-    let window = |start: &str, end: &str| NewMaintenance {
-        target_kind: TargetKind::Cluster,
-        target: "db".into(),
-        customer: Some("acme".into()),
-        start: t(start),
-        end: t(end),
-        reason: "kernel update".into(),
-        created_by: "ops".into(),
-    };
     store
         .add_maintenance(window("2025-01-01T00:00:00Z", "2025-01-01T02:00:00Z"))
         .await
