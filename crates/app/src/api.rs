@@ -9,11 +9,12 @@ use serde_json::Value;
 /// The answer to a report (`POST /`, `POST /v1/reports`): 200, and also the body of a 422
 /// for an unknown host and of a 503 while a channel has not taken the message (then
 /// `error`, `code` and, for the 503, `failed` are set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportAnswer {
     /// The event the report belongs to.
     pub event_id: EventId,
     /// The classification: verdict, cluster, node, the window that explains it.
+    #[schema(value_type = Object)]
     pub verdict: Value,
     /// It joined an event recorded earlier.
     pub merged: bool,
@@ -37,7 +38,7 @@ pub struct ReportAnswer {
 }
 
 /// A channel that has not taken a message yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FailedChannel {
     /// Its name.
     pub channel: String,
@@ -46,7 +47,7 @@ pub struct FailedChannel {
 }
 
 /// `GET /v1/events`: a page of events, newest first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventsPage {
     /// The events.
     pub events: Vec<StoredEvent>,
@@ -56,7 +57,7 @@ pub struct EventsPage {
 
 /// `POST /v1/maintenance`: the window added, and the unplanned failovers whose alerts it
 /// resolves (it covers them, see the README's "Resolved after the fact").
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddedMaintenance {
     /// The window.
     #[serde(flatten)]
@@ -67,8 +68,21 @@ pub struct AddedMaintenance {
 }
 
 /// `GET /v1/maintenance`: the ad-hoc windows not yet ended.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MaintenanceList {
     /// The windows, by start.
     pub maintenance: Vec<Maintenance>,
+}
+
+/// Every error of the API, whatever the endpoint and whoever answers (a handler, the router
+/// for an unknown path or method, the connection guard for 400/408/413).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for a person.
+    pub error: String,
+    /// A stable code: `unauthorized`, `invalid_request`, `not_found`, `too_many_requests`...
+    pub code: String,
+    /// The body member, query parameter or path segment at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }

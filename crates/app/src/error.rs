@@ -1,10 +1,10 @@
 //! One error type for every handler: a status, a stable code and a message for the caller.
 
+use crate::api::ErrorBody;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use failover_store::StoreError;
-use serde_json::json;
 
 /// What a handler answers when it cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -77,17 +77,21 @@ impl IntoResponse for ApiError {
                 message,
                 field,
             } => {
-                let mut body = json!({ "error": message, "code": code });
-                if let Some(f) = field {
-                    body["field"] = f.into();
-                }
+                let body = ErrorBody {
+                    error: message,
+                    code: code.into(),
+                    field,
+                };
                 (status, Json(body)).into_response()
             }
             ApiError::Throttled { retry_after } => {
-                let body = json!({
-                    "error": format!("too many wrong API keys from this address; retry in {retry_after} s"),
-                    "code": "too_many_requests",
-                });
+                let body = ErrorBody {
+                    error: format!(
+                        "too many wrong API keys from this address; retry in {retry_after} s"
+                    ),
+                    code: "too_many_requests".into(),
+                    field: None,
+                };
                 (
                     StatusCode::TOO_MANY_REQUESTS,
                     [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
@@ -105,7 +109,11 @@ impl IntoResponse for ApiError {
                         StatusCode::INTERNAL_SERVER_ERROR
                     }
                 };
-                let body = json!({ "error": "the server could not store the request; retry", "code": "internal" });
+                let body = ErrorBody {
+                    error: "the server could not store the request; retry".into(),
+                    code: "internal".into(),
+                    field: None,
+                };
                 (status, Json(body)).into_response()
             }
         }

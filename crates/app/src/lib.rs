@@ -18,6 +18,7 @@
 //! - [`retention`]: old history deleted in small batches (`[events] keep`)
 //! - [`error`]: `ApiError`, one JSON error shape
 //! - [`metrics`]: Prometheus counters
+//! - [`openapi`]: the API's OpenAPI 3.1 document
 //! - [`clock`]: the only clock read
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod client;
 pub mod clock;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod query;
 pub mod reports;
 mod resolving;
@@ -63,6 +65,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
             post(query::add_maintenance::<S>).get(query::list_maintenance::<S>),
         )
         .route("/v1/maintenance/{id}", delete(query::end_maintenance::<S>))
+        .route("/v1/openapi.json", get(openapi::openapi))
         .route("/healthz", get(query::healthz::<S>))
         .route("/metrics", get(query::metrics::<S>))
         .nest("/ui", ui::routes::<S>())

@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{AddedMaintenance, EventsPage, MaintenanceList};
+use crate::api::{AddedMaintenance, ErrorBody, EventsPage, MaintenanceList};
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -76,13 +76,21 @@ fn later(field: &str, a: Timestamp, d: SignedDuration) -> Result<Timestamp, ApiE
 }
 
 /// Query of `GET /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsParams {
+    /// Only this cluster's events.
     cluster: Option<String>,
+    /// Only events with this verdict.
+    #[param(value_type = Option<Verdict>)]
     verdict: Option<String>,
+    /// Only events since this instant (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only events older than this id: the `next` of the previous page.
     before: Option<i64>,
+    /// At most this many (1 to 1000; default 100).
     limit: Option<u32>,
 }
 
@@ -90,6 +98,8 @@ pub struct EventsParams {
 ///
 /// # Errors
 /// 400 for a bad filter, 401 without a key.
+#[utoipa::path(get, path = "/v1/events", operation_id = "listEvents", params(EventsParams),
+    responses((status = 200, description = "newest first", body = EventsPage)))]
 pub async fn events<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -132,6 +142,10 @@ pub async fn events<S: Store>(
 ///
 /// # Errors
 /// 404 when there is no such event for this key, 401 without a key.
+#[utoipa::path(get, path = "/v1/events/{id}", operation_id = "getEvent",
+    params(("id" = String, Path, description = "the event's id, as a report's answer gives it")),
+    responses((status = 200, description = "the event with its reports and deliveries", body = EventDetail),
+        (status = 404, description = "no such event for this key", body = ErrorBody)))]
 pub async fn event<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -153,11 +167,17 @@ pub async fn event<S: Store>(
 }
 
 /// Query of `GET /v1/windows`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsParams {
+    /// Start of the span (RFC 3339; default now).
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the span (RFC 3339; default 31 days after `from`, at most 400 days after).
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Only this cluster's windows.
     cluster: Option<String>,
 }
 
@@ -205,6 +225,8 @@ fn listed(
 ///
 /// # Errors
 /// 401 without a key, 400 for bad times or an unknown cluster.
+#[utoipa::path(get, path = "/v1/windows", operation_id = "listWindows", params(WindowsParams),
+    responses((status = 200, description = "the window occurrences in the span, as `windows --format json` prints them", body = Vec<Object>)))]
 pub async fn windows(
     caller: Caller,
     params: Result<Query<WindowsParams>, QueryRejection>,
@@ -220,6 +242,8 @@ pub async fn windows(
 ///
 /// # Errors
 /// 401 without a key, 400 for bad times or an unknown cluster.
+#[utoipa::path(get, path = "/v1/windows.ics", operation_id = "windowsCalendar", params(WindowsParams),
+    responses((status = 200, description = "the same occurrences as an RFC 5545 calendar", content_type = "text/calendar", body = String)))]
 pub async fn windows_ics(
     caller: Caller,
     params: Result<Query<WindowsParams>, QueryRejection>,
@@ -254,6 +278,9 @@ const MAX_START_AHEAD: SignedDuration = SignedDuration::from_hours(365 * 24);
 ///
 /// # Errors
 /// 400 naming the field (another customer's target is unknown).
+#[utoipa::path(post, path = "/v1/maintenance", operation_id = "addMaintenance", request_body = WindowRequest,
+    responses((status = 201, description = "the window, and the unplanned failovers it now covers", body = AddedMaintenance,
+        links(("EndMaintenance" = (operation_id = "endMaintenance", parameters(("id" = "$response.body#/id"))))))))]
 pub async fn add_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -280,15 +307,27 @@ pub async fn add_maintenance<S: Store>(
     Ok((StatusCode::CREATED, Json(added)))
 }
 
-/// An ad-hoc window as asked for (the JSON body, or the dashboard's form).
-#[derive(Debug, Default)]
-pub(crate) struct WindowRequest {
+/// An ad-hoc window as asked for (the JSON body, or the dashboard's form): exactly one of
+/// `node`, `cluster` or `customer`; exactly one of `end` or `duration`.
+#[derive(Debug, Default, utoipa::ToSchema)]
+#[schema(example = json!({"cluster": "db", "duration": "2h", "reason": "kernel update"}))]
+pub struct WindowRequest {
+    /// A node's inventory name.
     pub(crate) node: Option<String>,
+    /// A cluster's name.
     pub(crate) cluster: Option<String>,
+    /// A customer's name.
     pub(crate) customer: Option<String>,
+    /// RFC 3339, from a day ago to a year ahead (default: now).
+    #[schema(format = DateTime)]
     pub(crate) start: Option<String>,
+    /// RFC 3339, after the start and in the future.
+    #[schema(format = DateTime)]
     pub(crate) end: Option<String>,
+    /// Such as `2h` or `90m`, at most `[maintenance] max_duration`.
     pub(crate) duration: Option<String>,
+    /// Why (required; at most 1024 bytes, no control or bidirectional characters).
+    #[schema(required = true, min_length = 1, max_length = 1024)]
     pub(crate) reason: Option<String>,
 }
 
@@ -432,6 +471,8 @@ pub(crate) async fn add_window<S: Store>(
 ///
 /// # Errors
 /// 401 without a key.
+#[utoipa::path(get, path = "/v1/maintenance", operation_id = "listMaintenance",
+    responses((status = 200, description = "ad-hoc windows not yet ended", body = MaintenanceList)))]
 pub async fn list_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -451,6 +492,10 @@ pub async fn list_maintenance<S: Store>(
 ///
 /// # Errors
 /// 404 when no such window is active for the caller's customer.
+#[utoipa::path(delete, path = "/v1/maintenance/{id}", operation_id = "endMaintenance",
+    params(("id" = i64, Path, description = "the window's id, as `GET /v1/maintenance` lists it")),
+    responses((status = 204, description = "ended (or removed, had it not started)"),
+        (status = 404, description = "no such active window for this key", body = ErrorBody)))]
 pub async fn end_maintenance<S: Store>(
     caller: Caller,
     State(state): State<AppState<S>>,
@@ -500,6 +545,9 @@ pub(crate) async fn end_window<S: Store>(
 }
 
 /// `GET /healthz`: the store answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "health", security(()),
+    responses((status = 200, description = "the store answers", body = Object),
+        (status = 503, description = "the store does not answer", body = Object)))]
 pub async fn healthz<S: Store>(State(state): State<AppState<S>>) -> Response {
     match state.store.delivery_counts().await {
         Ok(_) => Json(json!({ "status": "ok" })).into_response(),
@@ -515,6 +563,8 @@ pub async fn healthz<S: Store>(State(state): State<AppState<S>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", security(()),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
     let queue = state.store.delivery_counts().await.unwrap_or_default();
     (

@@ -31,6 +31,11 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// # Errors
 /// 401/403 for keys, 400 naming the field, 413 for a large body, 422 for an unknown host
 /// (recorded and routed all the same), 5xx when the store fails.
+#[utoipa::path(post, path = "/v1/reports", operation_id = "postReport",
+    request_body(content = failover_core::report::RawReport, description = "the report; read as JSON whatever its Content-Type"),
+    responses((status = 200, description = "recorded (or a retry of a recorded one)", body = ReportAnswer,
+            links(("GetEvent" = (operation_id = "getEvent", parameters(("id" = "$response.body#/event_id")))))),
+        (status = 422, description = "an unknown host: recorded and routed all the same", body = ReportAnswer)))]
 pub async fn post<S: Store>(
     State(state): State<AppState<S>>,
     caller: Result<Caller, ApiError>,

@@ -274,3 +274,37 @@ async fn a_viewer_key_reads_but_may_not_report_or_change_anything() {
         "the window is still open: {open}"
     );
 }
+
+/// `GET /v1/openapi.json` is the committed `docs/openapi.json`. After changing the API,
+/// write it again with `FAILOVER_UPDATE_OPENAPI=1 cargo test -p failover-app --test contract`.
+#[tokio::test]
+async fn the_served_openapi_document_is_the_committed_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = router(dir.path()).await;
+    let (status, served) = call(&router, "GET", "/v1/openapi.json", None, "").await;
+    assert_eq!(status, StatusCode::OK, "served without a key");
+    assert_eq!(served["openapi"], "3.1.0");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let text = serde_json::to_string_pretty(&served).expect("JSON") + "\n";
+    if std::env::var_os("FAILOVER_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &text).expect("writes docs/openapi.json");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "docs/openapi.json differs from what the service serves; run \
+         FAILOVER_UPDATE_OPENAPI=1 cargo test -p failover-app --test contract"
+    );
+    // Every operation documents the one error shape for what any of them may answer.
+    for (path, item) in served["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operation") {
+            for status in ["400", "408", "413"] {
+                assert_eq!(
+                    op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}

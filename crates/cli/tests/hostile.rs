@@ -1037,3 +1037,48 @@ fn behind_nginx_clients_are_told_apart_and_forged_headers_are_ignored() {
         assert!(!text.contains(never), "{never} in {text}");
     }
 }
+
+/// schemathesis (PyPI) against a real `serve` from its own OpenAPI document: generated and
+/// mutated requests on every operation, and the stateful links (a report, then its event; a
+/// window, then its end), checked for server errors, undocumented statuses, content types
+/// and answer schemas. Bounded in time; the summary is printed.
+#[test]
+fn schemathesis_finds_nothing_against_the_openapi_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serve = Serve::new(
+        &inventory(dir.path(), ""),
+        &dir.path().join("db.sqlite"),
+        free_port(),
+    );
+    serve.restart();
+    let venv = std::env::var_os("FAILOVER_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"));
+    let out = Command::new(venv.join("bin/st"))
+        .arg("run")
+        .arg(format!("{}/v1/openapi.json", serve.url))
+        .args(["-H", &format!("x-api-key: {ADMIN}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "15",
+            "--max-time",
+            "60",
+            "--generation-deterministic",
+            "--no-color",
+        ])
+        .output()
+        .expect("schemathesis from the venv (scripts/requirements-test.txt)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text.rsplit("SUMMARY").next().unwrap_or(&text);
+    println!("{summary}");
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(
+        text.contains("API Links:") && !text.contains("0 covered"),
+        "{text}"
+    );
+    // The service still records reports after the fuzzing.
+    assert_eq!(report_answered(&serve), 200);
+    serve.stop();
+}

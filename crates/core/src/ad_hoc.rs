@@ -9,7 +9,7 @@ use crate::inventory::{CustomerId, Inventory};
 use crate::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
 
 /// What an ad-hoc window applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// One node.
@@ -60,7 +60,7 @@ impl std::fmt::Display for TargetKind {
 }
 
 /// An ad-hoc window as asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewMaintenance {
     /// What kind of thing it applies to.
     pub target_kind: TargetKind,
@@ -69,8 +69,10 @@ pub struct NewMaintenance {
     /// Customer of the target (for scoped keys).
     pub customer: Option<String>,
     /// Start.
+    #[schema(value_type = String, format = DateTime)]
     pub start: Timestamp,
     /// End.
+    #[schema(value_type = String, format = DateTime)]
     pub end: Timestamp,
     /// Why.
     pub reason: String,
@@ -79,7 +81,7 @@ pub struct NewMaintenance {
 }
 
 /// An ad-hoc window as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Maintenance {
     /// Id.
     pub id: i64,

@@ -18,7 +18,9 @@ use crate::template::MessageContext;
 use crate::window::MaintenanceWindow;
 
 /// An event's id, unique within a store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct EventId(pub String);
 
@@ -64,7 +66,7 @@ pub struct History {
 }
 
 /// A new event with its deliveries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewEvent {
     /// Cluster name, `None` for an unknown host.
     pub cluster: Option<String>,
@@ -77,14 +79,17 @@ pub struct NewEvent {
     /// The verdict.
     pub verdict: Verdict,
     /// When it happened.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// The cluster is flapping.
     pub flapping: bool,
     /// The event this one undoes.
     pub failback_of: Option<EventId>,
     /// The classification as answered to the caller (JSON).
+    #[schema(value_type = Object)]
     pub classification: Value,
     /// The template context of its message (JSON).
+    #[schema(value_type = Object)]
     pub context: Value,
     /// Channel names to deliver to.
     pub channels: Vec<String>,
@@ -92,6 +97,7 @@ pub struct NewEvent {
     /// (the end of the window's occurrence plus its after-grace), if a route carries
     /// `not-back` reminders for the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub back_by: Option<Timestamp>,
     /// Channels to send the `not-back` reminder to at [`NewEvent::back_by`], unless the
     /// cluster has moved by then.

@@ -28,27 +28,47 @@ pub const MAX_FUTURE: SignedDuration = SignedDuration::from_mins(5);
 /// from a node whose clock was reset to 1970.
 pub const MAX_AGE: SignedDuration = SignedDuration::from_hours(366 * 24);
 
-/// A report as sent: every field optional so that a missing one gets a clear error.
-#[derive(Debug, Default, Clone)]
+/// A report as sent: every field optional so that a missing one gets a clear error (the
+/// OpenAPI document says which are required, and their limits).
+#[derive(Debug, Default, Clone, utoipa::ToSchema)]
+#[schema(example = json!({"hostname": "db1"}))]
 pub struct RawReport {
     /// The host that took over (or released, or saw its peer lost).
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+    )]
     pub hostname: Option<String>,
-    /// When it happened, RFC 3339.
+    /// When it happened, RFC 3339: at most 5 minutes ahead and 366 days back (default: now).
+    #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
     /// The host that was active before.
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+    )]
     pub previous: Option<String>,
-    /// `takeover` (default), `release`, `lost` or `fenced`.
+    /// `takeover` (default), `release`, `lost` or `fenced` (which needs `previous`).
+    #[schema(value_type = Option<Action>)]
     pub action: Option<String>,
     /// The cluster resource concerned.
+    #[schema(min_length = 1, max_length = 256)]
     pub resource: Option<String>,
     /// What sent it (`heartbeat`, `keepalived`, `curl`...).
+    #[schema(min_length = 1, max_length = 256)]
     pub source: Option<String>,
     /// Client id: a retry with the same id is the same report.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: Option<String>,
 }
 
 /// What the reporting host says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// The host became active.

@@ -81,7 +81,7 @@ pub struct Lease {
 }
 
 /// Where a delivery is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Not sent yet (or to be tried again).
@@ -187,7 +187,7 @@ pub struct Recorded {
 }
 
 /// One delivery of an event to a channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryStatus {
     /// Delivery id.
     pub id: i64,
@@ -201,6 +201,7 @@ pub struct DeliveryStatus {
     /// why a delivery took more than one attempt).
     pub last_error: Option<String>,
     /// When it was delivered, given up or cancelled.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     /// It is the event's `not-back` reminder ([`NewEvent::reminders`]), due at its
     /// [`NewEvent::back_by`], not the event's own message.
@@ -238,7 +239,7 @@ impl DeliveryStatus {
 }
 
 /// An event as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     /// Its id.
     pub id: EventId,
@@ -246,6 +247,7 @@ pub struct StoredEvent {
     #[serde(flatten)]
     pub event: NewEvent,
     /// When the first report arrived.
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: Timestamp,
     /// How many reports were merged into it (1 = only the first).
     pub reports: u32,
@@ -277,7 +279,7 @@ impl StoredEvent {
 }
 
 /// A report as recorded, with the event it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredReport {
     /// Host as reported.
     pub host: String,
@@ -292,8 +294,10 @@ pub struct StoredReport {
     /// Its client id.
     pub client_id: Option<String>,
     /// When it happened.
+    #[schema(value_type = String, format = DateTime)]
     pub occurred_at: Timestamp,
     /// When it was received.
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: Timestamp,
 }
 
@@ -314,7 +318,7 @@ impl StoredReport {
 }
 
 /// An event with everything recorded about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventDetail {
     /// The event and its deliveries.
     #[serde(flatten)]
