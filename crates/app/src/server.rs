@@ -16,7 +16,6 @@
 //! - A kept-alive connection with no request in progress is closed after `idle_timeout`.
 //! - A request must be answered within `request_timeout` (408); a report cut off that way
 //!   may have been recorded, and its retry with the same `id` gets the same answer.
-//!
 //! - With `[server] tls_cert`, connections are TLS ([`crate::tls`]); the handshake must be
 //!   done within `header_timeout`.
 //!
@@ -283,8 +282,8 @@ impl Connection {
 
 /// The request with its body read whole, within `within`; else the answer to send
 /// instead (400 without exactly one `Host`, 413 for a body over [`MAX_BODY`], 408 for one
-/// that stops arriving), which closes
-/// the connection (its unread body would otherwise be taken for the next request).
+/// that stops arriving), which closes the connection (its unread body would otherwise be
+/// taken for the next request).
 async fn read_body(
     req: hyper::Request<Incoming>,
     within: Duration,
