@@ -1064,7 +1064,7 @@ fn schemathesis_finds_nothing_against_the_openapi_document() {
             "--max-examples",
             "15",
             "--max-time",
-            "60",
+            "45",
             "--generation-deterministic",
             "--no-color",
         ])

@@ -101,7 +101,12 @@ impl Moto {
 
     /// (subject, message) of everything published to `arn`.
     pub fn published(&self, arn: &str) -> Vec<(String, String)> {
-        let data: Value = http()
+        // moto dumps every backend of every region here: on a loaded machine that takes
+        // longer than a request to the service may (a run failed at 20 s).
+        let data: Value = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client")
             .get(format!("{}/moto-api/data.json", self.url))
             .send()
             .and_then(|r| r.json())
