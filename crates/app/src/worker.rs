@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use failover_channels::{DeliveryError, Notifier, Outgoing};
-use failover_core::inventory::{Inventory, Verdict};
+use failover_channels::{DeliveryError, Intent, Notifier, Outgoing};
+use failover_core::inventory::Inventory;
 use failover_store::{
-    DeliveryState, DueDelivery, EventId, EventQuery, Outcome, Recorded, Store, StoreError,
-    event_number,
+    DeliveryKind, DeliveryState, DueDelivery, EventId, EventQuery, Outcome, Recorded, Store,
+    StoreError, event_number,
 };
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -364,7 +364,7 @@ async fn moved<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Option<String>
 }
 
 async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
-    if d.verdict == Verdict::NotBack
+    if d.kind == DeliveryKind::Reminder
         && let Some(reason) = moved(state, d).await
     {
         tracing::info!(delivery = d.id, event = %d.event, channel = %d.channel, %reason, "reminder cancelled");
@@ -372,7 +372,7 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
         return Outcome::Cancelled { reason };
     }
     let live = state.live();
-    if d.resolve && !live.inventory.resolves_on(&d.channel) {
+    if d.kind == DeliveryKind::Resolve && !live.inventory.resolves_on(&d.channel) {
         // The channel became one that raises no alert: resending the event would page.
         state.metrics.delivery(&d.channel, "cancelled");
         return Outcome::Cancelled {
@@ -432,30 +432,29 @@ async fn attempt<S: Store>(state: &AppState<S>, d: &DueDelivery) -> Outcome {
 }
 
 fn render(inv: &Inventory, d: &DueDelivery) -> Result<Outgoing, String> {
-    let verdict = d.verdict;
+    let kind = d.kind.message(d.verdict);
     let cluster = d.cluster.as_deref().and_then(|c| inv.find_cluster(c));
     let customer = cluster.and_then(|c| inv.cluster(c).customer);
-    let mut context = d.context.clone();
-    if d.resolve
-        && let Some(c) = context.as_object_mut()
-    {
-        // What a pager and an Alertmanager resolve: a failback of the event itself, at the
-        // time the resolve was added.
-        c.insert("failback_of_event".into(), d.event.0.clone().into());
-        c.insert("at_utc".into(), d.created_at.to_string().into());
-    }
     let msg = inv
         .templates
-        .render(&context, verdict, cluster, customer)
+        .render(&d.context, kind, cluster, customer)
         .map_err(|e| format!("{e}: {}", e.source))?;
+    let intent = match d.kind {
+        DeliveryKind::Message => Intent::of_event(&d.context),
+        DeliveryKind::Reminder => Intent::Reminder,
+        // What a pager and an Alertmanager resolve: the event's own alert, at the time the
+        // resolve was added.
+        DeliveryKind::Resolve => Intent::Resolve { at: d.created_at },
+    };
     Ok(Outgoing {
         delivery: d.id,
         event: d.event.0.clone(),
-        verdict: d.verdict.as_str().to_owned(),
+        verdict: kind,
+        intent,
         subject: msg.subject,
         body: msg.body,
         sms: msg.sms,
-        context,
+        context: d.context.clone(),
         link: inv
             .public_url
             .as_ref()

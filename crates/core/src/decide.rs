@@ -6,12 +6,13 @@
 //! Client-id retries are the store's: a report whose id is recorded never reaches here.
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::classify::Classification;
 use crate::event::{PastEvent, assess, event_at};
-use crate::inventory::{ClusterId, Inventory, NodeId, Verdict};
+use crate::inventory::{ClusterId, Inventory, MessageKind, NodeId, Verdict};
 use crate::message::{HistoryFlags, context, local_time};
 use crate::report::{Action, FailoverReport};
 use crate::template::MessageContext;
@@ -88,9 +89,10 @@ pub struct NewEvent {
     /// The classification as answered to the caller (JSON).
     #[schema(value_type = Object)]
     pub classification: Value,
-    /// The template context of its message (JSON).
+    /// The template context of its message.
     #[schema(value_type = Object)]
-    pub context: Value,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub context: MessageContext,
     /// Channel names to deliver to.
     pub channels: Vec<String>,
     /// For a planned failover away from the cluster's usual node: when it is expected back
@@ -103,6 +105,16 @@ pub struct NewEvent {
     /// cluster has moved by then.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reminders: Vec<String>,
+}
+
+/// A stored `null` (a context that could not be written, in an early release) as the
+/// default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// What to do with a report, decided on the history inside the write transaction.
@@ -335,7 +347,7 @@ fn fault(
     });
     match event_at(related, r.occurred_at, inv.events.merge_within, |h| h.at) {
         Some(h) => Decision::Merge(h.id.clone()),
-        None => node_out(inv, ad_hoc, r, c, faulted.clone(), "fault"),
+        None => node_out(inv, ad_hoc, r, c, faulted.clone(), Out::Fault),
     }
 }
 
@@ -361,27 +373,37 @@ fn fenced(
         .filter(|h| h.active.is_none() && h.told && h.previous.as_ref() == Some(&victim));
     match event_at(repeats, r.occurred_at, inv.events.merge_within, |h| h.at) {
         Some(h) => Decision::Merge(h.id.clone()),
-        None => node_out(inv, ad_hoc, r, c, victim, "fenced"),
+        None => node_out(inv, ad_hoc, r, c, victim, Out::Fenced),
     }
 }
 
 /// The event of node `out` out of service ([`fault`], [`fenced`]): told, no node active,
-/// `out` as the node before, `flag` set in the message context.
+/// `out` as the node before, `how` set in the message context.
 fn node_out(
     inv: &Inventory,
     ad_hoc: &[MaintenanceWindow],
     r: &FailoverReport,
     c: &Classification,
     out: String,
-    flag: &str,
+    how: Out,
 ) -> Decision {
     let mut e = new_event(inv, ad_hoc, r, c, HistoryFlags::default(), None, false);
     e.active = None;
     e.previous = Some(out);
-    if let Value::Object(m) = &mut e.context {
-        m.insert(flag.into(), Value::Bool(true));
+    match how {
+        Out::Fault => e.context.fault = true,
+        Out::Fenced => e.context.fenced = true,
     }
     Decision::New(Box::new(e))
+}
+
+/// How a node went out of service.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    /// It reports a fault of its own.
+    Fault,
+    /// The cluster fenced it.
+    Fenced,
 }
 
 /// The node active before a report that names none (keepalived says only "I am master
@@ -434,11 +456,11 @@ fn expect_back(
     let Some(due) = e.occurrence.end.timestamp().checked_add(grace).ok() else {
         return;
     };
-    let reminders = channels_for(inv, Verdict::NotBack, Some(cluster), false);
+    let reminders = channels_for(inv, MessageKind::NotBack, Some(cluster), false);
     if reminders.is_empty() {
         return;
     }
-    set_context(&mut event.context, &usual, due, &cl.time_zone);
+    expected_back(&mut event.context, &usual, due, &cl.time_zone);
     event.back_by = Some(due);
     event.reminders = reminders;
 }
@@ -447,24 +469,20 @@ fn expect_back(
 /// the channels that carry it (and those that resolve alerts). Routed by its verdict as
 /// before when no route carries `back`.
 fn back(inv: &Inventory, cluster: ClusterId, due: Timestamp, event: &mut NewEvent) {
-    if channels_for(inv, Verdict::Back, Some(cluster), false).is_empty() {
+    if channels_for(inv, MessageKind::Back, Some(cluster), false).is_empty() {
         return;
     }
     let tz = &inv.cluster(cluster).time_zone;
     let usual = event.active.clone().unwrap_or_default();
-    set_context(&mut event.context, &usual, due, tz);
-    if let Value::Object(m) = &mut event.context {
-        m.insert("verdict".into(), Value::from(Verdict::Back.as_str()));
-    }
+    expected_back(&mut event.context, &usual, due, tz);
+    event.context.verdict = MessageKind::Back;
     event.verdict = Verdict::Back;
-    event.channels = channels_for(inv, Verdict::Back, Some(cluster), true);
+    event.channels = channels_for(inv, MessageKind::Back, Some(cluster), true);
 }
 
-fn set_context(context: &mut Value, usual: &str, due: Timestamp, tz: &jiff::tz::TimeZone) {
-    if let Value::Object(m) = context {
-        m.insert("usual".into(), Value::from(usual));
-        m.insert("back_by".into(), Value::from(local_time(due, tz)));
-    }
+fn expected_back(context: &mut MessageContext, usual: &str, due: Timestamp, tz: &TimeZone) {
+    context.usual = usual.to_owned();
+    context.back_by = local_time(due, tz);
 }
 
 fn new_event(
@@ -503,7 +521,7 @@ fn new_event(
         failback_of: failback_of.clone(),
         classification: serde_json::to_value(c.view(inv, ad_hoc, &r.hostname, r.occurred_at))
             .unwrap_or(Value::Null),
-        context: serde_json::to_value(MessageContext {
+        context: MessageContext {
             failback_of_event: failback_of
                 .as_ref()
                 .map(|e| e.0.clone())
@@ -517,12 +535,11 @@ fn new_event(
                 r.occurred_at,
                 flags,
             )
-        })
-        .unwrap_or(Value::Null),
+        },
         channels: if silent {
             Vec::new()
         } else {
-            channels_for(inv, c.verdict, c.cluster, failback_of.is_some())
+            channels_for(inv, c.verdict.into(), c.cluster, failback_of.is_some())
         },
         back_by: None,
         reminders: Vec::new(),
@@ -538,7 +555,7 @@ fn new_event(
 /// [`ChannelKind::resolves`]: crate::inventory::ChannelKind::resolves
 pub fn channels_for(
     inv: &Inventory,
-    verdict: Verdict,
+    verdict: MessageKind,
     cluster: Option<ClusterId>,
     failback: bool,
 ) -> Vec<String> {
@@ -657,8 +674,8 @@ channels = ["log"]
         .expect("new event");
         assert_eq!(back.failback_of, Some(EventId("1".into())));
         // Its message context names the event it undoes (a pager resolves that alert).
-        assert_eq!(back.context["failback_of_event"], "1");
-        assert_eq!(e.context["failback_of_event"], "");
+        assert_eq!(back.context.failback_of_event, "1");
+        assert_eq!(e.context.failback_of_event, "");
         // With three nodes nobody can tell.
         let e = decided(
             &report("web2", Action::Takeover, "2026-12-09T21:00:00Z"),
@@ -783,7 +800,7 @@ channels = ["log"]
         assert_eq!(e.verdict, Verdict::ClusterStart);
         assert_eq!(e.classification["verdict"], "cluster-start");
         assert_eq!((e.active.as_deref(), e.previous), (Some("db1"), None));
-        assert_eq!(e.context["previous"], "", "a start follows no node");
+        assert_eq!(e.context.previous, "", "a start follows no node");
         assert_eq!(e.channels, ["log"], "routes without `verdicts` carry it");
         // Only a report after every recorded one can be the first.
         let later = [past("1", Some("db2"), Some("db1"), "2026-12-09T22:00:00Z")];
@@ -863,24 +880,27 @@ channels = ["db-team"]
         let db = inv.find_cluster("db");
         let web = inv.find_cluster("web");
         assert_eq!(
-            channels_for(&inv, Verdict::Unplanned, db, false),
+            channels_for(&inv, MessageKind::Unplanned, db, false),
             ["ops", "acme-pager", "db-team"]
         );
         assert_eq!(
-            channels_for(&inv, Verdict::Planned, db, false),
+            channels_for(&inv, MessageKind::Planned, db, false),
             ["ops", "db-team"]
         );
         // A planned failback also reaches the pager that the unplanned failover it undoes
         // paged, so that alert is resolved; not another customer's.
         assert_eq!(
-            channels_for(&inv, Verdict::Planned, db, true),
+            channels_for(&inv, MessageKind::Planned, db, true),
             ["ops", "acme-pager", "db-team"]
         );
-        assert_eq!(channels_for(&inv, Verdict::Planned, web, true), ["ops"]);
-        assert_eq!(channels_for(&inv, Verdict::Unplanned, web, false), ["ops"]);
+        assert_eq!(channels_for(&inv, MessageKind::Planned, web, true), ["ops"]);
+        assert_eq!(
+            channels_for(&inv, MessageKind::Unplanned, web, false),
+            ["ops"]
+        );
         // An unknown host has no customer or cluster: only the operators' routes.
         assert_eq!(
-            channels_for(&inv, Verdict::UnknownHost, None, false),
+            channels_for(&inv, MessageKind::UnknownHost, None, false),
             ["ops"]
         );
     }
@@ -958,8 +978,8 @@ channels = ["team"]
         );
         assert_eq!(e.back_by, Some(at("2026-12-09T23:30:00Z")));
         assert_eq!(e.reminders, ["team"]);
-        assert_eq!(e.context["usual"], "db1");
-        assert_eq!(e.context["back_by"], "2026-12-10 00:30:00 CET");
+        assert_eq!(e.context.usual, "db1");
+        assert_eq!(e.context.back_by, "2026-12-10 00:30:00 CET");
         // A failover onto the preferred node expects nothing; one between two others
         // expects the cluster back on its preferred node.
         let home = reminded(
@@ -970,7 +990,7 @@ channels = ["team"]
         let mut away = report("web3", Action::Takeover, "2026-12-09T22:30:00Z");
         away.previous = Some("web2".into());
         let away = reminded(&away, &[]);
-        assert_eq!(away.context["usual"], "web1");
+        assert_eq!(away.context.usual, "web1");
         assert_eq!(away.back_by, Some(at("2026-12-10T00:30:00Z")));
         // Unplanned: nothing expected.
         let unplanned = reminded(
@@ -1027,9 +1047,9 @@ channels = ["team"]
         );
         assert_eq!(late.verdict, Verdict::Back);
         assert_eq!(late.channels, ["team"]);
-        assert_eq!(late.context["verdict"], "back");
-        assert_eq!(late.context["back_by"], "2026-12-10 00:30:00 CET");
-        assert_eq!(late.context["usual"], "db1");
+        assert_eq!(late.context.verdict, MessageKind::Back);
+        assert_eq!(late.context.back_by, "2026-12-10 00:30:00 CET");
+        assert_eq!(late.context.usual, "db1");
         assert_eq!(late.back_by, None, "a failback expects nothing more");
         // Without a route for `back` the late failback keeps its verdict.
         let inv =
@@ -1061,20 +1081,20 @@ channels = ["team"]
             &report("db2", Action::Takeover, "2026-12-09T21:30:00Z"),
             &[],
         );
-        let subject = |verdict, ctx: &Value| {
+        let subject = |verdict, ctx: &MessageContext| {
             inv.templates
                 .render(ctx, verdict, inv.find_cluster("db"), None)
                 .expect("renders")
                 .subject
         };
         assert_eq!(
-            subject(Verdict::NotBack, &late.context),
+            subject(MessageKind::NotBack, &late.context),
             "db not on db1 by 2026-12-10 00:30:00 CET"
         );
         let defaults = crate::config::parse(REMINDED).expect("valid");
         let body = defaults
             .templates
-            .render(&late.context, Verdict::NotBack, None, None)
+            .render(&late.context, MessageKind::NotBack, None, None)
             .expect("renders")
             .body;
         assert!(
@@ -1088,7 +1108,7 @@ channels = ["team"]
                 ..past("7", Some("db2"), Some("db1"), "2026-12-09T21:30:00Z")
             }],
         );
-        assert_eq!(subject(Verdict::Back, &home.context), "db home on db1");
+        assert_eq!(subject(MessageKind::Back, &home.context), "db home on db1");
     }
 
     #[test]
@@ -1106,16 +1126,16 @@ channels = ["team"]
         );
         assert_eq!(
             (
-                &e.context["fault"],
-                &e.context["host"],
-                &e.context["previous"]
+                e.context.fault,
+                e.context.host.as_str(),
+                e.context.previous.as_str()
             ),
-            (&Value::Bool(true), &Value::from("db2"), &Value::from("db1"))
+            (true, "db2", "db1")
         );
         let inv = crate::config::parse(INVENTORY).expect("valid");
         let msg = inv
             .templates
-            .render(&e.context, e.verdict, None, None)
+            .render(&e.context, e.verdict.into(), None, None)
             .expect("renders");
         assert_eq!(msg.subject, "UNPLANNED: db2 of db reports a fault");
         assert!(
@@ -1166,7 +1186,7 @@ channels = ["team"]
             (s.active.as_deref(), s.previous.as_deref()),
             (Some("db1"), Some("db2"))
         );
-        assert_eq!(s.context["fault"], Value::Bool(false));
+        assert!(!s.context.fault);
     }
 
     #[test]
@@ -1180,11 +1200,11 @@ channels = ["team"]
             (e.active.as_deref(), e.previous.as_deref()),
             (None, Some("db1"))
         );
-        assert_eq!(e.context["fenced"], Value::Bool(true));
+        assert!(e.context.fenced);
         let inv = crate::config::parse(INVENTORY).expect("valid");
         let msg = inv
             .templates
-            .render(&e.context, e.verdict, None, None)
+            .render(&e.context, e.verdict.into(), None, None)
             .expect("renders");
         assert_eq!(msg.subject, "UNPLANNED: db1 of db was fenced");
         assert!(

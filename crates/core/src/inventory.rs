@@ -81,7 +81,7 @@ id!(
     WindowId
 );
 
-/// Which verdicts a route carries.
+/// What an event was found to be: the verdict it is recorded, listed and counted with.
 #[derive(
     Debug,
     Clone,
@@ -107,10 +107,6 @@ pub enum Verdict {
     /// the cluster starting (or failover-notify's first report from a cluster already
     /// running), not as a failover. Decided on the history, never by `classify`.
     ClusterStart,
-    /// Not an event's verdict but a reminder's: the cluster is still away from its usual
-    /// node when the window of its planned failover has ended (plus its after-grace). A
-    /// route that carries it gets one reminder per such failover.
-    NotBack,
     /// The failback that brings a cluster back to its usual node after the reminder of its
     /// planned failover was due. Decided on the history, never by `classify`.
     Back,
@@ -118,40 +114,97 @@ pub enum Verdict {
 
 impl Verdict {
     /// All verdicts.
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 5] = [
         Verdict::Planned,
         Verdict::Unplanned,
         Verdict::UnknownHost,
         Verdict::ClusterStart,
-        Verdict::NotBack,
         Verdict::Back,
-    ];
-
-    /// What a route carries when it names no verdicts: every event's verdict, not the
-    /// reminder kinds `not-back` and `back`, which a route carries only when it names them
-    /// (a team whose clusters stay where they failed over wants no reminders).
-    pub const ROUTED_BY_DEFAULT: [Verdict; 4] = [
-        Verdict::Planned,
-        Verdict::Unplanned,
-        Verdict::UnknownHost,
-        Verdict::ClusterStart,
     ];
 
     /// The spelling used in config, JSON and templates.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Planned => "planned",
-            Verdict::Unplanned => "unplanned",
-            Verdict::UnknownHost => "unknown-host",
-            Verdict::ClusterStart => "cluster-start",
-            Verdict::NotBack => "not-back",
-            Verdict::Back => "back",
-        }
+        MessageKind::from(self).as_str()
     }
 
     /// The verdict spelled `name` (as [`Verdict::as_str`] spells it).
     pub fn from_name(name: &str) -> Option<Verdict> {
         Verdict::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+}
+
+/// What a message is about: the kinds a route carries (`verdicts = [...]`) and a template
+/// is written for. Each event verdict has its message; the other kinds are told about an
+/// event without being its verdict.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageKind {
+    /// A planned failover ([`Verdict::Planned`]).
+    Planned,
+    /// An unplanned failover ([`Verdict::Unplanned`]).
+    Unplanned,
+    /// A report from a host not in the inventory ([`Verdict::UnknownHost`]).
+    UnknownHost,
+    /// A cluster's first report ([`Verdict::ClusterStart`]).
+    ClusterStart,
+    /// A reminder: the cluster is still away from its usual node when the window of its
+    /// planned failover has ended (plus its after-grace). A route that carries it gets one
+    /// reminder per such failover.
+    NotBack,
+    /// The late failback ([`Verdict::Back`]).
+    Back,
+}
+
+impl MessageKind {
+    /// All kinds, in the order the config's error message names them.
+    pub const ALL: [MessageKind; 6] = [
+        MessageKind::Planned,
+        MessageKind::Unplanned,
+        MessageKind::UnknownHost,
+        MessageKind::ClusterStart,
+        MessageKind::NotBack,
+        MessageKind::Back,
+    ];
+
+    /// What a route carries when it names no verdicts: every event's verdict, not the
+    /// reminder kinds `not-back` and `back`, which a route carries only when it names them
+    /// (a team whose clusters stay where they failed over wants no reminders).
+    pub const ROUTED_BY_DEFAULT: [MessageKind; 4] = [
+        MessageKind::Planned,
+        MessageKind::Unplanned,
+        MessageKind::UnknownHost,
+        MessageKind::ClusterStart,
+    ];
+
+    /// The spelling used in config, JSON and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Planned => "planned",
+            MessageKind::Unplanned => "unplanned",
+            MessageKind::UnknownHost => "unknown-host",
+            MessageKind::ClusterStart => "cluster-start",
+            MessageKind::NotBack => "not-back",
+            MessageKind::Back => "back",
+        }
+    }
+
+    /// The kind spelled `name` (as [`MessageKind::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<MessageKind> {
+        MessageKind::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+}
+
+impl From<Verdict> for MessageKind {
+    fn from(v: Verdict) -> MessageKind {
+        match v {
+            Verdict::Planned => MessageKind::Planned,
+            Verdict::Unplanned => MessageKind::Unplanned,
+            Verdict::UnknownHost => MessageKind::UnknownHost,
+            Verdict::ClusterStart => MessageKind::ClusterStart,
+            Verdict::Back => MessageKind::Back,
+        }
     }
 }
 
@@ -311,7 +364,7 @@ pub enum ChannelKind {
         /// The enqueue URL (the EU service region has its own).
         url: String,
         /// The alert's severity for each verdict.
-        severity: [(Verdict, Severity); 6],
+        severity: [(MessageKind, Severity); 6],
     },
     /// Alertmanager's `/api/v2/alerts`: an alert per event, resolved by its failback.
     Alertmanager {
@@ -357,8 +410,8 @@ pub struct Route {
     pub customer: Option<CustomerId>,
     /// Only this cluster's events.
     pub cluster: Option<ClusterId>,
-    /// Verdicts carried.
-    pub verdicts: Vec<Verdict>,
+    /// The kinds of message carried (config: `verdicts`).
+    pub verdicts: Vec<MessageKind>,
     /// Destinations, as indexes into [`Inventory::channels`].
     pub channels: Vec<usize>,
 }

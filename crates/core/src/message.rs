@@ -72,7 +72,7 @@ pub fn context(
         }
     });
     MessageContext {
-        verdict: classification.verdict.as_str(),
+        verdict: classification.verdict.into(),
         host: classification
             .node
             .map_or_else(|| host.to_owned(), |n| inventory.node(n).name.clone()),
@@ -100,6 +100,7 @@ pub fn context(
         back_by: String::new(),
         fault: false,
         fenced: false,
+        version: MessageContext::VERSION,
     }
 }
 

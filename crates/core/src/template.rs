@@ -8,34 +8,34 @@
 use std::collections::HashMap;
 
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::inventory::{ClusterId, CustomerId, Verdict};
+use crate::inventory::{ClusterId, CustomerId, MessageKind};
 
 /// Default subjects, by verdict.
-pub const DEFAULT_SUBJECTS: [(Verdict, &str); 6] = [
+pub const DEFAULT_SUBJECTS: [(MessageKind, &str); 6] = [
     (
-        Verdict::Planned,
+        MessageKind::Planned,
         "{% if fenced %}Planned: {{ previous }} of {{ cluster }} was fenced{% elif fault %}Planned: {{ host }} of {{ cluster }} reports a fault{% else %}Planned failover: {{ cluster }} is now active on {{ host }}{% endif %}",
     ),
     (
-        Verdict::Unplanned,
+        MessageKind::Unplanned,
         "{% if fenced %}UNPLANNED: {{ previous }} of {{ cluster }} was fenced{% elif fault %}UNPLANNED: {{ host }} of {{ cluster }} reports a fault{% else %}UNPLANNED failover: {{ cluster }} is now active on {{ host }}{% endif %}",
     ),
     (
-        Verdict::UnknownHost,
+        MessageKind::UnknownHost,
         "Failover report from unknown host {{ host }}",
     ),
     (
-        Verdict::ClusterStart,
+        MessageKind::ClusterStart,
         "Cluster started: {{ cluster }} is now active on {{ host }}",
     ),
     (
-        Verdict::NotBack,
+        MessageKind::NotBack,
         "Still not back: {{ cluster }} is on {{ host }} after its maintenance window",
     ),
     (
-        Verdict::Back,
+        MessageKind::Back,
         "Back: {{ cluster }} is active on {{ host }} again",
     ),
 ];
@@ -44,20 +44,22 @@ pub const DEFAULT_SUBJECTS: [(Verdict, &str); 6] = [
 pub const SMS_MAX: usize = 140;
 
 /// Default SMS texts, by verdict: who is active now, since when, and why.
-pub fn default_sms(verdict: Verdict) -> &'static str {
+pub fn default_sms(verdict: MessageKind) -> &'static str {
     match verdict {
-        Verdict::Planned => {
+        MessageKind::Planned => {
             "{% if fenced %}Planned: {{ previous }} of {{ cluster }} fenced at {{ at }} ({{ window.name }}){% elif fault %}Planned: {{ host }} of {{ cluster }} in fault since {{ at }} ({{ window.name }}){% else %}Planned failover {{ cluster }}: now on {{ host }} since {{ at }} ({{ window.name }}){% if flapping %}, flapping{% endif %}{% endif %}"
         }
-        Verdict::Unplanned => {
+        MessageKind::Unplanned => {
             "{% if fenced %}UNPLANNED: {{ previous }} of {{ cluster }} fenced at {{ at }}{% elif fault %}UNPLANNED: {{ host }} of {{ cluster }} in fault since {{ at }}{% else %}UNPLANNED failover {{ cluster }}: now on {{ host }} since {{ at }}{% if flapping %}, flapping{% endif %}{% if failback %}, a failback{% endif %}{% endif %}"
         }
-        Verdict::UnknownHost => "Failover report from unknown host {{ host }} at {{ at }}",
-        Verdict::ClusterStart => "Cluster {{ cluster }} started on {{ host }} at {{ at }}",
-        Verdict::NotBack => {
+        MessageKind::UnknownHost => "Failover report from unknown host {{ host }} at {{ at }}",
+        MessageKind::ClusterStart => "Cluster {{ cluster }} started on {{ host }} at {{ at }}",
+        MessageKind::NotBack => {
             "STILL NOT BACK {{ cluster }}: on {{ host }} after its window, expected on {{ usual }} by {{ back_by }}"
         }
-        Verdict::Back => "Back: {{ cluster }} on {{ host }} again since {{ at }}, after its window",
+        MessageKind::Back => {
+            "Back: {{ cluster }} on {{ host }} again since {{ at }}, after its window"
+        }
     }
 }
 
@@ -95,32 +97,32 @@ const LAST_LINES: &str = "\n\nPlease reach out to your Support Team if you notic
 issues in the meantime.\n\nThis is an automated message.";
 
 /// Default bodies, by verdict. The first sentence is the original's.
-pub fn default_body(verdict: Verdict) -> String {
+pub fn default_body(verdict: MessageKind) -> String {
     let head = match verdict {
-        Verdict::Planned => {
+        MessageKind::Planned => {
             "{FAILED_OVER}\n\n\
 This was likely due to patching: it happened at {{ at }} ({{ time_zone }}), inside the \
 maintenance window \"{{ window.name }}\" of {{ window.owner }} ({{ window.start }} to \
 {{ window.end }}, {{ window.time_zone }}).  DevOps will follow up during regular business hours \
 to verify."
         }
-        Verdict::Unplanned => {
+        MessageKind::Unplanned => {
             "{FAILED_OVER}\n\n\
 There was no known patching causing this event: no maintenance window of {{ cluster }} was open \
 at {{ at }} ({{ time_zone }}).  DevOps will investigate."
         }
-        Verdict::UnknownHost => {
+        MessageKind::UnknownHost => {
             "A failover report arrived at {{ at }} ({{ time_zone }}) from {{ host }}, which is \
 not in the inventory.  Add the host to a cluster, or find out what sends reports with this API \
 key."
         }
-        Verdict::ClusterStart => {
+        MessageKind::ClusterStart => {
             "Server {{ host }} became the active host of {{ cluster }} at {{ at }} ({{ time_zone }}).\n\n\
 This is the first report from {{ cluster }}, so it is taken as the cluster starting, not as a \
 failover.  If {{ cluster }} was already running on another node before, this was a failover: \
 check why."
         }
-        Verdict::NotBack => {
+        MessageKind::NotBack => {
             "{{ cluster }} failed over to {{ host }} at {{ at }}, inside the \
 maintenance window \"{{ window.name }}\" of {{ window.owner }} ({{ window.start }} to \
 {{ window.end }}, {{ window.time_zone }}).\n\n\
@@ -129,7 +131,7 @@ That window has ended and {{ cluster }} is still running on {{ host }}, not on i
 {{ usual }} is finished and fail the cluster back, or tell DevOps why it stays on {{ host }}.\n\n\
 A message follows when {{ cluster }} is back on {{ usual }}."
         }
-        Verdict::Back => {
+        MessageKind::Back => {
             "{{ cluster }} failed back to {{ host }} at {{ at }} ({{ time_zone }}).  It had run on \
 {{ previous }} since the planned failover at {{ failback_of }}, and was expected back by \
 {{ back_by }}: the reminder that it was not back has been sent.  Nothing more to do unless \
@@ -139,7 +141,7 @@ A message follows when {{ cluster }} is back on {{ usual }}."
     let head = head.replace("{FAILED_OVER}", FAILED_OVER);
     let history = match verdict {
         // They follow a failover already told: the history would repeat it.
-        Verdict::NotBack | Verdict::Back => "",
+        MessageKind::NotBack | MessageKind::Back => "",
         _ => HISTORY,
     };
     format!("{head}{history}{LAST_LINES}")
@@ -157,7 +159,8 @@ pub enum Scope {
 }
 
 /// The window part of a message's context.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WindowContext {
     /// Window name.
     pub name: String,
@@ -171,11 +174,19 @@ pub struct WindowContext {
     pub time_zone: String,
 }
 
-/// Everything a template can use.
-#[derive(Debug, Clone, Serialize)]
+/// Everything a template can use, stored with the event as it was when the event was
+/// decided, so that a message sent later (a retry, a reminder) tells what was known then.
+///
+/// Stored as JSON (a column, or the DynamoDB item). A field added later takes its default
+/// when a row written before it is read (`#[serde(default)]`), and members this release does
+/// not know are ignored; [`MessageContext::VERSION`] is written with each context so a later
+/// release can tell the shapes apart should a field ever change its meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MessageContext {
-    /// `planned`, `unplanned`, `unknown-host`.
-    pub verdict: &'static str,
+    /// The message kind: `planned`, `unplanned`, `unknown-host`, `cluster-start`, `back`
+    /// (an event's own verdict), or `not-back` for its reminder.
+    pub verdict: MessageKind,
     /// The host that reported (the new active node).
     pub host: String,
     /// The node that was active before, or a phrase naming the other nodes.
@@ -217,6 +228,59 @@ pub struct MessageContext {
     pub fault: bool,
     /// The cluster fenced `previous` (powered it off or rebooted it), as `host` saw.
     pub fenced: bool,
+    /// The shape's version ([`MessageContext::VERSION`]); 0 for a context stored before
+    /// it was written.
+    pub version: u32,
+}
+
+impl MessageContext {
+    /// The version of this shape, written with every context.
+    pub const VERSION: u32 = 1;
+
+    /// A context as stored: a JSON object, members missing from it (written by an older
+    /// release) at their defaults, members this release does not know ignored; `null` (what
+    /// an early release wrote when it could not serialise one) is the default context.
+    ///
+    /// # Errors
+    /// Not JSON, or a member of the wrong type.
+    pub fn from_json(json: &str) -> Result<MessageContext, serde_json::Error> {
+        serde_json::from_str::<Option<MessageContext>>(json).map(Option::unwrap_or_default)
+    }
+
+    /// The context as stored: a JSON object.
+    pub fn to_json(&self) -> String {
+        // Strings, numbers, booleans and lists of them: serialising cannot fail, and `{}`
+        // would read back as the default context.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+impl Default for MessageContext {
+    fn default() -> Self {
+        MessageContext {
+            verdict: MessageKind::Unplanned,
+            host: String::new(),
+            previous: String::new(),
+            cluster: String::new(),
+            customer: String::new(),
+            nodes: Vec::new(),
+            at: String::new(),
+            at_utc: String::new(),
+            time_zone: String::new(),
+            window: None,
+            flapping: false,
+            flapping_count: 0,
+            flapping_within: String::new(),
+            failback: false,
+            failback_of: String::new(),
+            failback_of_event: String::new(),
+            usual: String::new(),
+            back_by: String::new(),
+            fault: false,
+            fenced: false,
+            version: 0,
+        }
+    }
 }
 
 /// A rendered message.
@@ -245,7 +309,7 @@ pub struct TemplateError {
 #[derive(Debug, Clone)]
 pub struct Templates {
     env: Environment<'static>,
-    present: HashMap<(Scope, Verdict, Part), String>,
+    present: HashMap<(Scope, MessageKind, Part), String>,
 }
 
 /// Subject, body or SMS text.
@@ -302,7 +366,7 @@ impl Templates {
     pub fn add(
         &mut self,
         scope: Scope,
-        verdict: Verdict,
+        verdict: MessageKind,
         part: Part,
         source: String,
     ) -> Result<(), TemplateError> {
@@ -328,7 +392,7 @@ impl Templates {
 
     fn name_for(
         &self,
-        verdict: Verdict,
+        verdict: MessageKind,
         part: Part,
         cluster: Option<ClusterId>,
         customer: Option<CustomerId>,
@@ -353,7 +417,7 @@ impl Templates {
     pub fn render<C: Serialize>(
         &self,
         ctx: &C,
-        verdict: Verdict,
+        verdict: MessageKind,
         cluster: Option<ClusterId>,
         customer: Option<CustomerId>,
     ) -> Result<Message, TemplateError> {
@@ -376,9 +440,9 @@ impl Templates {
 }
 
 /// A context with every field set, used to check templates when they are loaded.
-pub fn sample_context(verdict: Verdict) -> MessageContext {
+pub fn sample_context(verdict: MessageKind) -> MessageContext {
     MessageContext {
-        verdict: verdict.as_str(),
+        verdict,
         host: "cluster01-b".into(),
         previous: "cluster01-a".into(),
         cluster: "cluster01".into(),
@@ -387,12 +451,14 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         at: "2026-12-09 22:14:03 CET".into(),
         at_utc: "2026-12-09T21:14:03Z".into(),
         time_zone: "Europe/Berlin".into(),
-        window: matches!(verdict, Verdict::Planned | Verdict::NotBack).then(|| WindowContext {
-            name: "patch-b".into(),
-            owner: "cluster01-b".into(),
-            start: "2026-12-09 22:00".into(),
-            end: "2026-12-10 02:00".into(),
-            time_zone: "Europe/Berlin".into(),
+        window: matches!(verdict, MessageKind::Planned | MessageKind::NotBack).then(|| {
+            WindowContext {
+                name: "patch-b".into(),
+                owner: "cluster01-b".into(),
+                start: "2026-12-09 22:00".into(),
+                end: "2026-12-10 02:00".into(),
+                time_zone: "Europe/Berlin".into(),
+            }
         }),
         flapping: true,
         flapping_count: 3,
@@ -404,12 +470,48 @@ pub fn sample_context(verdict: Verdict) -> MessageContext {
         back_by: "2026-12-10 02:30:00 CET".into(),
         fault: false,
         fenced: false,
+        version: MessageContext::VERSION,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A planned failover's context exactly as the release before typed contexts stored it
+    /// (no `version`), and the shapes an older or a newer row may take.
+    #[test]
+    fn stored_contexts_of_earlier_releases_read() {
+        let stored = r#"{"verdict":"planned","host":"db2","previous":"db1","cluster":"db","customer":"acme","nodes":["db1","db2"],"at":"2026-12-09 22:14:03 CET","at_utc":"2026-12-09T21:14:03Z","time_zone":"Europe/Berlin","window":{"name":"patch","owner":"ops","start":"22:00","end":"23:00","time_zone":"Europe/Berlin"},"flapping":false,"flapping_count":3,"flapping_within":"30m","failback":false,"failback_of":"","failback_of_event":"","usual":"db1","back_by":"2026-12-09 23:30:00 CET","fault":false,"fenced":false}"#;
+        let c = MessageContext::from_json(stored).expect("reads");
+        assert_eq!(
+            (c.verdict, c.host.as_str(), c.usual.as_str(), c.version),
+            (MessageKind::Planned, "db2", "db1", 0)
+        );
+        assert_eq!(c.window.as_ref().map(|w| w.name.as_str()), Some("patch"));
+        // Written again, it reads back the same, now with its version.
+        let again = MessageContext {
+            version: MessageContext::VERSION,
+            ..c.clone()
+        };
+        assert_eq!(
+            MessageContext::from_json(&again.to_json()).ok(),
+            Some(again)
+        );
+        // A member missing (an older row) is its default; one unknown (a newer row) ignored.
+        let c = MessageContext::from_json(r#"{"verdict":"unplanned","host":"a","added_later":1}"#)
+            .expect("reads");
+        assert_eq!((c.host.as_str(), c.fenced, c.window), ("a", false, None));
+        assert_eq!(
+            MessageContext::from_json("null").ok(),
+            Some(MessageContext::default())
+        );
+        assert!(
+            MessageContext::from_json(r#"{"host": 7}"#).is_err(),
+            "a wrong type"
+        );
+        assert!(MessageContext::from_json("").is_err(), "not JSON");
+    }
 
     #[test]
     fn an_sms_is_one_line_of_at_most_one_segment() {

@@ -2,7 +2,7 @@
 
 use failover_core::classify::{WindowRef, classify};
 use failover_core::config;
-use failover_core::inventory::{CustomerId, Inventory, Verdict};
+use failover_core::inventory::{CustomerId, Inventory, MessageKind, Verdict};
 use failover_core::template::{MessageContext, sample_context};
 use failover_core::window::{Grace, Length, MaintenanceWindow, Owner, Schedule};
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
@@ -202,8 +202,8 @@ fn default_messages_keep_the_original_wording_corrected() {
     let planned = inv
         .templates
         .render(
-            &sample_context(Verdict::Planned),
-            Verdict::Planned,
+            &sample_context(MessageKind::Planned),
+            MessageKind::Planned,
             None,
             None,
         )
@@ -227,11 +227,11 @@ fn default_messages_keep_the_original_wording_corrected() {
         flapping: false,
         failback: false,
         window: None,
-        ..sample_context(Verdict::Unplanned)
+        ..sample_context(MessageKind::Unplanned)
     };
     let unplanned = inv
         .templates
-        .render(&ctx, Verdict::Unplanned, None, None)
+        .render(&ctx, MessageKind::Unplanned, None, None)
         .expect("renders");
     insta::assert_snapshot!(format!("{}\n---\n{}", unplanned.subject, unplanned.body), @r#"
     UNPLANNED failover: cluster01 is now active on cluster01-b
@@ -259,10 +259,10 @@ fn cluster_templates_override_customer_and_global() {
         .unwrap_or_else(|e| panic!("{}", config::render_errors("t.toml", &src, &e)));
     let web = inv.find_cluster("web");
     let db = inv.find_cluster("db");
-    let ctx = sample_context(Verdict::Unplanned);
+    let ctx = sample_context(MessageKind::Unplanned);
     let subject = |c| {
         inv.templates
-            .render(&ctx, Verdict::Unplanned, c, None)
+            .render(&ctx, MessageKind::Unplanned, c, None)
             .expect("renders")
             .subject
     };

@@ -80,12 +80,13 @@ fn large_inventory_is_parsed_like_one_document() {
     assert_eq!(inv.customers.len(), 2);
     let last = inv.find_cluster("last").expect("last cluster");
     assert!(inv.find_cluster("not-a-cluster").is_none());
-    let ctx = failover_core::template::sample_context(failover_core::inventory::Verdict::Unplanned);
+    let ctx =
+        failover_core::template::sample_context(failover_core::inventory::MessageKind::Unplanned);
     let msg = inv
         .templates
         .render(
             &ctx,
-            failover_core::inventory::Verdict::Unplanned,
+            failover_core::inventory::MessageKind::Unplanned,
             Some(last),
             inv.cluster(last).customer,
         )

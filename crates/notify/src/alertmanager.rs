@@ -65,13 +65,12 @@ impl Alertmanager {
     /// # Errors
     /// [`DeliveryError`] when no Alertmanager took it: retryable when one of them may yet.
     pub async fn send(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
-        let undoes = context(msg, "failback_of_event");
+        let resolves = msg.resolves();
         let mut errors = Vec::new();
         for url in &self.urls {
-            let sent = if undoes.is_empty() {
-                self.post(url, &json!([self.alert(msg)])).await
-            } else {
-                self.resolve(url, undoes, msg).await
+            let sent = match resolves {
+                None => self.post(url, &json!([self.alert(msg)])).await,
+                Some((undoes, ends)) => self.resolve(url, undoes, ends).await,
             };
             if let Err(e) = sent {
                 errors.push(e);
@@ -88,17 +87,17 @@ impl Alertmanager {
     fn alert(&self, msg: &Outgoing) -> Value {
         let mut labels = Map::new();
         labels.insert("alertname".into(), ALERTNAME.into());
-        for (label, key) in [
-            ("cluster", "cluster"),
-            ("customer", "customer"),
-            ("active", "host"),
+        for (label, value) in [
+            ("cluster", &msg.context.cluster),
+            ("customer", &msg.context.customer),
+            ("active", &msg.context.host),
         ] {
             // Alertmanager takes an empty label as no label; leave it out.
-            if !context(msg, key).is_empty() {
-                labels.insert(label.into(), context(msg, key).into());
+            if !value.is_empty() {
+                labels.insert(label.into(), value.as_str().into());
             }
         }
-        labels.insert("verdict".into(), msg.verdict.clone().into());
+        labels.insert("verdict".into(), msg.verdict.as_str().into());
         labels.insert("event".into(), msg.event.clone().into());
         for (k, v) in &self.labels {
             labels.insert(k.clone(), v.clone().into());
@@ -109,7 +108,7 @@ impl Alertmanager {
         });
         // Without a time (never so for an event), Alertmanager stamps its own and ends the
         // alert after its `resolve_timeout`.
-        if let Ok(starts) = context(msg, "at_utc").parse::<Timestamp>() {
+        if let Some(starts) = msg.at() {
             let ends = starts
                 .checked_add(self.resolve_after)
                 .unwrap_or(Timestamp::MAX);
@@ -122,9 +121,14 @@ impl Alertmanager {
         alert
     }
 
-    /// Ends, on the Alertmanager at `url`, the alerts of event `undoes` at the failback's
-    /// time.
-    async fn resolve(&self, url: &str, undoes: &str, msg: &Outgoing) -> Result<(), DeliveryError> {
+    /// Ends, on the Alertmanager at `url`, the alerts of event `undoes` at `ends` (the
+    /// failback's time, or when the resolve was added).
+    async fn resolve(
+        &self,
+        url: &str,
+        undoes: &str,
+        ends: Option<Timestamp>,
+    ) -> Result<(), DeliveryError> {
         let response = self
             .client
             .get(format!("{url}/api/v2/alerts"))
@@ -147,12 +151,11 @@ impl Alertmanager {
             // Resolved already, expired, or never taken by this one: nothing to end.
             return Ok(());
         }
-        let ends = context(msg, "at_utc");
-        if ends.is_empty() {
+        let Some(ends) = ends.map(|t| t.to_string()) else {
             return Err(DeliveryError::permanent(
                 "the failback has no time to end its alert at",
             ));
-        }
+        };
         let ended: Vec<Value> = found
             .into_iter()
             .map(|a| {
@@ -192,10 +195,6 @@ impl Alertmanager {
     }
 }
 
-fn context<'a>(msg: &'a Outgoing, key: &str) -> &'a str {
-    msg.context.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 fn network(url: &str, e: reqwest::Error) -> DeliveryError {
     DeliveryError::retryable(format!(
         "{}: {}",
@@ -227,6 +226,9 @@ fn worst(errors: Vec<DeliveryError>) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Intent;
+    use failover_core::inventory::MessageKind;
+    use failover_core::template::MessageContext;
 
     fn am() -> Alertmanager {
         Alertmanager::new(
@@ -239,10 +241,12 @@ mod tests {
     }
 
     fn msg(context: Value) -> Outgoing {
+        let context: MessageContext = serde_json::from_value(context).unwrap_or_default();
         Outgoing {
             delivery: 1,
             event: "7".into(),
-            verdict: "unplanned".into(),
+            verdict: MessageKind::Unplanned,
+            intent: Intent::of_event(&context),
             subject: "s".into(),
             body: "b".into(),
             sms: String::new(),

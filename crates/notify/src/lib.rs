@@ -23,18 +23,24 @@ pub mod pagerduty;
 pub mod sns;
 pub mod webhook;
 
-use failover_core::inventory::{Channel, ChannelKind};
+use failover_core::inventory::{Channel, ChannelKind, MessageKind};
+use failover_core::template::MessageContext;
+use jiff::Timestamp;
 use serde::Serialize;
 
-/// One message to send.
+/// One message to send. Serialized, it is the body of a `generic` webhook and a `log`
+/// channel's line: `delivery`, `event`, `verdict`, `subject`, `body`, `context`, `link`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outgoing {
     /// Delivery id (a log line carries it so a restart can tell it was written).
     pub delivery: i64,
     /// Event id.
     pub event: String,
-    /// `planned`, `unplanned`, `unknown-host` or `cluster-start`.
-    pub verdict: String,
+    /// What the message is about: the event's verdict, or `not-back` for its reminder.
+    pub verdict: MessageKind,
+    /// What a channel that raises alerts does with it.
+    #[serde(skip)]
+    pub intent: Intent,
     /// Rendered subject.
     pub subject: String,
     /// Rendered body.
@@ -43,10 +49,65 @@ pub struct Outgoing {
     #[serde(skip)]
     pub sms: String,
     /// The template context: cluster, nodes, window, times.
-    pub context: serde_json::Value,
+    pub context: MessageContext,
     /// The event's page on the dashboard, when `[server] public_url` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+}
+
+/// What a message asks of a channel that raises alerts (a pager, an Alertmanager); the
+/// others send every message alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// An event's own message: raise an alert keyed by the event.
+    Alert,
+    /// A failback's message: end the alert of the event it undoes, at the failback's time.
+    Failback {
+        /// The event the failback undoes.
+        undoes: String,
+    },
+    /// The `not-back` reminder of the event: raise the alert again.
+    Reminder,
+    /// End the event's own alert at `at` (an ad-hoc window explained it after the fact; a
+    /// test alert).
+    Resolve {
+        /// When the alert ends.
+        at: Timestamp,
+    },
+    /// `notify test`'s message: no event behind it, no time of its own.
+    Test,
+}
+
+impl Intent {
+    /// The intent of an event's own message: a failback's ends the alert of the event it
+    /// undoes (the context's `failback_of_event`), any other raises one.
+    pub fn of_event(context: &MessageContext) -> Intent {
+        if context.failback_of_event.is_empty() {
+            Intent::Alert
+        } else {
+            Intent::Failback {
+                undoes: context.failback_of_event.clone(),
+            }
+        }
+    }
+}
+
+impl Outgoing {
+    /// The event whose alert this message ends, and when, or `None` when it raises one. A
+    /// failback ends its undone event's alert at the failback's time (`at_utc`); `None`
+    /// for the time when the context has none.
+    pub fn resolves(&self) -> Option<(&str, Option<Timestamp>)> {
+        match &self.intent {
+            Intent::Failback { undoes } => Some((undoes, self.at())),
+            Intent::Resolve { at } => Some((&self.event, Some(*at))),
+            Intent::Alert | Intent::Reminder | Intent::Test => None,
+        }
+    }
+
+    /// When the event happened (the context's `at_utc`), `None` for a test message.
+    pub fn at(&self) -> Option<Timestamp> {
+        self.context.at_utc.parse().ok()
+    }
 }
 
 /// A failed attempt: whether trying again may help, and why, with every URL in the message

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use failover_core::inventory::{Secret, Severity, Verdict, redact_url};
+use failover_core::inventory::{MessageKind, Secret, Severity, redact_url};
 use serde_json::{Map, Value, json};
 
 use crate::webhook::resolve;
@@ -23,7 +23,7 @@ pub struct PagerDuty {
     client: reqwest::Client,
     url: String,
     routing_key: String,
-    severity: [(Verdict, Severity); 6],
+    severity: [(MessageKind, Severity); 6],
 }
 
 impl std::fmt::Debug for PagerDuty {
@@ -43,7 +43,7 @@ impl PagerDuty {
     pub fn new(
         routing_key: &Secret,
         url: &str,
-        severity: [(Verdict, Severity); 6],
+        severity: [(MessageKind, Severity); 6],
         timeout: Duration,
     ) -> Result<PagerDuty, String> {
         let routing_key = resolve(routing_key, "the routing key")?;
@@ -95,58 +95,62 @@ impl PagerDuty {
 
     /// The Events API v2 request for `msg`.
     fn body(&self, msg: &Outgoing) -> Value {
-        let ctx = |k: &str| msg.context.get(k).and_then(Value::as_str).unwrap_or("");
-        let undoes = ctx("failback_of_event");
-        if !undoes.is_empty() {
+        if let Some((undoes, _)) = msg.resolves() {
             return json!({
                 "routing_key": self.routing_key,
                 "event_action": "resolve",
                 "dedup_key": undoes,
             });
         }
+        let ctx = &msg.context;
         let severity = self
             .severity
             .iter()
-            .find(|(v, _)| v.as_str() == msg.verdict)
+            .find(|(v, _)| *v == msg.verdict)
             .map_or(Severity::Critical, |(_, s)| *s);
         let mut payload = Map::new();
         payload.insert("summary".into(), summary(&msg.subject).into());
-        let source = [ctx("host"), ctx("cluster")]
+        let source = [&ctx.host, &ctx.cluster]
             .into_iter()
             .find(|s| !s.is_empty())
-            .unwrap_or("failover-notify");
+            .map_or("failover-notify", String::as_str);
         payload.insert("source".into(), source.into());
         payload.insert("severity".into(), severity.as_str().into());
-        for (field, key) in [
-            ("timestamp", "at_utc"),
-            ("component", "cluster"),
-            ("group", "customer"),
-        ] {
-            if !ctx(key).is_empty() {
-                payload.insert(field.into(), ctx(key).into());
+        let present = |map: &mut Map<String, Value>, fields: &[(&str, &String)]| {
+            for (field, value) in fields {
+                if !value.is_empty() {
+                    map.insert((*field).into(), value.as_str().into());
+                }
             }
-        }
-        payload.insert("class".into(), msg.verdict.clone().into());
+        };
+        present(
+            &mut payload,
+            &[
+                ("timestamp", &ctx.at_utc),
+                ("component", &ctx.cluster),
+                ("group", &ctx.customer),
+            ],
+        );
+        payload.insert("class".into(), msg.verdict.as_str().into());
         let mut details = Map::new();
         details.insert("body".into(), msg.body.clone().into());
-        details.insert("verdict".into(), msg.verdict.clone().into());
+        details.insert("verdict".into(), msg.verdict.as_str().into());
         details.insert("event".into(), msg.event.clone().into());
-        for (field, key) in [
-            ("cluster", "cluster"),
-            ("customer", "customer"),
-            ("active", "host"),
-            ("previous", "previous"),
-            ("at", "at"),
-            ("time_zone", "time_zone"),
-        ] {
-            if !ctx(key).is_empty() {
-                details.insert(field.into(), ctx(key).into());
-            }
+        present(
+            &mut details,
+            &[
+                ("cluster", &ctx.cluster),
+                ("customer", &ctx.customer),
+                ("active", &ctx.host),
+                ("previous", &ctx.previous),
+                ("at", &ctx.at),
+                ("time_zone", &ctx.time_zone),
+            ],
+        );
+        if let Some(w) = &ctx.window {
+            details.insert("window".into(), json!(w));
         }
-        if let Some(w) = msg.context.get("window").filter(|w| w.is_object()) {
-            details.insert("window".into(), w.clone());
-        }
-        if msg.context.get("flapping").and_then(Value::as_bool) == Some(true) {
+        if ctx.flapping {
             details.insert("flapping".into(), true.into());
         }
         payload.insert("custom_details".into(), details.into());
@@ -178,18 +182,20 @@ fn summary(subject: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Intent;
+    use failover_core::template::MessageContext;
 
     fn pd() -> PagerDuty {
         PagerDuty::new(
             &Secret::Inline("R0UTINGKEY0000000000000000000000".into()),
             "http://127.0.0.1:9/v2/enqueue",
             [
-                (Verdict::Unplanned, Severity::Critical),
-                (Verdict::UnknownHost, Severity::Warning),
-                (Verdict::Planned, Severity::Info),
-                (Verdict::ClusterStart, Severity::Error),
-                (Verdict::NotBack, Severity::Warning),
-                (Verdict::Back, Severity::Info),
+                (MessageKind::Unplanned, Severity::Critical),
+                (MessageKind::UnknownHost, Severity::Warning),
+                (MessageKind::Planned, Severity::Info),
+                (MessageKind::ClusterStart, Severity::Error),
+                (MessageKind::NotBack, Severity::Warning),
+                (MessageKind::Back, Severity::Info),
             ],
             Duration::from_secs(1),
         )
@@ -197,10 +203,12 @@ mod tests {
     }
 
     fn msg(verdict: &str, subject: &str, context: Value) -> Outgoing {
+        let context: MessageContext = serde_json::from_value(context).unwrap_or_default();
         Outgoing {
             delivery: 3,
             event: "41".into(),
-            verdict: verdict.into(),
+            verdict: MessageKind::from_name(verdict).expect("a kind"),
+            intent: Intent::of_event(&context),
             subject: subject.into(),
             body: "b".into(),
             sms: String::new(),

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use failover_core::inventory::{Secret, WebhookFormat, redact_url};
+use failover_core::inventory::{MessageKind, Secret, WebhookFormat, redact_url};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -116,12 +116,12 @@ impl Webhook {
                 "summary": msg.subject,
                 "title": msg.subject,
                 "text": msg.body,
-                "themeColor": colour_hex(&msg.verdict),
+                "themeColor": colour_hex(msg.verdict),
             }),
             WebhookFormat::Mattermost => json!({
                 "attachments": [{
                     "fallback": msg.subject,
-                    "color": format!("#{}", colour_hex(&msg.verdict)),
+                    "color": format!("#{}", colour_hex(msg.verdict)),
                     "title": msg.subject,
                     "text": msg.body,
                 }],
@@ -162,12 +162,12 @@ impl Webhook {
 
 /// The colour of a verdict, as hex RGB: green planned or back, blue a cluster start, amber
 /// a not-back reminder, red otherwise.
-fn colour_hex(verdict: &str) -> &'static str {
+fn colour_hex(verdict: MessageKind) -> &'static str {
     match verdict {
-        "planned" | "back" => "2EB886",
-        "cluster-start" => "0078D7",
-        "not-back" => "E8A317",
-        _ => "D00000",
+        MessageKind::Planned | MessageKind::Back => "2EB886",
+        MessageKind::ClusterStart => "0078D7",
+        MessageKind::NotBack => "E8A317",
+        MessageKind::Unplanned | MessageKind::UnknownHost => "D00000",
     }
 }
 
@@ -184,9 +184,9 @@ pub fn threaded(url: &str) -> String {
 
 /// One thread per cluster (an unknown host's message threads with its event).
 fn thread_key(msg: &Outgoing) -> String {
-    match msg.context.get("cluster").and_then(Value::as_str) {
-        Some(c) if !c.is_empty() => format!("failover-notify-{c}"),
-        _ => format!("failover-notify-event-{}", msg.event),
+    match msg.context.cluster.as_str() {
+        "" => format!("failover-notify-event-{}", msg.event),
+        c => format!("failover-notify-{c}"),
     }
 }
 
@@ -206,7 +206,7 @@ pub fn google_chat_card(msg: &Outgoing) -> Value {
             "card": {
                 "header": {
                     "title": msg.subject,
-                    "subtitle": format!("{} · event {}", msg.verdict, msg.event),
+                    "subtitle": format!("{} · event {}", msg.verdict.as_str(), msg.event),
                 },
                 "sections": [{ "widgets": [{ "textParagraph": { "text": escaped } }] }],
             },
@@ -219,11 +219,11 @@ pub fn google_chat_card(msg: &Outgoing) -> Value {
 /// coloured by verdict (green planned or back, blue a cluster start, amber a not-back
 /// reminder, red otherwise), the body one wrapped text block per paragraph.
 pub fn adaptive_card(msg: &Outgoing) -> Value {
-    let colour = match msg.verdict.as_str() {
-        "planned" | "back" => "Good",
-        "cluster-start" => "Accent",
-        "not-back" => "Warning",
-        _ => "Attention",
+    let colour = match msg.verdict {
+        MessageKind::Planned | MessageKind::Back => "Good",
+        MessageKind::ClusterStart => "Accent",
+        MessageKind::NotBack => "Warning",
+        MessageKind::Unplanned | MessageKind::UnknownHost => "Attention",
     };
     let mut body = vec![json!({
         "type": "TextBlock",
@@ -258,16 +258,22 @@ pub fn adaptive_card(msg: &Outgoing) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Intent;
+    use failover_core::template::MessageContext;
 
     fn outgoing(verdict: &str, cluster: Option<&str>) -> Outgoing {
         Outgoing {
             delivery: 7,
             event: "42".into(),
-            verdict: verdict.into(),
+            verdict: MessageKind::from_name(verdict).expect("a kind"),
+            intent: Intent::Alert,
             subject: "UNPLANNED failover: db".into(),
             body: "db1 <failed>\nover & out".into(),
             sms: String::new(),
-            context: cluster.map_or(Value::Null, |c| json!({ "cluster": c })),
+            context: MessageContext {
+                cluster: cluster.unwrap_or_default().to_owned(),
+                ..MessageContext::default()
+            },
             link: None,
         }
     }
@@ -301,11 +307,12 @@ mod tests {
             let card = adaptive_card(&Outgoing {
                 delivery: 1,
                 event: "1".into(),
-                verdict: verdict.into(),
+                verdict: MessageKind::from_name(verdict).expect("a kind"),
+                intent: Intent::Alert,
                 subject: "s".into(),
                 body: "b".into(),
                 sms: String::new(),
-                context: Value::Null,
+                context: MessageContext::default(),
                 link: None,
             });
             card["attachments"][0]["content"]["body"][0]["color"].clone()

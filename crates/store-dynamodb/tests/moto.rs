@@ -123,7 +123,7 @@ fn new_event_fields(at: &str, channels: &[&str]) -> NewEvent {
         flapping: false,
         failback_of: None,
         classification: serde_json::json!({"verdict": "unplanned"}),
-        context: serde_json::json!({}),
+        context: failover_store::MessageContext::default(),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
         back_by: None,
         reminders: Vec::new(),

@@ -34,10 +34,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use failover_store::{
-    Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
-    EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Pruned, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind,
-    Verdict, event_number, numbered_event,
+    Action, Decide, Decision, DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery,
+    EventDetail, EventId, EventQuery, History, HistoryEvent, Lease, Maintenance, MessageContext,
+    NewEvent, NewMaintenance, NewReport, Outcome, Pruned, Recorded, Session, Store, StoreError,
+    StoredEvent, StoredReport, TargetKind, Verdict, event_number, numbered_event,
 };
 
 pub use url::{UrlError, redacted};
@@ -141,6 +141,14 @@ fn row_state(s: String) -> Result<DeliveryState, StoreError> {
 fn row_verdict(s: String) -> Result<Verdict, StoreError> {
     Verdict::from_name(&s).ok_or(StoreError::Corrupt {
         what: "verdict",
+        value: s,
+    })
+}
+
+/// A stored message context ([`MessageContext::from_json`]).
+fn row_context(s: String) -> Result<MessageContext, StoreError> {
+    MessageContext::from_json(&s).map_err(|_| StoreError::Corrupt {
+        what: "context",
         value: s,
     })
 }
@@ -310,7 +318,7 @@ fn event_row(r: &Row) -> Result<StoredEvent, StoreError> {
             flapping: r.get(8),
             failback_of: r.get::<_, Option<i64>>(9).map(numbered_event),
             classification: row_json("classification", r.get(10))?,
-            context: row_json("context", r.get(11))?,
+            context: row_context(r.get(11))?,
             channels: row_json("channels", r.get(12))?,
             back_by: r.get::<_, Option<i64>>(14).map(row_ts).transpose()?,
             reminders: row_json("reminders", r.get(15))?,
@@ -462,7 +470,7 @@ fn event_params(e: &NewEvent) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, Store
         Box::new(e.flapping),
         Box::new(e.failback_of.as_ref().map(event_number).transpose()?),
         Box::new(e.classification.to_string()),
-        Box::new(e.context.to_string()),
+        Box::new(e.context.to_json()),
         Box::new(serde_json::to_string(&e.channels).unwrap_or_else(|_| "[]".into())),
     ])
 }
@@ -866,15 +874,11 @@ fn claimed(rows: &[Row]) -> Result<Vec<DueDelivery>, StoreError> {
                     attempts: count(r.get(2)),
                     created_at: row_ts(r.get(3))?,
                     event: numbered_event(r.get(4)),
-                    verdict: if r.get(10) {
-                        Verdict::NotBack
-                    } else {
-                        row_verdict(r.get(5))?
-                    },
+                    verdict: row_verdict(r.get(5))?,
+                    kind: DeliveryKind::from_flags(r.get(10), r.get(11)),
                     cluster: r.get(6),
                     customer: r.get(7),
-                    context: row_json("context", r.get(8))?,
-                    resolve: r.get(11),
+                    context: row_context(r.get(8))?,
                 },
             ))
         })

@@ -46,7 +46,7 @@ fn merge_or_new(cluster: &str) -> Decide {
             flapping: false,
             failback_of: None,
             classification: serde_json::json!({}),
-            context: serde_json::json!({}),
+            context: failover_store::MessageContext::default(),
             channels: vec!["log".into()],
             back_by: None,
             reminders: Vec::new(),

@@ -79,7 +79,10 @@ async fn main() {
                     flapping: false,
                     failback_of: None,
                     classification: serde_json::json!({"verdict": "unplanned", "host": format!("{cluster}-a")}),
-                    context: serde_json::json!({"cluster": cluster}),
+                    context: failover_store::MessageContext {
+                        cluster: cluster.clone(),
+                        ..Default::default()
+                    },
                     channels: vec!["sns".into()],
                     back_by: None,
                     reminders: Vec::new(),

@@ -14,10 +14,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use failover_store::{
-    Action, Decide, Decision, DeliveryState, DeliveryStatus, DueDelivery, EventDetail, EventId,
-    EventQuery, History, HistoryEvent, Lease, Maintenance, NewEvent, NewMaintenance, NewReport,
-    Outcome, Pruned, Recorded, Session, Store, StoreError, StoredEvent, StoredReport, TargetKind,
-    Verdict, event_number, numbered_event,
+    Action, Decide, Decision, DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery,
+    EventDetail, EventId, EventQuery, History, HistoryEvent, Lease, Maintenance, MessageContext,
+    NewEvent, NewMaintenance, NewReport, Outcome, Pruned, Recorded, Session, Store, StoreError,
+    StoredEvent, StoredReport, TargetKind, Verdict, event_number, numbered_event,
 };
 
 /// Most closures committed together.
@@ -267,6 +267,11 @@ fn row_verdict(s: String) -> rusqlite::Result<Verdict> {
     Verdict::from_name(&s).ok_or_else(|| corrupt("verdict", s))
 }
 
+/// A stored message context ([`MessageContext::from_json`]).
+fn row_context(s: String) -> rusqlite::Result<MessageContext> {
+    MessageContext::from_json(&s).map_err(|_| corrupt("context", s))
+}
+
 fn row_json<T: serde::de::DeserializeOwned>(what: &'static str, s: String) -> rusqlite::Result<T> {
     serde_json::from_str(&s).map_err(|_| corrupt(what, s))
 }
@@ -284,7 +289,7 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             flapping: r.get(8)?,
             failback_of: r.get::<_, Option<i64>>(9)?.map(numbered_event),
             classification: row_json("classification", r.get(10)?)?,
-            context: row_json("context", r.get(11)?)?,
+            context: row_context(r.get(11)?)?,
             channels: row_json("channels", r.get(12)?)?,
             back_by: r.get::<_, Option<i64>>(14)?.map(row_ts).transpose()?,
             reminders: row_json("reminders", r.get(15)?)?,
@@ -375,7 +380,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                 e.flapping,
                 e.failback_of.as_ref().map(event_number).transpose()?,
                 e.classification.to_string(),
-                e.context.to_string(),
+                e.context.to_json(),
                 channels_json(&e.channels),
                 e.back_by.map(ms),
                 channels_json(&e.reminders),
@@ -404,7 +409,7 @@ fn record(conn: &Connection, report: &NewReport, decide: Decide) -> Result<Recor
                     e.flapping,
                     e.failback_of.as_ref().map(event_number).transpose()?,
                     e.classification.to_string(),
-                    e.context.to_string(),
+                    e.context.to_json(),
                     channels_json(&e.channels),
                     e.back_by.map(ms),
                     channels_json(&e.reminders),
@@ -629,15 +634,11 @@ fn claimed(conn: &Connection, ids: Vec<i64>) -> Result<Vec<DueDelivery>, StoreEr
             attempts: r.get(2)?,
             created_at: row_ts(r.get(3)?)?,
             event: numbered_event(r.get(4)?),
-            verdict: if r.get(9)? {
-                Verdict::NotBack
-            } else {
-                row_verdict(r.get(5)?)?
-            },
+            verdict: row_verdict(r.get(5)?)?,
+            kind: DeliveryKind::from_flags(r.get(9)?, r.get(10)?),
             cluster: r.get(6)?,
             customer: r.get(7)?,
-            context: row_json("context", r.get(8)?)?,
-            resolve: r.get(10)?,
+            context: row_context(r.get(8)?)?,
         })
     })
     .and_then(Iterator::collect)

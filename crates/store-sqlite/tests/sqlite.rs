@@ -50,7 +50,10 @@ fn new_event(active: &str, at: &str, channels: &[&str]) -> NewEvent {
         flapping: false,
         failback_of: None,
         classification: serde_json::json!({"verdict": "unplanned"}),
-        context: serde_json::json!({"host": active}),
+        context: failover_store::MessageContext {
+            host: active.into(),
+            ..Default::default()
+        },
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
         back_by: None,
         reminders: Vec::new(),

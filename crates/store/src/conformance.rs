@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{
-    Action, Decide, Decision, DeliveryState, EventId, EventQuery, History, Lease, Maintenance,
-    NewEvent, NewMaintenance, NewReport, Outcome, Scope, Session, Store, StoreError, TargetKind,
-    Verdict,
+    Action, Decide, Decision, DeliveryKind, DeliveryState, EventId, EventQuery, History, Lease,
+    Maintenance, MessageContext, MessageKind, NewEvent, NewMaintenance, NewReport, Outcome, Scope,
+    Session, Store, StoreError, TargetKind, Verdict,
 };
 
 /// The worker that claims in most scenarios.
@@ -129,7 +129,10 @@ fn event(cluster: &str, customer: &str, active: &str, at: &str, channels: &[&str
         flapping: false,
         failback_of: None,
         classification: serde_json::json!({"verdict": "unplanned"}),
-        context: serde_json::json!({"host": active}),
+        context: MessageContext {
+            host: active.into(),
+            ..MessageContext::default()
+        },
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
         back_by: None,
         reminders: Vec::new(),
@@ -461,7 +464,7 @@ async fn outbox<S: Store>(store: &S) {
             (&recorded.event.id, 0, "unplanned", Some("db")),
             "outbox: what a channel needs"
         );
-        assert_eq!(d.context["host"], "db1", "outbox: the template context");
+        assert_eq!(d.context.host, "db1", "outbox: the template context");
     }
     let by = |c: &str| due.iter().find(|d| d.channel == c).expect("a delivery").id;
     let retry_at = now + SignedDuration::from_secs(30);
@@ -1300,20 +1303,26 @@ async fn reminders<S: Store>(store: &S) {
         .expect("claims");
     let seen: Vec<_> = due
         .iter()
-        .map(|d| (d.channel.as_str(), d.verdict, d.created_at, &d.event))
+        .map(|d| {
+            (
+                d.channel.as_str(),
+                d.kind,
+                d.kind.message(d.verdict),
+                d.created_at,
+                &d.event,
+            )
+        })
         .collect();
+    let reminder = (DeliveryKind::Reminder, MessageKind::NotBack);
     assert_eq!(
         seen,
         [
-            ("pager", Verdict::NotBack, back_by, &id),
-            ("mail", Verdict::NotBack, back_by, &id)
+            ("pager", reminder.0, reminder.1, back_by, &id),
+            ("mail", reminder.0, reminder.1, back_by, &id)
         ],
         "reminders: due at back_by, as not-back, the give-up clock started then"
     );
-    assert_eq!(
-        due[0].context["host"], "db2",
-        "reminders: the event's context"
-    );
+    assert_eq!(due[0].context.host, "db2", "reminders: the event's context");
     let reason = "db failed back to db1 at 2026-12-10T02:00:00Z (event 9)";
     store
         .finish(
@@ -1489,7 +1498,7 @@ async fn resolves<S: Store>(store: &S) {
         .map(|d| {
             (
                 d.channel.as_str(),
-                d.resolve,
+                d.kind == DeliveryKind::Resolve,
                 d.created_at,
                 &d.event,
                 d.verdict,
@@ -1504,10 +1513,7 @@ async fn resolves<S: Store>(store: &S) {
         ],
         "resolves: due as resolves of the event, the give-up clock started when added"
     );
-    assert_eq!(
-        due[0].context["host"], "db2",
-        "resolves: the event's context"
-    );
+    assert_eq!(due[0].context.host, "db2", "resolves: the event's context");
     let unknown = store
         .add_resolves(&EventId("999999999".into()), &channels, added_at)
         .await

@@ -24,8 +24,9 @@ use std::future::Future;
 
 pub use failover_core::ad_hoc::{Maintenance, NewMaintenance, TargetKind};
 pub use failover_core::decide::{Decision, EventId, History, HistoryEvent, NewEvent};
-pub use failover_core::inventory::Verdict;
+pub use failover_core::inventory::{MessageKind, Verdict};
 pub use failover_core::report::Action;
+pub use failover_core::template::MessageContext;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -256,12 +257,13 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// One of its deliveries, with what its channel needs to send it. A reminder is sent
-    /// as the `not-back` message, its give-up clock started when it fell due.
+    /// One of its deliveries, with what its channel needs to send it. A reminder's give-up
+    /// clock starts when it fell due.
     pub fn due(&self, delivery: &DeliveryStatus) -> DueDelivery {
-        let (verdict, created_at) = match (delivery.reminder, self.event.back_by) {
-            (true, Some(due)) => (Verdict::NotBack, due.max(self.received_at)),
-            _ => (self.event.verdict, self.received_at),
+        let kind = DeliveryKind::of(delivery);
+        let created_at = match (kind, self.event.back_by) {
+            (DeliveryKind::Reminder, Some(due)) => due.max(self.received_at),
+            _ => self.received_at,
         };
         DueDelivery {
             id: delivery.id,
@@ -269,11 +271,11 @@ impl StoredEvent {
             attempts: delivery.attempts,
             created_at,
             event: self.id.clone(),
-            verdict,
+            verdict: self.event.verdict,
+            kind,
             cluster: self.event.cluster.clone(),
             customer: self.event.customer.clone(),
             context: self.event.context.clone(),
-            resolve: delivery.resolve,
         }
     }
 }
@@ -327,6 +329,42 @@ pub struct EventDetail {
     pub received: Vec<StoredReport>,
 }
 
+/// What a delivery sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// The event's own message.
+    Message,
+    /// The event's `not-back` reminder ([`DeliveryStatus::reminder`]), sent only while the
+    /// cluster is still away from its usual node.
+    Reminder,
+    /// The resolve of the alert the event raised on its channel ([`DeliveryStatus::resolve`]).
+    Resolve,
+}
+
+impl DeliveryKind {
+    /// The kind of `delivery`.
+    pub fn of(delivery: &DeliveryStatus) -> DeliveryKind {
+        DeliveryKind::from_flags(delivery.reminder, delivery.resolve)
+    }
+
+    /// The kind a row's `reminder` and `resolve` flags (never both) spell.
+    pub fn from_flags(reminder: bool, resolve: bool) -> DeliveryKind {
+        match (reminder, resolve) {
+            (true, _) => DeliveryKind::Reminder,
+            (false, true) => DeliveryKind::Resolve,
+            (false, false) => DeliveryKind::Message,
+        }
+    }
+
+    /// The message kind it sends for an event of `verdict`.
+    pub fn message(self, verdict: Verdict) -> MessageKind {
+        match self {
+            DeliveryKind::Reminder => MessageKind::NotBack,
+            DeliveryKind::Message | DeliveryKind::Resolve => verdict.into(),
+        }
+    }
+}
+
 /// A delivery due now, with what the channel needs to send it.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -336,21 +374,21 @@ pub struct DueDelivery {
     pub channel: String,
     /// Attempts made before this one.
     pub attempts: u32,
-    /// When the event was recorded (the give-up clock starts there).
+    /// When the event was recorded, or a reminder fell due (the give-up clock starts
+    /// there; a resolve resolves at that instant).
     pub created_at: Timestamp,
     /// The event's id.
     pub event: EventId,
-    /// Its verdict; [`Verdict::NotBack`] for a reminder (which the sender sends only while
-    /// the cluster is still away from its usual node).
+    /// The event's verdict.
     pub verdict: Verdict,
+    /// What it sends.
+    pub kind: DeliveryKind,
     /// Cluster name (template scope).
     pub cluster: Option<String>,
     /// Customer name (template scope).
     pub customer: Option<String>,
-    /// The template context.
-    pub context: serde_json::Value,
-    /// It resolves the event's own alert ([`DeliveryStatus::resolve`]) at `created_at`.
-    pub resolve: bool,
+    /// The event's message context.
+    pub context: MessageContext,
 }
 
 /// What happened to one delivery attempt.

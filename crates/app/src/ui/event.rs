@@ -62,14 +62,11 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
     let c = &e.event.classification;
     let host = c.get("host").and_then(Value::as_str).unwrap_or("?");
     let cluster = e.event.cluster.as_deref().unwrap_or("?");
-    let ctx = |k: &str| {
-        e.event
-            .context
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_owned()
-    };
+    let known = |s: &str| if s.is_empty() { "?" } else { s }.to_owned();
+    let (usual, back_by) = (
+        known(&e.event.context.usual),
+        known(&e.event.context.back_by),
+    );
     match e.event.verdict {
         Verdict::Planned => {
             let w = &c["window"];
@@ -77,8 +74,7 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
             let back = match e.event.back_by {
                 Some(_) => format!(
                     " Expected back on {} by {}; a reminder goes out if it is not.",
-                    ctx("usual"),
-                    ctx("back_by")
+                    usual, back_by
                 ),
                 None => String::new(),
             };
@@ -92,12 +88,7 @@ fn explanation(inv: &Inventory, e: &StoredEvent, tz: &TimeZone) -> String {
             )
         }
         Verdict::Back => format!(
-            "Back: {cluster} failed back to {host} at {at}, after the window of the planned failover it undoes: it was expected back by {}.",
-            ctx("back_by")
-        ),
-        Verdict::NotBack => format!(
-            "Not back: {cluster} was still away from {} after its window.",
-            ctx("usual")
+            "Back: {cluster} failed back to {host} at {at}, after the window of the planned failover it undoes: it was expected back by {back_by}."
         ),
         Verdict::Unplanned => format!(
             "Unplanned: no maintenance window of {cluster} was open at {at}, when {host} reported."
@@ -176,7 +167,7 @@ pub async fn show<S: Store>(
             "zone": tz.iana_name().unwrap_or("UTC"),
             "reports": reports,
             "deliveries": deliveries,
-            "back_by": e.event.context.get("back_by"),
+            "back_by": e.event.context.back_by,
         }),
     ))
 }

@@ -68,8 +68,8 @@ pub(crate) fn event_row(inv: &Inventory, now: Timestamp, e: &StoredEvent) -> Val
         "flapping": e.event.flapping,
         "failback": e.event.failback_of.is_some(),
         // A node out of service without a takeover (keepalived FAULT, a fencing).
-        "fault": e.event.context.get("fault") == Some(&Value::Bool(true)),
-        "fenced": e.event.context.get("fenced") == Some(&Value::Bool(true)),
+        "fault": e.event.context.fault,
+        "fenced": e.event.context.fenced,
         "cluster": e.event.cluster,
         "customer": e.event.customer,
         "active": e.event.active,
@@ -153,10 +153,8 @@ pub async fn now<S: Store>(
             ..EventQuery::default()
         })
         .await?;
-    // `not-back` is a reminder's, never an event's.
     let counts: Vec<Value> = Verdict::ALL
         .iter()
-        .filter(|v| **v != Verdict::NotBack)
         .map(|v| json!({"verdict": v.as_str(), "count": events.iter().filter(|e| e.event.verdict == *v).count()}))
         .collect();
     // Unplanned first, then the rest; newest first within each.

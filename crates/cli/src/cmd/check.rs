@@ -88,22 +88,21 @@ fn explain(inv: &Inventory, host: &str, at: Timestamp) -> anyhow::Result<Explain
     let customer = cluster.and_then(|id| inv.cluster(id).customer);
     let msg = inv
         .templates
-        .render(&event.context, event.verdict, cluster, customer)
+        .render(&event.context, event.verdict.into(), cluster, customer)
         .map_err(|e| anyhow::anyhow!("{e}: {}", e.source))?;
     let texts = event.channels.iter().any(|name| {
         inv.channels
             .iter()
             .any(|ch| ch.name == *name && matches!(ch.kind, ChannelKind::Sns { sms: true, .. }))
     });
-    let text = |k: &str| event.context[k].as_str().unwrap_or_default().to_owned();
     Ok(Explained {
         channels: event.channels.clone(),
         subject: msg.subject,
         body: msg.body,
         sms: texts.then_some(msg.sms),
         reminder: event.back_by.map(|_| Reminder {
-            usual: text("usual"),
-            back_by: text("back_by"),
+            usual: event.context.usual.clone(),
+            back_by: event.context.back_by.clone(),
             channels: event.reminders.clone(),
         }),
     })

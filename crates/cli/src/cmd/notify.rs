@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use failover_channels::{Notifier, Outgoing};
-use failover_core::inventory::ChannelKind;
-use serde_json::json;
+use failover_channels::{Intent, Notifier, Outgoing};
+use failover_core::inventory::{ChannelKind, MessageKind};
+use failover_core::template::MessageContext;
 
 use crate::{load, time_arg};
 
@@ -46,7 +46,8 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         delivery: 0,
         event: format!("test-{}", now.as_second()),
         // Planned: the colour and wording of a message nobody needs to act on.
-        verdict: "planned".to_owned(),
+        verdict: MessageKind::Planned,
+        intent: Intent::Test,
         subject: format!("failover-notify test message through channel {channel}"),
         body: format!(
             "This is a test of the channel `{channel}`, sent by `failover-notify notify test` at {now}. No failover happened."
@@ -54,7 +55,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         sms: format!("failover-notify test of channel {channel}, no failover"),
         // No `at_utc`: an Alertmanager stamps its own time and ends the test alert after its
         // `resolve_timeout`, once its receivers have had it.
-        context: json!({ "test": true, "channel": channel }),
+        context: MessageContext::default(),
         link: None,
     };
     let timeout = std::time::Duration::try_from(inv.delivery.timeout)
@@ -65,7 +66,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     // A PagerDuty test alert is resolved again at once, so nobody is left on call for it.
     let resolve = matches!(c.kind, ChannelKind::PagerDuty { .. }).then(|| Outgoing {
-        context: json!({ "test": true, "channel": channel, "failback_of_event": msg.event }),
+        intent: Intent::Resolve { at: now },
         ..msg.clone()
     });
     let sent = runtime.block_on(async {

@@ -10,7 +10,7 @@ use super::schema::{self, S};
 use super::{ConfigError, ConfigErrorKind as K, ConfigErrors};
 use crate::inventory::{
     ApiKey, Cluster, ClusterId, Customer, CustomerId, EventPolicy, HostIndex, Inventory,
-    MaintenancePolicy, Node, NodeId, Role, Route, ServerPolicy, TlsFiles, Verdict, WindowId,
+    MaintenancePolicy, MessageKind, Node, NodeId, Role, Route, ServerPolicy, TlsFiles, WindowId,
 };
 use crate::keys::KeyHash;
 use crate::retry::RetryPolicy;
@@ -542,12 +542,12 @@ fn route(
         }
     }
     let verdicts = match &r.verdicts {
-        None => Verdict::ROUTED_BY_DEFAULT.to_vec(),
+        None => MessageKind::ROUTED_BY_DEFAULT.to_vec(),
         Some(list) => list
             .get_ref()
             .iter()
             .filter_map(|v| {
-                let found = Verdict::ALL.into_iter().find(|x| x.as_str() == v.get_ref());
+                let found = MessageKind::from_name(v.get_ref());
                 if found.is_none() {
                     ctx.err(
                         v.span(),
@@ -586,12 +586,12 @@ fn add_templates(
     let Some(set) = set else { return };
     let set = set.get_ref();
     for (verdict, pair) in [
-        (Verdict::Planned, &set.planned),
-        (Verdict::Unplanned, &set.unplanned),
-        (Verdict::UnknownHost, &set.unknown_host),
-        (Verdict::ClusterStart, &set.cluster_start),
-        (Verdict::NotBack, &set.not_back),
-        (Verdict::Back, &set.back),
+        (MessageKind::Planned, &set.planned),
+        (MessageKind::Unplanned, &set.unplanned),
+        (MessageKind::UnknownHost, &set.unknown_host),
+        (MessageKind::ClusterStart, &set.cluster_start),
+        (MessageKind::NotBack, &set.not_back),
+        (MessageKind::Back, &set.back),
     ] {
         let Some(pair) = pair else { continue };
         for (part, src) in [

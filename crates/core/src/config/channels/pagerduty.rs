@@ -3,7 +3,7 @@
 use super::{Fields, secret, url};
 use crate::config::ConfigErrorKind as K;
 use crate::config::validate::Ctx;
-use crate::inventory::{ChannelKind, Severity, Verdict};
+use crate::inventory::{ChannelKind, MessageKind, Severity};
 
 /// PagerDuty's enqueue URL (the US service region).
 pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -20,12 +20,12 @@ pub(super) fn build(ctx: &mut Ctx, f: &mut Fields<'_>) -> Option<ChannelKind> {
         .string(ctx, "url")
         .map_or_else(|| PAGERDUTY_URL.to_owned(), |u| url(ctx, &u));
     let mut severity = [
-        (Verdict::Unplanned, Severity::Critical),
-        (Verdict::UnknownHost, Severity::Warning),
-        (Verdict::Planned, Severity::Info),
-        (Verdict::ClusterStart, Severity::Info),
-        (Verdict::NotBack, Severity::Warning),
-        (Verdict::Back, Severity::Info),
+        (MessageKind::Unplanned, Severity::Critical),
+        (MessageKind::UnknownHost, Severity::Warning),
+        (MessageKind::Planned, Severity::Info),
+        (MessageKind::ClusterStart, Severity::Info),
+        (MessageKind::NotBack, Severity::Warning),
+        (MessageKind::Back, Severity::Info),
     ];
     if let Some(t) = f.table(ctx, "severity") {
         for (verdict, value) in *t.get_ref() {
