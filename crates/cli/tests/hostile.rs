@@ -1055,6 +1055,8 @@ fn schemathesis_finds_nothing_against_the_openapi_document() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"));
     let out = Command::new(venv.join("bin/st"))
+        // It keeps a cache of what it found in `.schemathesis/` under its working directory.
+        .current_dir(dir.path())
         .arg("run")
         .arg(format!("{}/v1/openapi.json", serve.url))
         .args(["-H", &format!("x-api-key: {ADMIN}")])
