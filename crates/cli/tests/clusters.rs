@@ -239,6 +239,7 @@ impl Lab {
             run(Command::new("cp")
                 .args(["-a", "/var/lib/heartbeat"])
                 .arg(&lib));
+            one_write_per_fifo_message(&etc.join("shellfuncs"));
             std::fs::write(
                 etc.join("ha.cf"),
                 format!(
@@ -483,8 +484,8 @@ impl Lab {
                 }
                 Manager::Heartbeat => dir.join("active").exists(),
                 Manager::Pacemaker => self
-                    .run_on(i, "crm_resource --locate --resource vip 2>&1 || true")
-                    .contains(&format!("running on: n{i}")),
+                    .ask(i, "crm_resource --locate --resource vip 2>&1 || true")
+                    .is_some_and(|s| s.contains(&format!("running on: n{i}"))),
             };
             active.then_some(())
         });
@@ -527,8 +528,10 @@ impl Lab {
             }
             Manager::Pacemaker => {
                 wait_for("both Pacemaker nodes online", 90, || {
-                    let status = self.run_on(peer, "crm_mon -1 2>&1 || true");
-                    status.contains("Online: [ n1 n2 ]").then_some(())
+                    let status = self.ask(peer, "crm_mon -1 2>&1 || true");
+                    status
+                        .is_some_and(|s| s.contains("Online: [ n1 n2 ]"))
+                        .then_some(())
                 });
             }
         }
@@ -548,11 +551,18 @@ impl Lab {
 
     /// Runs `command` inside node `i`'s namespaces (its PID 1's), as an operator on it would.
     fn run_on(&self, i: usize, command: &str) -> String {
+        self.ask(i, command).expect("the node's PID 1")
+    }
+
+    /// What `command` answers on node `i` ([`Lab::run_on`]), `None` while the node's PID 1 is
+    /// not forked yet (a node just started): for polling.
+    fn ask(&self, i: usize, command: &str) -> Option<String> {
         let pid = self.nodes[i - 1].as_ref().expect("node runs").id();
-        let init = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .expect("the node's PID 1");
-        let init = init.split_whitespace().next().expect("the node's PID 1");
-        run(Command::new("nsenter").args(["-t", init, "-m", "-u", "-n", "-p", "sh", "-c", command]))
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        let init = children.split_whitespace().next()?;
+        Some(run(Command::new("nsenter").args([
+            "-t", init, "-m", "-u", "-n", "-p", "sh", "-c", command,
+        ])))
     }
 
     /// Kills node `i` at once (its whole PID namespace), like a crash: its PID 1 first
@@ -658,6 +668,24 @@ fn remove_stale_labs() {
         }
         let _ = Command::new("ip").args(["netns", "del", name]).status();
     }
+}
+
+/// heartbeat 3.0.6's scripts tell heartbeat things through its FIFO with `ha_clustermsg`,
+/// which writes a message's `>>>` line and its body in separate writes. When a peer dies,
+/// `mach_down` (foreign resources taken) and `req_resource` (our own asked for) write at the
+/// same moment; under load their lines interleave, heartbeat reads `>>>` inside a message
+/// ("NV failure (msgfromstream)"), drops both, and the surviving node never takes the
+/// resources back. That is heartbeat's race, not the service's: the lab's nodes build each
+/// message first and write it at once (a FIFO write under `PIPE_BUF` is atomic).
+fn one_write_per_fifo_message(shellfuncs: &Path) {
+    let text = std::fs::read_to_string(shellfuncs).expect("heartbeat's shellfuncs");
+    let split = "\t(echo \">>>\"; cat -; echo \"<<<\")\t| cat - >> $HA_FIFO";
+    assert!(
+        text.contains(split),
+        "heartbeat's ha_clustermsg changed:\n{text}"
+    );
+    let whole = "\t_m=$(echo \">>>\"; cat -; echo \"<<<\"); printf '%s\\n' \"$_m\" >> $HA_FIFO";
+    std::fs::write(shellfuncs, text.replace(split, whole)).expect("shellfuncs written");
 }
 
 impl Drop for Lab {
