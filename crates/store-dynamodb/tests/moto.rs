@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use failover_store::{
-    Action, Decide, Decision, DeliveryState, EventQuery, History, Lease, Maintenance, NewEvent,
-    NewMaintenance, NewReport, Outcome, Scope, Store, StoreError, StoredEvent, TargetKind, Verdict,
+    Action, Decide, Decision, DeliveryKind, DeliveryState, EventQuery, History, Lease, Maintenance,
+    NewEvent, NewMaintenance, NewReport, Outcome, Scope, Store, StoreError, StoredEvent,
+    TargetKind, Verdict,
 };
 use failover_store_dynamodb::Dynamo;
 use jiff::{SignedDuration, Timestamp};
@@ -701,5 +702,91 @@ async fn dynamodb_calls_per_request() {
     );
     eprintln!(
         "DynamoDB calls: first report {first:?}; failover in a while {quiet:?}; the other node's report {merged:?}; one cluster's events {by_cluster:?}; claiming 202 {claim:?}; next_due {next:?}"
+    );
+}
+
+/// A planned failover's message context as the release before typed contexts stored it in
+/// the item's `event` (members sorted, no `version`).
+const CONTEXT_BEFORE_VERSIONS: &str = r#"{"at":"2026-12-09 22:00:00 CET","at_utc":"2026-12-09T21:00:00Z","back_by":"2026-12-09 23:30:00 CET","cluster":"db","customer":"acme","failback":false,"failback_of":"","failback_of_event":"","fault":false,"fenced":false,"flapping":false,"flapping_count":3,"flapping_within":"30m","host":"db2","nodes":["db1","db2"],"previous":"db1","time_zone":"Europe/Berlin","usual":"db1","verdict":"planned","window":{"end":"23:00","name":"patch","owner":"ops","start":"22:00","time_zone":"Europe/Berlin"}}"#;
+
+/// An item whose `event` holds the context the release before typed contexts wrote reads,
+/// with every member the dashboard and the senders use, and its reminder is claimed as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_stored_before_contexts_were_typed_read() {
+    let (_moto, url) = moto();
+    let config = sdk(&url).await;
+    create_table(&url, "previous");
+    let store = Dynamo::with_config(&config, "previous", SignedDuration::from_hours(24 * 90));
+    let back_by = t("2026-12-09T22:30:00Z");
+    let planned = NewEvent {
+        verdict: Verdict::Planned,
+        back_by: Some(back_by),
+        reminders: vec!["mail".into()],
+        ..new_event_fields("2026-12-09T21:00:00Z", &["pager"])
+    };
+    store
+        .record(report("r1", "2026-12-09T21:00:00Z"), merge_or(planned))
+        .await
+        .expect("recorded");
+    // The item's `event` as that release wrote it: the same JSON with the old context.
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let items = client
+        .scan()
+        .table_name("previous")
+        .send()
+        .await
+        .expect("scans")
+        .items
+        .unwrap_or_default();
+    let item = items
+        .iter()
+        .find(|i| i.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("EVENT"))
+        .expect("the event's item");
+    let mut event: serde_json::Value = item
+        .get("event")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|e| serde_json::from_str(e).ok())
+        .expect("its event JSON");
+    event["context"] = serde_json::from_str(CONTEXT_BEFORE_VERSIONS).expect("JSON");
+    client
+        .update_item()
+        .table_name("previous")
+        .key("pk", item["pk"].clone())
+        .key("sk", item["sk"].clone())
+        .update_expression("SET #e = :e")
+        .expression_attribute_names("#e", "event")
+        .expression_attribute_values(":e", AttributeValue::S(event.to_string()))
+        .send()
+        .await
+        .expect("the old event written");
+
+    let events = all_events(&store).await;
+    let c = &events[0].event.context;
+    assert_eq!(
+        (
+            c.verdict.as_str(),
+            c.host.as_str(),
+            c.usual.as_str(),
+            c.back_by.as_str(),
+            c.version
+        ),
+        ("planned", "db2", "db1", "2026-12-09 23:30:00 CET", 0)
+    );
+    assert_eq!(c.window.as_ref().map(|w| w.owner.as_str()), Some("ops"));
+    let lease = Lease {
+        owner: "new".into(),
+        until: back_by + SignedDuration::from_mins(5),
+    };
+    let due = store.claim_due(&lease, back_by, 10).await.expect("claims");
+    let kinds: Vec<_> = due
+        .iter()
+        .map(|d| (d.channel.as_str(), d.kind, d.context.usual.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("pager", DeliveryKind::Message, "db1"),
+            ("mail", DeliveryKind::Reminder, "db1")
+        ]
     );
 }
