@@ -445,11 +445,11 @@ fn expect_back(
         return;
     };
     let cl = inv.cluster(cluster);
-    let usual = cl
-        .preferred
-        .map(|n| inv.node(n).name.clone())
-        .or_else(|| event.previous.clone());
-    let Some(usual) = usual.filter(|u| event.active.as_ref() != Some(u)) else {
+    let usual = inv.usual_node(cluster, event.previous.as_deref());
+    let Some(usual) = usual
+        .filter(|u| event.active.as_deref() != Some(*u))
+        .map(str::to_owned)
+    else {
         return;
     };
     let grace = e.window.resolve(inv, ad_hoc).grace.after;

@@ -646,6 +646,19 @@ impl Inventory {
         &self.clusters[id.index()]
     }
 
+    /// The node `cluster` usually runs on, by name: its `preferred` node, else `otherwise`
+    /// (for a failover, the node active before it; for the cluster list, its first node).
+    pub fn usual_node<'a>(
+        &'a self,
+        cluster: ClusterId,
+        otherwise: Option<&'a str>,
+    ) -> Option<&'a str> {
+        match self.cluster(cluster).preferred {
+            Some(n) => Some(self.node(n).name.as_str()),
+            None => otherwise,
+        }
+    }
+
     /// The window's record.
     pub fn window(&self, id: WindowId) -> &MaintenanceWindow {
         &self.windows[id.index()]

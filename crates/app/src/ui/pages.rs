@@ -268,10 +268,8 @@ pub async fn clusters<S: Store>(
             .await?;
         let last = recent.first();
         let took_over = recent.iter().find(|e| e.event.active.is_some());
-        let usual = c
-            .preferred
-            .or(c.nodes.first().copied())
-            .map(|n| inv.node(n).name.as_str());
+        let first = c.nodes.first().map(|n| inv.node(*n).name.as_str());
+        let usual = inv.usual_node(ClusterId(i as u32), first);
         let active = took_over.and_then(|e| e.event.active.clone());
         let away = match (took_over, active.as_deref(), usual) {
             (Some(e), Some(a), Some(u)) => {
