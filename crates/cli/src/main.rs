@@ -5,6 +5,7 @@ mod access;
 mod api;
 mod cmd;
 mod load;
+mod table;
 mod time_arg;
 
 use std::process::ExitCode;

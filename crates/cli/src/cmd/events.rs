@@ -7,6 +7,7 @@ use failover_core::text::printable as shown;
 use failover_store::{EventDetail, StoredEvent};
 
 use crate::api::Target;
+use crate::table;
 
 /// Arguments of `events`.
 #[derive(Debug, clap::Args)]
@@ -58,31 +59,40 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<6} {:<22} {:<13} {:<16} {:<20} DELIVERIES",
-        "ID", "AT (UTC)", "VERDICT", "CLUSTER", "ACTIVE"
-    );
-    for e in &page.events {
+    let rows = page.events.iter().map(|e| {
         let mut verdict = e.event.verdict.as_str().to_owned();
         if e.event.flapping {
             verdict.push('!');
         }
-        println!(
-            "{:<6} {:<22} {:<13} {:<16} {:<20} {}",
-            e.id,
+        let active = e
+            .event
+            .active
+            .as_deref()
+            .or(e.event.classification["host"].as_str())
+            .unwrap_or("-");
+        vec![
+            e.id.to_string(),
             e.event.at.to_string(),
             verdict,
-            shown(e.event.cluster.as_deref().unwrap_or("(unknown)")),
-            shown(
-                e.event
-                    .active
-                    .as_deref()
-                    .or(e.event.classification["host"].as_str())
-                    .unwrap_or("-")
-            ),
-            deliveries(e)
-        );
-    }
+            shown(e.event.cluster.as_deref().unwrap_or("(unknown)")).into_owned(),
+            shown(active).into_owned(),
+            deliveries(e),
+        ]
+    });
+    print!(
+        "{}",
+        table::render(
+            &[
+                "ID",
+                "AT (UTC)",
+                "VERDICT",
+                "CLUSTER",
+                "ACTIVE",
+                "DELIVERIES"
+            ],
+            rows
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,7 +119,7 @@ fn show(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
         e.id,
         e.event.at,
         e.event.verdict.as_str(),
-        shown(e.event.cluster.as_deref().unwrap_or("(unknown)")),
+        shown(e.event.cluster.as_deref().unwrap_or("(unknown)")).into_owned(),
         shown(e.event.active.as_deref().unwrap_or("-")),
         shown(e.event.previous.as_deref().unwrap_or("-")),
     );

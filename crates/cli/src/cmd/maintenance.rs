@@ -7,6 +7,7 @@ use failover_core::text::printable as shown;
 use serde_json::{Value, json};
 
 use crate::api::Target;
+use crate::table;
 use crate::time_arg;
 
 /// `maintenance` subcommands.
@@ -112,22 +113,24 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         Command::List { target } => {
             let answer: MaintenanceList =
                 target.fetch(reqwest::Method::GET, "/v1/maintenance", &[], None)?;
-            println!(
-                "{:<5} {:<9} {:<20} {:<22} {:<22} REASON",
-                "ID", "ON", "TARGET", "START (UTC)", "END (UTC)"
-            );
-            for m in &answer.maintenance {
+            let rows = answer.maintenance.iter().map(|m| {
                 let w = &m.window;
-                println!(
-                    "{:<5} {:<9} {:<20} {:<22} {:<22} {}",
-                    m.id,
-                    w.target_kind.as_str(),
-                    shown(&w.target),
+                vec![
+                    m.id.to_string(),
+                    w.target_kind.as_str().to_owned(),
+                    shown(&w.target).into_owned(),
                     w.start.to_string(),
                     w.end.to_string(),
-                    shown(&w.reason)
-                );
-            }
+                    shown(&w.reason).into_owned(),
+                ]
+            });
+            print!(
+                "{}",
+                table::render(
+                    &["ID", "ON", "TARGET", "START (UTC)", "END (UTC)", "REASON"],
+                    rows
+                )
+            );
         }
         Command::End { target, id } => {
             target.call(

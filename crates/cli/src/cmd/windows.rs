@@ -8,7 +8,7 @@ use failover_core::ics;
 use failover_core::listing::{self, Filter};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::{load, time_arg};
+use crate::{load, table, time_arg};
 
 /// Output format of `windows`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -119,25 +119,5 @@ fn table(inv: &failover_core::inventory::Inventory, rows: &[listing::Listed]) ->
     if body.is_empty() {
         return "no maintenance window occurrences in this range\n".to_owned();
     }
-    let mut widths = header.map(str::len);
-    for row in &body {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut push = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    };
-    push(header.to_vec());
-    for row in &body {
-        push(row.iter().map(String::as_str).collect());
-    }
-    out
+    table::render(&header, body.into_iter().map(Vec::from))
 }
