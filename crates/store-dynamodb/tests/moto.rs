@@ -185,18 +185,18 @@ async fn all_events(store: &Dynamo) -> Vec<StoredEvent> {
         .expect("lists")
 }
 
-/// The store contract (`failover_store::conformance`), a fresh table per scenario.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamodb_keeps_the_store_contract() {
-    let (_moto, url) = moto();
-    let config = sdk(&url).await;
-    let created = AtomicUsize::new(0);
-    failover_store::conformance::run(async || {
-        let table = format!("contract-{}", created.fetch_add(1, SeqCst));
-        create_table(&url, &table);
-        Dynamo::with_config(&config, &table, SignedDuration::from_hours(24 * 90))
-    })
-    .await;
+/// The store contract (`failover_store::conformance`): one test per scenario, each on a
+/// moto of its own.
+mod contract {
+    use super::*;
+
+    failover_store::conformance_tests!(async {
+        let (moto, url) = moto();
+        let config = sdk(&url).await;
+        create_table(&url, "contract");
+        let store = Dynamo::with_config(&config, "contract", SignedDuration::from_hours(24 * 90));
+        (moto, store)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! The contract every backend keeps, written once (feature `conformance`): each backend's
-//! tests call [`run`] with a function that opens a fresh, empty store.
+//! tests expand [`conformance_tests!`](crate::conformance_tests) with a block that opens a
+//! fresh, empty store, which makes one test of each scenario.
 //!
 //! A backend may call a decision more than once for one report (DynamoDB first decides on a
 //! guess, no events read and older ones assumed, and writes only if the guess was right), so
@@ -77,23 +78,36 @@ fn merge_or(e: NewEvent) -> impl Fn(&History, &[Maintenance]) -> Decision + Send
     }
 }
 
-/// Runs every scenario, each on a store `fresh` opens.
+/// One test per scenario of the contract in the calling test crate, each on a store of its
+/// own, so that one scenario's failure hides none of the others. `$open` is an `async`
+/// block run once per test that answers `(guard, store)`: the guard keeps alive what the
+/// store needs (a temp dir, a throwaway cluster, an emulator) until the test ends. Name
+/// `pruning` after it for a backend that deletes old rows itself (DynamoDB leaves that to
+/// its TTL).
 ///
-/// # Panics
-/// When the store breaks the contract: the message names the scenario and the step.
-pub async fn run<S: Store>(fresh: impl AsyncFn() -> S) {
-    recording(&fresh().await).await;
-    completing(&fresh().await).await;
-    outbox(&fresh().await).await;
-    claimed_on_record(&fresh().await).await;
-    leases(&fresh().await).await;
-    details(&fresh().await).await;
-    maintenance(&fresh().await).await;
-    resending(&fresh().await).await;
-    sessions(&fresh().await).await;
-    listing(&fresh().await).await;
-    reminders(&fresh().await).await;
-    resolves(&fresh().await).await;
+/// ```ignore
+/// failover_store::conformance_tests!(async {
+///     let dir = tempfile::tempdir().expect("temp dir");
+///     let store = Sqlite::open(dir.path().join("events.db")).expect("opens");
+///     (dir, store)
+/// }, pruning);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:expr $(, $extra:ident)*) => {
+        $crate::conformance_tests!(@each $open; recording, completing, outbox, claimed_on_record,
+            leases, details, maintenance, resending, sessions, listing, reminders, resolves
+            $(, $extra)*);
+    };
+    (@each $open:expr; $($scenario:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let (_guard, store) = $open.await;
+                $crate::conformance::$scenario(&store).await;
+            }
+        )*
+    };
 }
 
 fn t(s: &str) -> Timestamp {
@@ -159,7 +173,7 @@ pub async fn all<S: Store>(store: &S) -> Vec<crate::StoredEvent> {
 }
 
 /// History, merging, client ids within a scope, a merge into nothing, older events.
-async fn recording<S: Store>(store: &S) {
+pub async fn recording<S: Store>(store: &S) {
     let (first, h, m) = record_new(
         store,
         report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z"),
@@ -310,7 +324,7 @@ async fn recording<S: Store>(store: &S) {
 }
 
 /// A takeover completes the event of the release before it.
-async fn completing<S: Store>(store: &S) {
+pub async fn completing<S: Store>(store: &S) {
     let released = store
         .record(
             report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z"),
@@ -415,7 +429,7 @@ async fn completing<S: Store>(store: &S) {
 }
 
 /// Claims, outcomes, retries, give-up, the queue's counts.
-async fn outbox<S: Store>(store: &S) {
+pub async fn outbox<S: Store>(store: &S) {
     let at = "2026-12-10T00:00:00Z";
     let recorded = store
         .record(
@@ -570,7 +584,7 @@ async fn outbox<S: Store>(store: &S) {
 
 /// Deliveries recorded claimed (sent within the request) are not handed out by `claim_due`;
 /// `claim_event` takes an event's pending ones that nobody holds once, due or not.
-async fn claimed_on_record<S: Store>(store: &S) {
+pub async fn claimed_on_record<S: Store>(store: &S) {
     let mut r = report("r1", "acme", "db", "db1", "2026-12-09T21:00:00Z");
     r.claim = Some(lease("request", t("2026-12-09T21:00:00Z")));
     let recorded = store
@@ -639,7 +653,7 @@ async fn claimed_on_record<S: Store>(store: &S) {
 
 /// A claim holds until its lease ends; then anyone may claim again, and only the holder's
 /// outcome counts.
-async fn leases<S: Store>(store: &S) {
+pub async fn leases<S: Store>(store: &S) {
     let at = t("2026-12-10T00:00:00Z");
     let recorded = store
         .record(
@@ -736,7 +750,7 @@ async fn leases<S: Store>(store: &S) {
 }
 
 /// `event` returns an event with its reports in the order received and its deliveries.
-async fn details<S: Store>(store: &S) {
+pub async fn details<S: Store>(store: &S) {
     let mut first = report("r1", "acme", "db", "db2", "2026-12-09T21:00:00Z");
     first.action = Action::Lost;
     first.previous = Some("db1.example.net".into());
@@ -864,7 +878,7 @@ fn window(start: &str, end: &str) -> NewMaintenance {
 }
 
 /// Ad-hoc windows: listed by start, handed to a decision, ended or removed.
-async fn maintenance<S: Store>(store: &S) {
+pub async fn maintenance<S: Store>(store: &S) {
     let later = store
         .add_maintenance(window("2026-12-10T02:00:00Z", "2026-12-10T04:00:00Z"))
         .await
@@ -934,7 +948,7 @@ async fn maintenance<S: Store>(store: &S) {
 }
 
 /// Newest first, filters, customer scope, pages.
-async fn listing<S: Store>(store: &S) {
+pub async fn listing<S: Store>(store: &S) {
     for (i, (cluster, customer)) in [
         ("db", "acme"),
         ("web", "globex"),
@@ -1027,7 +1041,7 @@ async fn listing<S: Store>(store: &S) {
 }
 
 /// A failed delivery sent again: pending, due now, with a fresh give-up clock; nothing else.
-async fn resending<S: Store>(store: &S) {
+pub async fn resending<S: Store>(store: &S) {
     let at = "2026-12-09T21:00:00Z";
     let first = store
         .record(
@@ -1139,7 +1153,7 @@ async fn resending<S: Store>(store: &S) {
 }
 
 /// Sessions: found by their token's hash until they end; ended on sign-out.
-async fn sessions<S: Store>(store: &S) {
+pub async fn sessions<S: Store>(store: &S) {
     let now = t("2026-12-09T21:00:00Z");
     let session = |hash: &str, hours: i64| Session {
         token_hash: hash.into(),
@@ -1223,7 +1237,7 @@ async fn sessions<S: Store>(store: &S) {
 /// A planned event's reminder: recorded with it, due at its `back_by` (not before, and not
 /// claimed with the event's own deliveries), sent as `not-back`, cancellable; `back_by` in
 /// the history; the same through a completed release.
-async fn reminders<S: Store>(store: &S) {
+pub async fn reminders<S: Store>(store: &S) {
     let at = "2026-12-10T01:00:00Z";
     let back_by = t("2026-12-10T03:30:00Z");
     let planned = NewEvent {
@@ -1425,7 +1439,7 @@ async fn reminders<S: Store>(store: &S) {
 /// Resolves added to an event after the fact: pending at once, once per channel however
 /// often asked, claimed by a delivery within the request and by the outbox as resolves
 /// with the give-up clock started when added, none for an unknown event.
-async fn resolves<S: Store>(store: &S) {
+pub async fn resolves<S: Store>(store: &S) {
     let at = "2026-12-12T01:00:00Z";
     let (recorded, _, _) = record_new(
         store,
