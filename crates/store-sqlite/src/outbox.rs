@@ -42,7 +42,9 @@ pub(crate) fn claim_event(
     lease: &Lease,
     now: Timestamp,
 ) -> Result<Vec<DueDelivery>, StoreError> {
-    let event = event_number(event)?;
+    let Ok(event) = event_number(event) else {
+        return Ok(Vec::new());
+    };
     let ids: Vec<i64> = conn
         .prepare_cached(&format!(
             "UPDATE deliveries SET claimed_by = ?3, claimed_until_ms = ?4

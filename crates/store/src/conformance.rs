@@ -641,6 +641,13 @@ pub async fn claimed_on_record<S: Store>(store: &S) {
         ["mail"],
         "claimed: the failed one, before its time"
     );
+    for nothing in ["999999999", "abc", ""] {
+        let none = store
+            .claim_event(&EventId(nothing.into()), &lease("retry", later), later)
+            .await
+            .expect("claimed: an id that names no event is no error");
+        assert!(none.is_empty(), "claimed: nothing of `{nothing}`: {none:?}");
+    }
     assert!(
         store
             .claim_event(&recorded.event.id, &lease("retry", later), later)

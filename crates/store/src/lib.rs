@@ -532,7 +532,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Claims with `lease` every pending delivery of one event that nobody holds (or whose
     /// lease has ended), due or not, except its reminders: delivery within the request,
-    /// where a reporter's retry tries again at once.
+    /// where a reporter's retry tries again at once. None for an id that names no event
+    /// (malformed or unknown), as in every backend.
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
