@@ -74,13 +74,80 @@ pub struct MaintenanceList {
     pub maintenance: Vec<Maintenance>,
 }
 
+/// The stable code of every error the API answers (`ErrorBody::code`): the one list of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No API key, or not a valid one (401).
+    Unauthorized,
+    /// The key's customer may not do this (403).
+    Forbidden,
+    /// A JSON member, query parameter or path segment is wrong (400, `field` names it).
+    InvalidRequest,
+    /// The query string cannot be read (400).
+    InvalidQuery,
+    /// The body is not JSON (400).
+    InvalidJson,
+    /// The body cannot be read, or is of the wrong type (400, 415).
+    InvalidBody,
+    /// A dashboard form cannot be read (400).
+    InvalidForm,
+    /// HTTP/1.1 without exactly one `Host` (400).
+    BadHost,
+    /// The dashboard's sign-in form did not come from its own page (403).
+    Csrf,
+    /// No such endpoint, event, window or page (404).
+    NotFound,
+    /// The path exists, the method does not (405).
+    MethodNotAllowed,
+    /// The body did not arrive in time (408).
+    RequestTimeout,
+    /// A delivery sent again that has not failed (409).
+    NotFailed,
+    /// The body is larger than allowed (413).
+    BodyTooLarge,
+    /// Too many wrong API keys from this address (429).
+    TooManyRequests,
+    /// The store failed; nothing was recorded (500, 503).
+    Internal,
+    /// The system's random source failed (503).
+    NoRandomness,
+}
+
+impl ErrorCode {
+    /// Its spelling in an answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidForm => "invalid_form",
+            ErrorCode::BadHost => "bad_host",
+            ErrorCode::Csrf => "csrf",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::NotFailed => "not_failed",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::Internal => "internal",
+            ErrorCode::NoRandomness => "no_randomness",
+        }
+    }
+}
+
 /// Every error of the API, whatever the endpoint and whoever answers (a handler, the router
 /// for an unknown path or method, the connection guard for 400/408/413).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What is wrong, for a person.
     pub error: String,
-    /// A stable code: `unauthorized`, `invalid_request`, `not_found`, `too_many_requests`...
+    /// A stable code ([`ErrorCode`]); a client reads it as text, so that a code a newer
+    /// server adds is no error.
+    #[schema(value_type = ErrorCode)]
     pub code: String,
     /// The body member, query parameter or path segment at fault, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

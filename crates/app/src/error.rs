@@ -1,6 +1,6 @@
 //! One error type for every handler: a status, a stable code and a message for the caller.
 
-use crate::api::ErrorBody;
+use crate::api::{ErrorBody, ErrorCode};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ pub enum ApiError {
         /// HTTP status.
         status: StatusCode,
         /// Stable machine-readable code.
-        code: &'static str,
+        code: ErrorCode,
         /// What is wrong.
         message: String,
         /// The JSON field at fault.
@@ -34,7 +34,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// A 4xx error.
-    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn client(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::Client {
             status,
             code,
@@ -47,7 +47,7 @@ impl ApiError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Client {
             status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
+            code: ErrorCode::InvalidRequest,
             message: message.into(),
             field: Some(field.into()),
         }
@@ -57,14 +57,14 @@ impl ApiError {
     pub fn unauthorized() -> ApiError {
         ApiError::client(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "missing or invalid API key",
         )
     }
 
     /// 403 for a key of another customer.
     pub fn forbidden(what: impl Into<String>) -> ApiError {
-        ApiError::client(StatusCode::FORBIDDEN, "forbidden", what)
+        ApiError::client(StatusCode::FORBIDDEN, ErrorCode::Forbidden, what)
     }
 }
 
@@ -79,7 +79,7 @@ impl IntoResponse for ApiError {
             } => {
                 let body = ErrorBody {
                     error: message,
-                    code: code.into(),
+                    code: code.as_str().into(),
                     field,
                 };
                 (status, Json(body)).into_response()
@@ -89,7 +89,7 @@ impl IntoResponse for ApiError {
                     error: format!(
                         "too many wrong API keys from this address; retry in {retry_after} s"
                     ),
-                    code: "too_many_requests".into(),
+                    code: ErrorCode::TooManyRequests.as_str().into(),
                     field: None,
                 };
                 (
@@ -111,7 +111,7 @@ impl IntoResponse for ApiError {
                 };
                 let body = ErrorBody {
                     error: "the server could not store the request; retry".into(),
-                    code: "internal".into(),
+                    code: ErrorCode::Internal.as_str().into(),
                     field: None,
                 };
                 (status, Json(body)).into_response()

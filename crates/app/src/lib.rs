@@ -48,6 +48,7 @@ use failover_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::ErrorCode;
 use crate::error::ApiError;
 pub use crate::state::AppState;
 
@@ -78,12 +79,16 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .method_not_allowed_fallback(|_: auth::Caller| async {
             ApiError::client(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this method is not allowed here",
             )
         })
         .fallback(|_: auth::Caller| async {
-            ApiError::client(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            ApiError::client(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
         })
         .layer(DefaultBodyLimit::max(reports::MAX_BODY))
         .with_state(state)

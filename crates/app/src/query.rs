@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{AddedMaintenance, ErrorBody, EventsPage, MaintenanceList};
+use crate::api::{AddedMaintenance, ErrorBody, ErrorCode, EventsPage, MaintenanceList};
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -34,7 +34,7 @@ pub(crate) fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, Ap
             .unwrap_or(&message);
         ApiError::Client {
             status: StatusCode::BAD_REQUEST,
-            code: "invalid_query",
+            code: ErrorCode::InvalidQuery,
             field: query_field(detail),
             message: format!("the query string: {detail}"),
         }
@@ -160,7 +160,7 @@ pub async fn event<S: Store>(
     found.map(Json).ok_or_else(|| {
         ApiError::client(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("no event `{id}`"),
         )
     })
@@ -287,11 +287,16 @@ pub async fn add_maintenance<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AddedMaintenance>), ApiError> {
     caller.may_change()?;
-    let body = body.map_err(|e| ApiError::client(e.status(), "invalid_body", e.body_text()))?;
+    let body =
+        body.map_err(|e| ApiError::client(e.status(), ErrorCode::InvalidBody, e.body_text()))?;
     let [node, cluster, customer, start, end, duration, reason] =
         body::strings(&body, &MAINTENANCE_FIELDS).map_err(|e| match e.field() {
             Some(f) => ApiError::field(f, e.to_string()),
-            None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
+            None => ApiError::client(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidJson,
+                e.to_string(),
+            ),
         })?;
     let asked = WindowRequest {
         node,
@@ -534,7 +539,7 @@ pub(crate) async fn end_window<S: Store>(
     if !mine {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("no active maintenance window #{id}"),
         ));
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::api::{FailedChannel, ReportAnswer};
+use crate::api::{ErrorCode, FailedChannel, ReportAnswer};
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -69,17 +69,21 @@ async fn handle<S: Store>(
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::client(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("the body is larger than {MAX_BODY} bytes"),
             )
         } else {
-            ApiError::client(e.status(), "invalid_body", e.body_text())
+            ApiError::client(e.status(), ErrorCode::InvalidBody, e.body_text())
         }
     })?;
     let now = clock::now();
     let report = report::parse(&body, now).map_err(|e| match e.field() {
         Some(f) => ApiError::field(f, e.to_string()),
-        None => ApiError::client(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
+        None => ApiError::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson,
+            e.to_string(),
+        ),
     })?;
     // Read per report, the ad-hoc windows come with the cluster's history, in the same
     // store call, and the report is classified again with them in `decide`.

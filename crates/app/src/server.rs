@@ -42,6 +42,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Duration, Instant};
 use tower_service::Service as _;
 
+use crate::api::ErrorCode;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::reports::MAX_BODY;
@@ -217,7 +218,7 @@ impl Connection {
                             Ok(r) => r,
                             Err(_) => Ok(ApiError::client(
                                 StatusCode::REQUEST_TIMEOUT,
-                                "request_timeout",
+                                ErrorCode::RequestTimeout,
                                 "the request was not answered in time",
                             )
                             .into_response()),
@@ -294,7 +295,7 @@ async fn read_body(
     if hosts > 1 || (hosts == 0 && parts.version == axum::http::Version::HTTP_11) {
         return Err(closing(ApiError::client(
             StatusCode::BAD_REQUEST,
-            "bad_host",
+            ErrorCode::BadHost,
             "an HTTP/1.1 request must have exactly one Host header",
         )));
     }
@@ -306,7 +307,7 @@ async fn read_body(
     let too_large = || {
         closing(ApiError::client(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("the body is larger than {MAX_BODY} bytes"),
         ))
     };
@@ -322,12 +323,12 @@ async fn read_body(
         Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
         Ok(Err(_)) => Err(closing(ApiError::client(
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "the body could not be read",
         ))),
         Err(_) => Err(closing(ApiError::client(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the body did not arrive in time",
         ))),
     }

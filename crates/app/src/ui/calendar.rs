@@ -21,6 +21,7 @@ use super::pages::{customer_filter, customer_names};
 use super::session::Signed;
 use super::text::{clock_on, zone};
 use super::{PageError, page};
+use crate::api::ErrorCode;
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -408,7 +409,7 @@ pub async fn feed<S: Store>(
     let Some(caller) = super::session::feed_caller(&state, token).await? else {
         return Err(ApiError::client(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "this calendar link is not valid (any more): make a new one on the Windows page",
         )
         .into());

@@ -16,6 +16,7 @@ use super::pages::{event_row, zone_of};
 use super::session::{CsrfForm, Signed};
 use super::text::{local, utc};
 use super::{PageError, page};
+use crate::api::ErrorCode;
 use crate::auth::Caller;
 use crate::clock;
 use crate::error::ApiError;
@@ -49,7 +50,7 @@ async fn visible_event<S: Store>(
         .ok_or_else(|| {
             ApiError::client(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!("no event `{id}`"),
             )
             .into()
@@ -195,7 +196,7 @@ pub async fn resend<S: Store>(
     {
         return Err(ApiError::client(
             StatusCode::CONFLICT,
-            "not_failed",
+            ErrorCode::NotFailed,
             format!("delivery {delivery} of event {id} has not failed: nothing to send again"),
         )
         .into());

@@ -34,6 +34,7 @@ use failover_store::Store;
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::api::ErrorCode;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -165,7 +166,12 @@ pub(crate) fn form<T>(
     form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
 ) -> Result<T, PageError> {
     form.map(|f| f.0).map_err(|e| {
-        ApiError::client(StatusCode::BAD_REQUEST, "invalid_form", e.body_text()).into()
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidForm,
+            e.body_text(),
+        )
+        .into()
     })
 }
 
@@ -175,7 +181,12 @@ pub(crate) fn path<T>(
     path: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
 ) -> Result<T, PageError> {
     path.map(|p| p.0).map_err(|_| {
-        ApiError::client(StatusCode::NOT_FOUND, "not_found", "there is no such page").into()
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "there is no such page",
+        )
+        .into()
     })
 }
 

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{PageError, page};
+use crate::api::ErrorCode;
 use crate::auth::{Caller, authenticate};
 use crate::client::Client;
 use crate::clock;
@@ -59,7 +60,7 @@ impl Signed {
         }
         Err(ApiError::client(
             StatusCode::FORBIDDEN,
-            "csrf",
+            ErrorCode::Csrf,
             "this form's CSRF token is missing or wrong: reload the page and try again",
         )
         .into())
@@ -96,7 +97,7 @@ impl IntoResponse for NotSigned {
             }
             NotSigned::Refused => PageError(ApiError::client(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "you are not signed in (or your session ended): sign in again",
             ))
             .into_response(),
@@ -526,7 +527,7 @@ fn random_token() -> Option<String> {
 fn no_token() -> PageError {
     PageError(ApiError::client(
         StatusCode::SERVICE_UNAVAILABLE,
-        "no_randomness",
+        ErrorCode::NoRandomness,
         "the server cannot draw a random token just now: try again",
     ))
 }
