@@ -15,7 +15,7 @@ use crate::inventory::{
 use crate::keys::KeyHash;
 use crate::retry::RetryPolicy;
 use crate::template::{Part, Scope, Templates};
-use crate::window::{Grace, Owner};
+use crate::window::{Grace, MaintenanceWindow, Owner};
 
 /// Default grace: a reboot a few minutes early still counts, and so do late reboots and
 /// failbacks in the half hour after a window closes.
@@ -199,121 +199,26 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         .unwrap_or(TimeZone::UTC);
     let default_grace = ctx.grace(file.defaults.grace.as_ref(), DEFAULT_GRACE);
 
-    let mut customer_names = Names::new("customer", &lines);
-    let mut customers = Vec::new();
-    let mut customer_grace = Vec::new();
-    for c in &file.customers {
-        let c = c.get_ref();
-        customer_names.add(&mut ctx, &c.name, customers.len() as u32);
-        let time_zone = c
-            .time_zone
-            .as_ref()
-            .and_then(|s| ctx.time_zone(s))
-            .unwrap_or(default_tz.clone());
-        customer_grace.push(ctx.grace(c.grace.as_ref(), default_grace));
-        customers.push(Customer {
-            name: c.name.get_ref().clone(),
-            time_zone,
-        });
-    }
+    let Customers {
+        names: customer_names,
+        list: mut customers,
+        grace: customer_grace,
+    } = customers(&mut ctx, &file, &lines, &default_tz, default_grace);
 
-    let mut cluster_names = Names::new("cluster", &lines);
-    let mut node_names = Names::new("node", &lines);
-    let mut clusters = Vec::new();
-    let mut cluster_grace = Vec::new();
-    let mut nodes: Vec<Node> = Vec::new();
-    for (ci, c) in file.clusters.iter().enumerate() {
-        let c = c.get_ref();
-        let cid = ClusterId(ci as u32);
-        cluster_names.add(&mut ctx, &c.name, cid.0);
-        let customer = c
-            .customer
-            .as_ref()
-            .and_then(|s| customer_names.resolve(&mut ctx, s))
-            .map(CustomerId);
-        let inherited_tz = customer.map_or(&default_tz, |cu| &customers[cu.index()].time_zone);
-        let time_zone = c
-            .time_zone
-            .as_ref()
-            .and_then(|s| ctx.time_zone(s))
-            .unwrap_or(inherited_tz.clone());
-        let inherited_grace = customer.map_or(default_grace, |cu| customer_grace[cu.index()]);
-        cluster_grace.push(ctx.grace(c.grace.as_ref(), inherited_grace));
-        let entries = c.nodes.get_ref();
-        if entries.len() < 2 {
-            ctx.err(
-                c.nodes.span(),
-                K::TooFewNodes {
-                    cluster: c.name.get_ref().clone(),
-                    found: entries.len(),
-                },
-            );
-        }
-        let mut members = Vec::new();
-        for entry in entries {
-            let span = entry.span();
-            let e = entry.get_ref();
-            let nid = NodeId(nodes.len() as u32);
-            for name in std::iter::once(&e.name).chain(&e.aliases) {
-                if !valid_host_name(name) {
-                    ctx.err(
-                        span.clone(),
-                        K::HostName {
-                            value: name.clone(),
-                        },
-                    );
-                    continue;
-                }
-                if let Some(prev) = node_names.get(name) {
-                    ctx.err(
-                        span.clone(),
-                        K::NodeInTwoClusters {
-                            node: name.clone(),
-                            cluster: clusters_name(&clusters, &nodes, NodeId(prev), &c.name),
-                        },
-                    );
-                    continue;
-                }
-                // Registered for `window.node = "..."` references (aliases too).
-                node_names.add(&mut ctx, &S::new(span.clone(), name.clone()), nid.0);
-            }
-            nodes.push(Node {
-                name: e.name.clone(),
-                aliases: e.aliases.clone(),
-                cluster: cid,
-            });
-            members.push(nid);
-        }
-        let preferred = c.preferred.as_ref().and_then(|p| {
-            let found = members.iter().copied().find(|&n| {
-                let node = &nodes[n.index()];
-                node.name == *p.get_ref() || node.aliases.contains(p.get_ref())
-            });
-            if found.is_none() {
-                ctx.err(
-                    p.span(),
-                    K::PreferredNotANode {
-                        cluster: c.name.get_ref().clone(),
-                        node: p.get_ref().clone(),
-                        nodes: entries
-                            .iter()
-                            .map(|e| e.get_ref().name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    },
-                );
-            }
-            found
-        });
-        clusters.push(Cluster {
-            name: c.name.get_ref().clone(),
-            customer,
-            nodes: members,
-            time_zone,
-            preferred,
-            windows: Vec::new(),
-        });
-    }
+    let Clusters {
+        names: cluster_names,
+        node_names,
+        list: mut clusters,
+        grace: cluster_grace,
+        mut nodes,
+    } = clusters(
+        &mut ctx,
+        &file,
+        &lines,
+        (&customer_names, &customers, &customer_grace),
+        &default_tz,
+        default_grace,
+    );
 
     let owners = super::windows::Owners {
         customers: &customer_names,
@@ -329,17 +234,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         lines: &lines,
     };
     let mut windows = super::windows::build(&mut ctx, &file.windows, &owners);
-    for (wi, w) in windows.iter().enumerate() {
-        let id = WindowId(wi as u32);
-        match w.owner {
-            Owner::Node(n) => clusters[nodes[n.index()].cluster.index()].windows.push(id),
-            Owner::Cluster(c) => clusters[c.index()].windows.push(id),
-            Owner::Customer(cu) => clusters
-                .iter_mut()
-                .filter(|c| c.customer == Some(cu))
-                .for_each(|c| c.windows.push(id)),
-        }
-    }
+    attach_windows(&mut clusters, &nodes, &windows);
 
     let (channels, channel_names) = super::channels::build(&mut ctx, &file.channels, &lines);
     let routes = file
@@ -358,73 +253,9 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         })
         .collect();
 
-    let mut key_names = Names::new("key", &lines);
-    let mut keys = Vec::new();
-    for k in &file.keys {
-        let k = k.get_ref();
-        key_names.add(&mut ctx, &k.name, keys.len() as u32);
-        let hash = KeyHash::parse(k.hash.get_ref())
-            .map_err(|e| ctx.err(k.hash.span(), e.into()))
-            .ok();
-        let admin = k.admin.as_ref().is_some_and(|a| *a.get_ref());
-        let customer = k
-            .customer
-            .as_ref()
-            .and_then(|s| customer_names.resolve(&mut ctx, s))
-            .map(CustomerId);
-        if admin == k.customer.is_some() {
-            ctx.err(
-                k.name.span(),
-                K::KeyOwner {
-                    name: k.name.get_ref().clone(),
-                },
-            );
-        }
-        let role = match k.role.as_ref() {
-            None => Some(Role::Operator),
-            Some(r) => Role::from_name(r.get_ref()).or_else(|| {
-                ctx.err(
-                    r.span(),
-                    K::KeyRole {
-                        value: r.get_ref().clone(),
-                    },
-                );
-                None
-            }),
-        };
-        if let (Some(hash), Some(role)) = (hash, role) {
-            keys.push(ApiKey {
-                name: k.name.get_ref().clone(),
-                hash,
-                customer,
-                role,
-            });
-        }
-    }
+    let keys = keys(&mut ctx, &file, &lines, &customer_names);
 
-    let mut templates = Templates::default();
-    add_templates(
-        &mut ctx,
-        &mut templates,
-        Scope::Global,
-        file.templates.as_ref(),
-    );
-    for (i, c) in file.customers.iter().enumerate() {
-        add_templates(
-            &mut ctx,
-            &mut templates,
-            Scope::Customer(CustomerId(i as u32)),
-            c.get_ref().templates.as_ref(),
-        );
-    }
-    for (i, c) in file.clusters.iter().enumerate() {
-        add_templates(
-            &mut ctx,
-            &mut templates,
-            Scope::Cluster(ClusterId(i as u32)),
-            c.get_ref().templates.as_ref(),
-        );
-    }
+    let templates = templates(&mut ctx, &file);
 
     let events = file.events.as_ref().map_or_else(EventPolicy::default, |e| {
         event_policy(&mut ctx, e.get_ref())
@@ -437,31 +268,7 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
             retry_policy(&mut ctx, e.get_ref())
         });
 
-    let server = file
-        .server
-        .as_ref()
-        .map_or_else(ServerPolicy::default, |e| {
-            server_policy(&mut ctx, e.get_ref())
-        });
-    let public_url = file
-        .server
-        .as_ref()
-        .and_then(|e| e.get_ref().public_url.as_ref())
-        .map(|u| {
-            super::channels::url(&mut ctx, u)
-                .trim_end_matches('/')
-                .to_owned()
-        });
-    let trusted_proxies = file
-        .server
-        .as_ref()
-        .and_then(|e| e.get_ref().trusted_proxies.as_ref())
-        .map(|list| list.iter().filter_map(|n| network(&mut ctx, n)).collect())
-        .unwrap_or_default();
-    let tls = file
-        .server
-        .as_ref()
-        .and_then(|e| tls_files(&mut ctx, e.get_ref()));
+    let (server, public_url, trusted_proxies, tls) = server_settings(&mut ctx, &file);
     let maintenance = file
         .maintenance
         .as_ref()
@@ -496,6 +303,320 @@ pub(super) fn build(file: schema::File, src: &str) -> Result<Inventory, ConfigEr
         hosts: HostIndex::new(&nodes),
         nodes,
     })
+}
+
+/// Lists each window on the clusters it applies to: its node's, its cluster, or every cluster
+/// of its customer.
+fn attach_windows(clusters: &mut [Cluster], nodes: &[Node], windows: &[MaintenanceWindow]) {
+    for (wi, w) in windows.iter().enumerate() {
+        let id = WindowId(wi as u32);
+        match w.owner {
+            Owner::Node(n) => clusters[nodes[n.index()].cluster.index()].windows.push(id),
+            Owner::Cluster(c) => clusters[c.index()].windows.push(id),
+            Owner::Customer(cu) => clusters
+                .iter_mut()
+                .filter(|c| c.customer == Some(cu))
+                .for_each(|c| c.windows.push(id)),
+        }
+    }
+}
+
+/// `[server]`: its policy, `public_url`, `trusted_proxies` and TLS files.
+fn server_settings(
+    ctx: &mut Ctx,
+    file: &schema::File,
+) -> (
+    ServerPolicy,
+    Option<String>,
+    Vec<ipnet::IpNet>,
+    Option<TlsFiles>,
+) {
+    let server = file
+        .server
+        .as_ref()
+        .map_or_else(ServerPolicy::default, |e| server_policy(ctx, e.get_ref()));
+    let public_url = file
+        .server
+        .as_ref()
+        .and_then(|e| e.get_ref().public_url.as_ref())
+        .map(|u| {
+            super::channels::url(ctx, u)
+                .trim_end_matches('/')
+                .to_owned()
+        });
+    let trusted_proxies = file
+        .server
+        .as_ref()
+        .and_then(|e| e.get_ref().trusted_proxies.as_ref())
+        .map(|list| list.iter().filter_map(|n| network(ctx, n)).collect())
+        .unwrap_or_default();
+    let tls = file
+        .server
+        .as_ref()
+        .and_then(|e| tls_files(ctx, e.get_ref()));
+    (server, public_url, trusted_proxies, tls)
+}
+
+/// The customers, by name for references, with their graces.
+struct Customers<'a> {
+    names: Names<'a>,
+    list: Vec<Customer>,
+    grace: Vec<Grace>,
+}
+
+fn customers<'a>(
+    ctx: &mut Ctx,
+    file: &schema::File,
+    lines: &'a [usize],
+    default_tz: &TimeZone,
+    default_grace: Grace,
+) -> Customers<'a> {
+    let mut customer_names = Names::new("customer", lines);
+    let mut customers = Vec::new();
+    let mut customer_grace = Vec::new();
+    for c in &file.customers {
+        let c = c.get_ref();
+        customer_names.add(ctx, &c.name, customers.len() as u32);
+        let time_zone = c
+            .time_zone
+            .as_ref()
+            .and_then(|s| ctx.time_zone(s))
+            .unwrap_or(default_tz.clone());
+        customer_grace.push(ctx.grace(c.grace.as_ref(), default_grace));
+        customers.push(Customer {
+            name: c.name.get_ref().clone(),
+            time_zone,
+        });
+    }
+    Customers {
+        names: customer_names,
+        list: customers,
+        grace: customer_grace,
+    }
+}
+
+/// The clusters and their nodes, by name for references, with the clusters' graces.
+struct Clusters<'a> {
+    names: Names<'a>,
+    node_names: Names<'a>,
+    list: Vec<Cluster>,
+    grace: Vec<Grace>,
+    nodes: Vec<Node>,
+}
+
+fn clusters<'a>(
+    ctx: &mut Ctx,
+    file: &schema::File,
+    lines: &'a [usize],
+    (customer_names, customers, customer_grace): (&Names<'_>, &[Customer], &[Grace]),
+    default_tz: &TimeZone,
+    default_grace: Grace,
+) -> Clusters<'a> {
+    let mut cluster_names = Names::new("cluster", lines);
+    let mut node_names = Names::new("node", lines);
+    let mut clusters = Vec::new();
+    let mut cluster_grace = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    for (ci, c) in file.clusters.iter().enumerate() {
+        let c = c.get_ref();
+        let cid = ClusterId(ci as u32);
+        cluster_names.add(ctx, &c.name, cid.0);
+        let customer = c
+            .customer
+            .as_ref()
+            .and_then(|s| customer_names.resolve(ctx, s))
+            .map(CustomerId);
+        let inherited_tz = customer.map_or(default_tz, |cu| &customers[cu.index()].time_zone);
+        let time_zone = c
+            .time_zone
+            .as_ref()
+            .and_then(|s| ctx.time_zone(s))
+            .unwrap_or(inherited_tz.clone());
+        let inherited_grace = customer.map_or(default_grace, |cu| customer_grace[cu.index()]);
+        cluster_grace.push(ctx.grace(c.grace.as_ref(), inherited_grace));
+        let entries = c.nodes.get_ref();
+        if entries.len() < 2 {
+            ctx.err(
+                c.nodes.span(),
+                K::TooFewNodes {
+                    cluster: c.name.get_ref().clone(),
+                    found: entries.len(),
+                },
+            );
+        }
+        let members = cluster_nodes(ctx, c, cid, &clusters, &mut nodes, &mut node_names);
+        let preferred = preferred(ctx, c, &members, &nodes);
+        clusters.push(Cluster {
+            name: c.name.get_ref().clone(),
+            customer,
+            nodes: members,
+            time_zone,
+            preferred,
+            windows: Vec::new(),
+        });
+    }
+    Clusters {
+        names: cluster_names,
+        node_names,
+        list: clusters,
+        grace: cluster_grace,
+        nodes,
+    }
+}
+
+/// Cluster `c`'s nodes (at least two), each name and alias valid and in no other cluster.
+fn cluster_nodes(
+    ctx: &mut Ctx,
+    c: &schema::ClusterSection,
+    cid: ClusterId,
+    clusters: &[Cluster],
+    nodes: &mut Vec<Node>,
+    node_names: &mut Names<'_>,
+) -> Vec<NodeId> {
+    let entries = c.nodes.get_ref();
+    let mut members = Vec::new();
+    for entry in entries {
+        let span = entry.span();
+        let e = entry.get_ref();
+        let nid = NodeId(nodes.len() as u32);
+        for name in std::iter::once(&e.name).chain(&e.aliases) {
+            if !valid_host_name(name) {
+                ctx.err(
+                    span.clone(),
+                    K::HostName {
+                        value: name.clone(),
+                    },
+                );
+                continue;
+            }
+            if let Some(prev) = node_names.get(name) {
+                ctx.err(
+                    span.clone(),
+                    K::NodeInTwoClusters {
+                        node: name.clone(),
+                        cluster: clusters_name(clusters, nodes, NodeId(prev), &c.name),
+                    },
+                );
+                continue;
+            }
+            // Registered for `window.node = "..."` references (aliases too).
+            node_names.add(ctx, &S::new(span.clone(), name.clone()), nid.0);
+        }
+        nodes.push(Node {
+            name: e.name.clone(),
+            aliases: e.aliases.clone(),
+            cluster: cid,
+        });
+        members.push(nid);
+    }
+    members
+}
+
+/// Cluster `c`'s `preferred` node, which must be one of its `members`.
+fn preferred(
+    ctx: &mut Ctx,
+    c: &schema::ClusterSection,
+    members: &[NodeId],
+    nodes: &[Node],
+) -> Option<NodeId> {
+    let entries = c.nodes.get_ref();
+    c.preferred.as_ref().and_then(|p| {
+        let found = members.iter().copied().find(|&n| {
+            let node = &nodes[n.index()];
+            node.name == *p.get_ref() || node.aliases.contains(p.get_ref())
+        });
+        if found.is_none() {
+            ctx.err(
+                p.span(),
+                K::PreferredNotANode {
+                    cluster: c.name.get_ref().clone(),
+                    node: p.get_ref().clone(),
+                    nodes: entries
+                        .iter()
+                        .map(|e| e.get_ref().name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+            );
+        }
+        found
+    })
+}
+
+/// The API keys: a valid hash, an admin or one customer, a known role.
+fn keys(
+    ctx: &mut Ctx,
+    file: &schema::File,
+    lines: &[usize],
+    customer_names: &Names<'_>,
+) -> Vec<ApiKey> {
+    let mut key_names = Names::new("key", lines);
+    let mut keys = Vec::new();
+    for k in &file.keys {
+        let k = k.get_ref();
+        key_names.add(ctx, &k.name, keys.len() as u32);
+        let hash = KeyHash::parse(k.hash.get_ref())
+            .map_err(|e| ctx.err(k.hash.span(), e.into()))
+            .ok();
+        let admin = k.admin.as_ref().is_some_and(|a| *a.get_ref());
+        let customer = k
+            .customer
+            .as_ref()
+            .and_then(|s| customer_names.resolve(ctx, s))
+            .map(CustomerId);
+        if admin == k.customer.is_some() {
+            ctx.err(
+                k.name.span(),
+                K::KeyOwner {
+                    name: k.name.get_ref().clone(),
+                },
+            );
+        }
+        let role = match k.role.as_ref() {
+            None => Some(Role::Operator),
+            Some(r) => Role::from_name(r.get_ref()).or_else(|| {
+                ctx.err(
+                    r.span(),
+                    K::KeyRole {
+                        value: r.get_ref().clone(),
+                    },
+                );
+                None
+            }),
+        };
+        if let (Some(hash), Some(role)) = (hash, role) {
+            keys.push(ApiKey {
+                name: k.name.get_ref().clone(),
+                hash,
+                customer,
+                role,
+            });
+        }
+    }
+    keys
+}
+
+/// The templates: global, then each customer's, then each cluster's.
+fn templates(ctx: &mut Ctx, file: &schema::File) -> Templates {
+    let mut templates = Templates::default();
+    add_templates(ctx, &mut templates, Scope::Global, file.templates.as_ref());
+    for (i, c) in file.customers.iter().enumerate() {
+        add_templates(
+            ctx,
+            &mut templates,
+            Scope::Customer(CustomerId(i as u32)),
+            c.get_ref().templates.as_ref(),
+        );
+    }
+    for (i, c) in file.clusters.iter().enumerate() {
+        add_templates(
+            ctx,
+            &mut templates,
+            Scope::Cluster(ClusterId(i as u32)),
+            c.get_ref().templates.as_ref(),
+        );
+    }
+    templates
 }
 
 fn clusters_name(clusters: &[Cluster], nodes: &[Node], id: NodeId, current: &S<String>) -> String {
