@@ -244,6 +244,33 @@ pub fn friendly(d: SignedDuration) -> String {
 }
 
 fn schedule(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
+    if !one_schedule(ctx, w) {
+        return None;
+    }
+    let nth = w.week.is_some() || w.day.is_some();
+    misplaced(ctx, w, nth);
+    let offset = offset_days(ctx, w);
+    if nth {
+        nth_weekday(ctx, w, offset)
+    } else if let Some(days) = &w.days {
+        weekly(ctx, days)
+    } else if let Some(dom) = &w.day_of_month {
+        match *dom.get_ref() {
+            v @ (1..=31 | -31..=-1) => Some(Schedule::MonthlyDay { day: v as i8 }),
+            v => {
+                ctx.err(dom.span(), K::DayOfMonth { value: v });
+                None
+            }
+        }
+    } else if let Some(expr) = &w.cron {
+        cron(ctx, w, expr, offset)
+    } else {
+        once(ctx, w)
+    }
+}
+
+/// Exactly one kind of schedule is given (an error naming the window when none or several).
+fn one_schedule(ctx: &mut Ctx, w: &WindowSection) -> bool {
     let present: Vec<&'static str> = [
         ("`week` + `day`", w.week.is_some() || w.day.is_some()),
         ("`days`", w.days.is_some()),
@@ -262,9 +289,9 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
                     window: w.name.get_ref().clone(),
                 },
             );
-            return None;
+            false
         }
-        1 => {}
+        1 => true,
         _ => {
             ctx.err(
                 w.name.span(),
@@ -273,10 +300,13 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
                     fields: present.join(", "),
                 },
             );
-            return None;
+            false
         }
     }
-    let nth = w.week.is_some() || w.day.is_some();
+}
+
+/// Fields that belong to another kind of schedule than the window's.
+fn misplaced(ctx: &mut Ctx, w: &WindowSection, nth: bool) {
     let not_with = |ctx: &mut Ctx,
                     span: Option<std::ops::Range<usize>>,
                     field: &'static str,
@@ -320,8 +350,11 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
             " (use `duration`)",
         );
     }
-    let offset = w
-        .offset_days
+}
+
+/// `offset_days`, within four weeks either way.
+fn offset_days(ctx: &mut Ctx, w: &WindowSection) -> Option<i16> {
+    w.offset_days
         .as_ref()
         .and_then(|o| match i16::try_from(*o.get_ref()) {
             Ok(v) if v.abs() <= 27 => Some(v),
@@ -334,147 +367,152 @@ fn schedule(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
                 );
                 None
             }
-        });
+        })
+}
 
-    if nth {
-        let Some(week_s) = &w.week else {
-            ctx.err(
-                w.day.as_ref().map_or(w.name.span(), |d| d.span()),
-                K::Requires {
-                    field: "day",
-                    needs: "week",
-                    hint: " (for every week use `days = [...]`)",
-                },
-            );
-            return None;
-        };
-        let Some(day_s) = &w.day else {
-            ctx.err(
-                week_s.span(),
-                K::Requires {
-                    field: "week",
-                    needs: "day",
-                    hint: "",
-                },
-            );
-            return None;
-        };
-        let week = match *week_s.get_ref() {
-            v @ (1..=5 | -1) => Some(v as i8),
-            v => {
-                ctx.err(week_s.span(), K::Week { value: v });
-                None
-            }
-        };
-        let anchor = weekday(ctx, day_s);
-        let calendar = match w.calendar.as_ref().map(|c| (c, c.get_ref().as_str())) {
-            None | Some((_, "nth-weekday")) => Some(Calendar::NthWeekday),
-            Some((_, "monday-weeks")) => Some(Calendar::MondayWeeks),
-            Some((c, other)) => {
-                ctx.err(
-                    c.span(),
-                    K::Calendar {
-                        value: other.to_owned(),
-                    },
-                );
-                None
-            }
-        };
-        if calendar == Some(Calendar::MondayWeeks) && week == Some(-1) {
-            ctx.err(week_s.span(), K::LastWithMondayWeeks);
-            return None;
-        }
-        let then = w.then.as_ref().and_then(|t| weekday(ctx, t));
-        if let (Some(_), Some(o)) = (&w.then, &w.offset_days) {
-            ctx.err(
-                o.span(),
-                K::NotWith {
-                    field: "offset_days",
-                    with: "then",
-                    hint: " (keep one)",
-                },
-            );
-        }
-        let (week, anchor, calendar) = (week?, anchor?, calendar?);
-        let offset_days = match then {
-            // The first `then` weekday strictly after the anchor: 1..=7 days later.
-            Some(t) => match t.since(anchor) {
-                0 => 7,
-                n => i16::from(n),
+/// `week` + `day` (the nth weekday of a month), with `calendar` and `then` or `offset_days`.
+fn nth_weekday(ctx: &mut Ctx, w: &WindowSection, offset: Option<i16>) -> Option<Schedule> {
+    let Some(week_s) = &w.week else {
+        ctx.err(
+            w.day.as_ref().map_or(w.name.span(), |d| d.span()),
+            K::Requires {
+                field: "day",
+                needs: "week",
+                hint: " (for every week use `days = [...]`)",
             },
-            None if w.offset_days.is_some() => offset?,
-            None => 0,
-        };
-        return Some(Schedule::NthWeekday {
-            week,
-            weekday: anchor,
-            calendar,
-            offset_days,
-        });
-    }
-    if let Some(days) = &w.days {
-        let list: Vec<Weekday> = days
-            .get_ref()
-            .iter()
-            .filter_map(|d| weekday(ctx, d))
-            .collect();
-        if list.len() != days.get_ref().len() {
-            return None;
+        );
+        return None;
+    };
+    let Some(day_s) = &w.day else {
+        ctx.err(
+            week_s.span(),
+            K::Requires {
+                field: "week",
+                needs: "day",
+                hint: "",
+            },
+        );
+        return None;
+    };
+    let week = match *week_s.get_ref() {
+        v @ (1..=5 | -1) => Some(v as i8),
+        v => {
+            ctx.err(week_s.span(), K::Week { value: v });
+            None
         }
-        if list.is_empty() {
+    };
+    let anchor = weekday(ctx, day_s);
+    let calendar = match w.calendar.as_ref().map(|c| (c, c.get_ref().as_str())) {
+        None | Some((_, "nth-weekday")) => Some(Calendar::NthWeekday),
+        Some((_, "monday-weeks")) => Some(Calendar::MondayWeeks),
+        Some((c, other)) => {
             ctx.err(
-                days.span(),
-                K::DayName {
-                    value: String::new(),
+                c.span(),
+                K::Calendar {
+                    value: other.to_owned(),
                 },
+            );
+            None
+        }
+    };
+    if calendar == Some(Calendar::MondayWeeks) && week == Some(-1) {
+        ctx.err(week_s.span(), K::LastWithMondayWeeks);
+        return None;
+    }
+    let then = w.then.as_ref().and_then(|t| weekday(ctx, t));
+    if let (Some(_), Some(o)) = (&w.then, &w.offset_days) {
+        ctx.err(
+            o.span(),
+            K::NotWith {
+                field: "offset_days",
+                with: "then",
+                hint: " (keep one)",
+            },
+        );
+    }
+    let (week, anchor, calendar) = (week?, anchor?, calendar?);
+    let offset_days = match then {
+        // The first `then` weekday strictly after the anchor: 1..=7 days later.
+        Some(t) => match t.since(anchor) {
+            0 => 7,
+            n => i16::from(n),
+        },
+        None if w.offset_days.is_some() => offset?,
+        None => 0,
+    };
+    Some(Schedule::NthWeekday {
+        week,
+        weekday: anchor,
+        calendar,
+        offset_days,
+    })
+}
+
+/// `days = [...]`: every week on those days.
+fn weekly(ctx: &mut Ctx, days: &S<Vec<S<DayEntry>>>) -> Option<Schedule> {
+    let list: Vec<Weekday> = days
+        .get_ref()
+        .iter()
+        .filter_map(|d| weekday(ctx, d))
+        .collect();
+    if list.len() != days.get_ref().len() {
+        return None;
+    }
+    if list.is_empty() {
+        ctx.err(
+            days.span(),
+            K::DayName {
+                value: String::new(),
+            },
+        );
+        return None;
+    }
+    Some(Schedule::weekly(&list))
+}
+
+/// `cron`, which holds the start time, optionally shifted by `offset_days`.
+fn cron(
+    ctx: &mut Ctx,
+    w: &WindowSection,
+    expr: &S<String>,
+    offset: Option<i16>,
+) -> Option<Schedule> {
+    if let Some(s) = &w.start {
+        ctx.err(
+            s.span(),
+            K::NotWith {
+                field: "start",
+                with: "cron",
+                hint: " (the cron expression holds the start time)",
+            },
+        );
+    }
+    let cron = match CronSchedule::parse(expr.get_ref()) {
+        Ok(c) if c.ever_matches() => c,
+        Ok(_) => {
+            ctx.err(
+                expr.span(),
+                CronError::NeverMatches {
+                    expr: expr.get_ref().clone(),
+                }
+                .into(),
             );
             return None;
         }
-        return Some(Schedule::weekly(&list));
-    }
-    if let Some(dom) = &w.day_of_month {
-        return match *dom.get_ref() {
-            v @ (1..=31 | -31..=-1) => Some(Schedule::MonthlyDay { day: v as i8 }),
-            v => {
-                ctx.err(dom.span(), K::DayOfMonth { value: v });
-                None
-            }
-        };
-    }
-    if let Some(expr) = &w.cron {
-        if let Some(s) = &w.start {
-            ctx.err(
-                s.span(),
-                K::NotWith {
-                    field: "start",
-                    with: "cron",
-                    hint: " (the cron expression holds the start time)",
-                },
-            );
+        Err(e) => {
+            ctx.err(expr.span(), e.into());
+            return None;
         }
-        let cron = match CronSchedule::parse(expr.get_ref()) {
-            Ok(c) if c.ever_matches() => c,
-            Ok(_) => {
-                ctx.err(
-                    expr.span(),
-                    CronError::NeverMatches {
-                        expr: expr.get_ref().clone(),
-                    }
-                    .into(),
-                );
-                return None;
-            }
-            Err(e) => {
-                ctx.err(expr.span(), e.into());
-                return None;
-            }
-        };
-        let offset_days = if w.offset_days.is_some() { offset? } else { 0 };
-        return Some(Schedule::Cron {
-            cron: Box::new(cron),
-            offset_days,
-        });
-    }
+    };
+    let offset_days = if w.offset_days.is_some() { offset? } else { 0 };
+    Some(Schedule::Cron {
+        cron: Box::new(cron),
+        offset_days,
+    })
+}
+
+/// `date`: once, with `end` or `duration`.
+fn once(ctx: &mut Ctx, w: &WindowSection) -> Option<Schedule> {
     let date_s = w.date.as_ref()?;
     let date = civil::<Date>(ctx, date_s, |value, source| K::Date { value, source });
     if let (Some(e), Some(_)) = (&w.end, &w.duration) {
