@@ -54,8 +54,13 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         ),
         sms: format!("failover-notify test of channel {channel}, no failover"),
         // No `at_utc`: an Alertmanager stamps its own time and ends the test alert after its
-        // `resolve_timeout`, once its receivers have had it.
-        context: MessageContext::default(),
+        // `resolve_timeout`, once its receivers have had it. No cluster, host or window: the
+        // event id (`test-...`) is what tells a receiver it is a test.
+        context: MessageContext {
+            verdict: MessageKind::Planned,
+            version: MessageContext::VERSION,
+            ..MessageContext::default()
+        },
         link: None,
     };
     let timeout = std::time::Duration::try_from(inv.delivery.timeout)
