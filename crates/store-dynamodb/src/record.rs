@@ -62,35 +62,7 @@ impl Dynamo {
                 Some(h) => Guard::Version(num(h, "version").unwrap_or_default()),
                 None => Guard::Absent,
             };
-            let mut kept: Vec<HistoryEvent> = head
-                .as_ref()
-                .and_then(|h| str_of(h, "history"))
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|_| StoreError::Corrupt {
-                    what: "history",
-                    value: cluster
-                        .as_ref()
-                        .map(|(pk, _)| pk.clone())
-                        .unwrap_or_default(),
-                })?
-                .unwrap_or_default();
-            let history = match &cluster {
-                // The first try assumes a `HEAD` with no event since the floor: older ones.
-                _ if unread => History {
-                    events: Vec::new(),
-                    older: true,
-                },
-                Some((_, since)) => History {
-                    events: kept.iter().filter(|h| h.at >= *since).cloned().collect(),
-                    older: head.as_ref().is_some_and(|h| {
-                        bool_of(h, "older")
-                            || num(h, "last_at").is_none_or(|t| t < since.as_millisecond())
-                            || kept.iter().any(|e| e.at < *since)
-                    }),
-                },
-                None => History::default(),
-            };
+            let (mut kept, history) = history_of(head.as_ref(), cluster.as_ref(), unread)?;
             let maintenance = report
                 .maintenance_after
                 .map(|after| windows_ending_after(read.get("MAINT"), after))
@@ -104,23 +76,7 @@ impl Dynamo {
                 Decision::Merge(_) | Decision::Complete(..) if unread => continue,
                 Decision::Merge(id) => {
                     let number = event_number(&id)?;
-                    let update = Update::builder()
-                        .table_name(&self.table)
-                        .key("pk", s("EVENT"))
-                        .key("sk", s(&pad(number)))
-                        .update_expression(
-                            "ADD reports :one SET rl = list_append(if_not_exists(rl, :none), :r)",
-                        )
-                        .condition_expression("attribute_exists(pk)")
-                        .expression_attribute_values(":one", n(1))
-                        .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-                        .expression_attribute_values(
-                            ":r",
-                            AttributeValue::L(vec![report_value(&stored_report)]),
-                        )
-                        .build()
-                        .map_err(backend)?;
-                    items.push(TransactWriteItem::builder().update(update).build());
+                    items.push(self.merge_item(number, &stored_report)?);
                     let mut row = self
                         .event(number)
                         .await?
@@ -186,15 +142,9 @@ impl Dynamo {
                 // Every write moves the version on, so a decision made on older history
                 // loses; the history itself keeps what later reports may still look at.
                 let floor = *since - HISTORY_SLACK;
-                let before = kept.len();
-                kept.retain(|h| h.at >= floor);
-                kept.sort_by_key(|h| h.at);
-                let drop = kept.len().saturating_sub(HISTORY_KEPT);
-                kept.drain(..drop);
+                let trimmed = trim(&mut kept, floor);
                 // Whether the cluster has events the history no longer holds.
-                let older = unread
-                    || kept.len() < before
-                    || head.as_ref().is_some_and(|h| bool_of(h, "older"));
+                let older = unread || trimmed || head.as_ref().is_some_and(|h| bool_of(h, "older"));
                 items.push(self.head(pk, guard, floor, &kept, older)?);
             }
             if unread && let Some(after) = report.maintenance_after {
@@ -223,6 +173,28 @@ impl Dynamo {
         Err(StoreError::Backend(
             "too many concurrent writes to one cluster; retry".into(),
         ))
+    }
+
+    /// The transaction item that merges `report` into event `number`.
+    fn merge_item(
+        &self,
+        number: i64,
+        report: &StoredReport,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s("EVENT"))
+            .key("sk", s(&pad(number)))
+            .update_expression(
+                "ADD reports :one SET rl = list_append(if_not_exists(rl, :none), :r)",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":r", AttributeValue::L(vec![report_value(report)]))
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// The answer recorded for a client id seen before (its item is `item`).
@@ -359,4 +331,50 @@ enum Guard {
     Version(i64),
     /// There was no `HEAD`.
     Absent,
+}
+
+/// The events a cluster's `HEAD` item keeps, and the history a decision sees: those since
+/// the cluster's floor, and whether it has older ones. The first try (`unread`) assumes a
+/// `HEAD` with no event since the floor, and older ones.
+fn history_of(
+    head: Option<&Item>,
+    cluster: Option<&(String, Timestamp)>,
+    unread: bool,
+) -> Result<(Vec<HistoryEvent>, History), StoreError> {
+    let kept: Vec<HistoryEvent> = head
+        .and_then(|h| str_of(h, "history"))
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt {
+            what: "history",
+            value: cluster.map(|(pk, _)| pk.clone()).unwrap_or_default(),
+        })?
+        .unwrap_or_default();
+    let history = match cluster {
+        _ if unread => History {
+            events: Vec::new(),
+            older: true,
+        },
+        Some((_, since)) => History {
+            events: kept.iter().filter(|h| h.at >= *since).cloned().collect(),
+            older: head.is_some_and(|h| {
+                bool_of(h, "older")
+                    || num(h, "last_at").is_none_or(|t| t < since.as_millisecond())
+                    || kept.iter().any(|e| e.at < *since)
+            }),
+        },
+        None => History::default(),
+    };
+    Ok((kept, history))
+}
+
+/// Keeps the events at or after `floor`, by time, at most [`HISTORY_KEPT`] of the newest;
+/// whether any was dropped.
+fn trim(kept: &mut Vec<HistoryEvent>, floor: Timestamp) -> bool {
+    let before = kept.len();
+    kept.retain(|h| h.at >= floor);
+    kept.sort_by_key(|h| h.at);
+    let drop = kept.len().saturating_sub(HISTORY_KEPT);
+    kept.drain(..drop);
+    kept.len() < before
 }
