@@ -29,8 +29,10 @@ pub struct ReportAnswer {
     /// What is wrong, for a 422 or 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// A stable code for `error`: `unknown_host`, `delivery_pending`.
+    /// A stable code for `error` ([`ErrorCode`]): `unknown_host` (422), `delivery_pending`
+    /// (503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ErrorCode>)]
     pub code: Option<String>,
     /// The channels that have not taken the message yet (503).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -74,7 +76,8 @@ pub struct MaintenanceList {
     pub maintenance: Vec<Maintenance>,
 }
 
-/// The stable code of every error the API answers (`ErrorBody::code`): the one list of them.
+/// The stable code of every error the API answers (`ErrorBody::code`, and a report's 422 or
+/// 503 in `ReportAnswer::code`): the one list of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -112,6 +115,10 @@ pub enum ErrorCode {
     Internal,
     /// The system's random source failed (503).
     NoRandomness,
+    /// A report from a host in no cluster: recorded and told, but nothing classified (422).
+    UnknownHost,
+    /// A report recorded whose messages some channel has not taken yet (503).
+    DeliveryPending,
 }
 
 impl ErrorCode {
@@ -135,6 +142,8 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Internal => "internal",
             ErrorCode::NoRandomness => "no_randomness",
+            ErrorCode::UnknownHost => "unknown_host",
+            ErrorCode::DeliveryPending => "delivery_pending",
         }
     }
 }

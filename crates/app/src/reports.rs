@@ -187,14 +187,14 @@ async fn handle<S: Store>(
             "recorded, but a channel has not taken the message yet; send the report again with the same id"
                 .into(),
         );
-        answer.code = Some("delivery_pending".into());
+        answer.code = Some(ErrorCode::DeliveryPending.as_str().into());
         answer.failed = failed;
         StatusCode::SERVICE_UNAVAILABLE
     } else if let Some(host) = unknown {
         answer.error = Some(format!(
             "unknown host `{host}`: it is in no cluster of the inventory; the operators were told"
         ));
-        answer.code = Some("unknown_host".into());
+        answer.code = Some(ErrorCode::UnknownHost.as_str().into());
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
