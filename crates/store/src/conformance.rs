@@ -78,6 +78,60 @@ fn merge_or(e: NewEvent) -> impl Fn(&History, &[Maintenance]) -> Decision + Send
     }
 }
 
+/// A planned failover's message context as the release before typed contexts stored it
+/// (`serde_json::Value` text: members sorted, no `version`): what each backend's upgrade test
+/// writes into a row or item as that release did.
+pub const CONTEXT_BEFORE_VERSIONS: &str = r#"{"at":"2026-12-09 22:00:00 CET","at_utc":"2026-12-09T21:00:00Z","back_by":"2026-12-09 23:30:00 CET","cluster":"db","customer":"acme","failback":false,"failback_of":"","failback_of_event":"","fault":false,"fenced":false,"flapping":false,"flapping_count":3,"flapping_within":"30m","host":"db2","nodes":["db1","db2"],"previous":"db1","time_zone":"Europe/Berlin","usual":"db1","verdict":"planned","window":{"end":"23:00","name":"patch","owner":"ops","start":"22:00","time_zone":"Europe/Berlin"}}"#;
+
+/// The store's only event holds [`CONTEXT_BEFORE_VERSIONS`], with a delivery to `pager` and a
+/// reminder to `mail` due at `back_by`: the context reads with every member the dashboard and
+/// the senders use, and the reminder is claimed as one.
+///
+/// # Panics
+/// When the store reads it otherwise.
+pub async fn reads_the_previous_release<S: Store>(store: &S, back_by: Timestamp) {
+    let events = store.events(EventQuery::default()).await.expect("lists");
+    let c = &events[0].event.context;
+    assert_eq!(
+        (
+            c.verdict,
+            c.host.as_str(),
+            c.usual.as_str(),
+            c.back_by.as_str(),
+            c.version
+        ),
+        (
+            MessageKind::Planned,
+            "db2",
+            "db1",
+            "2026-12-09 23:30:00 CET",
+            0
+        ),
+        "upgrade: the context"
+    );
+    assert_eq!(
+        c.window.as_ref().map(|w| w.owner.as_str()),
+        Some("ops"),
+        "upgrade: its window"
+    );
+    let due = store
+        .claim_due(&lease("new", back_by), back_by, 10)
+        .await
+        .expect("claims");
+    let kinds: Vec<_> = due
+        .iter()
+        .map(|d| (d.channel.as_str(), d.kind, d.context.usual.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("pager", DeliveryKind::Message, "db1"),
+            ("mail", DeliveryKind::Reminder, "db1")
+        ],
+        "upgrade: the deliveries"
+    );
+}
+
 /// One test per scenario of the contract in the calling test crate, each on a store of its
 /// own, so that one scenario's failure hides none of the others. `$open` is an `async`
 /// block run once per test that answers `(guard, store)`: the guard keeps alive what the
