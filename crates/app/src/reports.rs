@@ -17,10 +17,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use failover_core::classify::{Classification, classify};
 use failover_core::decide::{decide, lookback_start};
-use failover_core::inventory::{ApiKey, Inventory, Verdict};
+use failover_core::inventory::{ApiKey, CustomerId, Inventory, Verdict};
 use failover_core::report::{self, FailoverReport};
 use failover_core::window::MaintenanceWindow;
-use failover_store::{DeliveryState, History, Maintenance, NewReport, Outcome, Scope, Store};
+use failover_store::{
+    Decide, DeliveryState, History, Maintenance, NewReport, Outcome, Recorded, Scope, Store,
+};
 use jiff::Timestamp;
 
 /// Largest accepted body.
@@ -65,26 +67,8 @@ async fn handle<S: Store>(
     let live = caller.live();
     let inv = Arc::clone(&live.inventory);
     let key = caller.key();
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::client(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BodyTooLarge,
-                format!("the body is larger than {MAX_BODY} bytes"),
-            )
-        } else {
-            ApiError::client(e.status(), ErrorCode::InvalidBody, e.body_text())
-        }
-    })?;
     let now = clock::now();
-    let report = report::parse(&body, now).map_err(|e| match e.field() {
-        Some(f) => ApiError::field(f, e.to_string()),
-        None => ApiError::client(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidJson,
-            e.to_string(),
-        ),
-    })?;
+    let report = read_report(body, now)?;
     // Read per report, the ad-hoc windows come with the cluster's history, in the same
     // store call, and the report is classified again with them in `decide`.
     let ad_hoc = (state.ad_hoc == AdHoc::Cached).then(|| Arc::clone(&live.ad_hoc));
@@ -110,32 +94,14 @@ async fn handle<S: Store>(
         ..new_report(&inv, key, &report, &c, now)
     };
     let unknown = (c.verdict == Verdict::UnknownHost).then(|| report.hostname.clone());
-    let decide = {
-        let inv = Arc::clone(&inv);
-        let metrics = Arc::clone(&state.metrics);
-        Box::new(
-            move |history: &History, maintenance: &[Maintenance]| match &ad_hoc {
-                Some(windows) => decide(&inv, windows, &report, &c, history),
-                // `c` was classified with no ad-hoc windows.
-                None if maintenance.is_empty() => decide(&inv, &[], &report, &c, history),
-                None => {
-                    let windows: Vec<MaintenanceWindow> = maintenance
-                        .iter()
-                        .filter_map(|m| m.to_window(&inv))
-                        .collect();
-                    let again = classify(
-                        &inv,
-                        &windows,
-                        &report.hostname,
-                        key_customer,
-                        report.occurred_at,
-                    );
-                    note_skipped(&metrics, &inv, &windows, &again);
-                    decide(&inv, &windows, &report, &again, history)
-                }
-            },
-        )
-    };
+    let decide = decider(
+        Arc::clone(&inv),
+        Arc::clone(&state.metrics),
+        ad_hoc,
+        report,
+        c,
+        key_customer,
+    );
     let recorded = state.store.record(new, decide).await?;
     let verdict = recorded.event.event.verdict;
     // A new event's deliveries, or those of the release this report completed.
@@ -148,22 +114,106 @@ async fn handle<S: Store>(
     {
         state.wake.notify_one();
     }
-    let event = &recorded.event;
-    let mut failed = Vec::new();
-    if in_request {
-        let (sent, elsewhere) = crate::worker::deliver_recorded(state, &recorded).await?;
-        for (channel, outcome) in sent {
-            if let Outcome::Retry { error, .. } = outcome {
-                failed.push(FailedChannel { channel, error });
-            }
+    let failed = if in_request {
+        deliver_in_request(state, &recorded).await?
+    } else {
+        Vec::new()
+    };
+    let (status, answer) = answer(&recorded, failed, unknown);
+    Ok((status, answer, verdict))
+}
+
+/// The report in `body`: a body too large or unreadable, or JSON that is not a report, is a
+/// 4xx naming what is wrong.
+fn read_report(
+    body: Result<Bytes, BytesRejection>,
+    now: Timestamp,
+) -> Result<FailoverReport, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BodyTooLarge,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        } else {
+            ApiError::client(e.status(), ErrorCode::InvalidBody, e.body_text())
         }
-        for channel in elsewhere {
-            failed.push(FailedChannel {
-                channel,
-                error: "another request is sending it".into(),
-            });
+    })?;
+    report::parse(&body, now).map_err(|e| match e.field() {
+        Some(f) => ApiError::field(f, e.to_string()),
+        None => ApiError::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson,
+            e.to_string(),
+        ),
+    })
+}
+
+/// What `record` runs inside its transaction: `report` decided on the cluster's history,
+/// classified again with the ad-hoc windows the store read when `ad_hoc` is not cached.
+fn decider(
+    inv: Arc<Inventory>,
+    metrics: Arc<Metrics>,
+    ad_hoc: Option<Arc<Vec<MaintenanceWindow>>>,
+    report: FailoverReport,
+    c: Classification,
+    key_customer: Option<CustomerId>,
+) -> Decide {
+    Box::new(
+        move |history: &History, maintenance: &[Maintenance]| match &ad_hoc {
+            Some(windows) => decide(&inv, windows, &report, &c, history),
+            // `c` was classified with no ad-hoc windows.
+            None if maintenance.is_empty() => decide(&inv, &[], &report, &c, history),
+            None => {
+                let windows: Vec<MaintenanceWindow> = maintenance
+                    .iter()
+                    .filter_map(|m| m.to_window(&inv))
+                    .collect();
+                let again = classify(
+                    &inv,
+                    &windows,
+                    &report.hostname,
+                    key_customer,
+                    report.occurred_at,
+                );
+                note_skipped(&metrics, &inv, &windows, &again);
+                decide(&inv, &windows, &report, &again, history)
+            }
+        },
+    )
+}
+
+/// Sends a recorded report's messages within the request: the channels that have not taken
+/// theirs (to retry later, or held by another request).
+async fn deliver_in_request<S: Store>(
+    state: &AppState<S>,
+    recorded: &Recorded,
+) -> Result<Vec<FailedChannel>, ApiError> {
+    let mut failed = Vec::new();
+    let (sent, elsewhere) = crate::worker::deliver_recorded(state, recorded).await?;
+    for (channel, outcome) in sent {
+        if let Outcome::Retry { error, .. } = outcome {
+            failed.push(FailedChannel { channel, error });
         }
     }
+    for channel in elsewhere {
+        failed.push(FailedChannel {
+            channel,
+            error: "another request is sending it".into(),
+        });
+    }
+    Ok(failed)
+}
+
+/// The answer to a recorded report: 200, 503 when a channel has not taken its message (the
+/// reporter sends it again with the same id), 422 for an unknown host.
+fn answer(
+    recorded: &Recorded,
+    failed: Vec<FailedChannel>,
+    unknown: Option<String>,
+) -> (StatusCode, ReportAnswer) {
+    let event = &recorded.event;
     let mut answer = ReportAnswer {
         event_id: event.id.clone(),
         verdict: event.event.classification.clone(),
@@ -199,7 +249,7 @@ async fn handle<S: Store>(
     } else {
         StatusCode::OK
     };
-    Ok((status, answer, verdict))
+    (status, answer)
 }
 
 /// Logs and counts the windows a classification had to leave out: a stored window whose
