@@ -414,6 +414,9 @@ fn the_key_is_checked_before_anything_else_and_guessing_is_slowed_down() {
         ("/v1/events?limit=99999999999999999999", "limit"),
         ("/v1/events?limit=1&limit=2", "limit"),
         ("/v1/events?verdict=maybe", "verdict"),
+        // A reminder's message kind, never an event's verdict.
+        ("/v1/events?verdict=not-back", "verdict"),
+        ("/v1/events?verdict=", "verdict"),
         ("/v1/windows?days=7", "days"),
     ] {
         bad(send(&serve, "GET", path, Some(ADMIN), None), field, path);
