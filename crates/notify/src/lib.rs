@@ -74,8 +74,6 @@ pub enum Intent {
         /// When the alert ends.
         at: Timestamp,
     },
-    /// `notify test`'s message: no event behind it, no time of its own.
-    Test,
 }
 
 impl Intent {
@@ -100,7 +98,7 @@ impl Outgoing {
         match &self.intent {
             Intent::Failback { undoes } => Some((undoes, self.at())),
             Intent::Resolve { at } => Some((&self.event, Some(*at))),
-            Intent::Alert | Intent::Reminder | Intent::Test => None,
+            Intent::Alert | Intent::Reminder => None,
         }
     }
 

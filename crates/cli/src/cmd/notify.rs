@@ -47,7 +47,8 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         event: format!("test-{}", now.as_second()),
         // Planned: the colour and wording of a message nobody needs to act on.
         verdict: MessageKind::Planned,
-        intent: Intent::Test,
+        // An alert like an event's own, keyed by the `test-...` event id.
+        intent: Intent::Alert,
         subject: format!("failover-notify test message through channel {channel}"),
         body: format!(
             "This is a test of the channel `{channel}`, sent by `failover-notify notify test` at {now}. No failover happened."
